@@ -1,0 +1,30 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { PhalaApiError } from '../phala/api-errors.ts';
+
+/** Fails the workflow at once: the input itself is wrong. */
+export function invalidInput(message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, 'InvalidInput');
+}
+
+/**
+ * Maps an API error to how Temporal should treat it. The message is the API's own
+ * (never our headers), so it is safe for history.
+ */
+export function apiFailure(err: unknown, what: string): unknown {
+  if (!(err instanceof PhalaApiError)) return err;
+  const message = `${what}: ${err.status ?? 'no response'} ${err.kind}: ${err.message}${err.requestId ? ` (request ${err.requestId})` : ''}`;
+  switch (err.kind) {
+    case 'auth':
+    case 'not_found':
+    case 'invalid':
+    case 'bad_response':
+      return ApplicationFailure.nonRetryable(message, 'ApiRejected');
+    case 'rate_limited':
+      return ApplicationFailure.create({ message, type: 'RateLimited', nextRetryDelay: err.retryAfterMs ?? 5000 });
+    case 'conflict':
+      // Another operation runs on the CVM: wait for it rather than hammer the API.
+      return ApplicationFailure.create({ message, type: 'Conflict', nextRetryDelay: 5000 });
+    default:
+      return ApplicationFailure.create({ message, type: `Api_${err.kind}` });
+  }
+}

@@ -1,0 +1,232 @@
+import { heartbeat, log, sleep, Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/activity';
+import type { PhalaCloudClient } from '../phala/api-client.ts';
+import { PhalaApiError } from '../phala/api-errors.ts';
+import { getComposeHash } from '../phala/compose-hash.ts';
+import { encryptEnvVars } from '../phala/env-crypto.ts';
+import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from '../phala/env-validation.ts';
+import { checkEnvEncryptPublicKey } from '../phala/kms-signature.ts';
+import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
+import { apiFailure, invalidInput } from './failures.ts';
+import type {
+  ApplyObservation,
+  ComposeHashCheck,
+  CvmTarget,
+  EncryptionKey,
+  SubmitEnvInput,
+  SubmitEnvOutcome,
+  ValidatedInput,
+} from './types.ts';
+
+export interface PhalaActivityDeps {
+  phala: PhalaCloudClient;
+  /** How often the apply watcher polls the API. */
+  pollIntervalMs?: number;
+  /** Oldest KMS signature on an env-encryption key that is still trusted. */
+  kmsSignatureMaxAgeSeconds?: number;
+}
+
+const ONCHAIN_KMS_TYPES = new Set(['ethereum', 'base']);
+
+function normaliseAppId(appId: string): string {
+  return /^(0x)?[0-9a-fA-F]{40}$/.test(appId) ? `0x${appId.replace(/^0x/, '').toLowerCase()}` : appId;
+}
+
+function toEnvList(env: unknown): EnvVar[] {
+  if (Array.isArray(env)) return env as EnvVar[];
+  if (env !== null && typeof env === 'object') {
+    return Object.entries(env as Record<string, unknown>).map(([key, value]) => {
+      if (typeof value !== 'string') throw invalidInput(`env.${ENV_KEY_PATTERN.test(key) ? key : '<invalid key>'} must be a string`);
+      return { key, value };
+    });
+  }
+  throw invalidInput('env must be an object of KEY: value or a list of {key, value}');
+}
+
+export function createPhalaActivities(deps: PhalaActivityDeps) {
+  const { phala } = deps;
+  const pollIntervalMs = deps.pollIntervalMs ?? 1000;
+
+  return {
+    async validateInput(input: { env: unknown; allowedKeys?: unknown }): Promise<ValidatedInput> {
+      const env = toEnvList(input.env);
+      try {
+        validateEnvVars(env);
+      } catch (err) {
+        if (err instanceof EnvValidationError) throw invalidInput(`env: ${err.message}`);
+        throw err;
+      }
+      if (env.length === 0) throw invalidInput('env: at least one variable is required');
+      let envKeys = env.map((e) => e.key);
+      if (input.allowedKeys !== undefined) {
+        if (!Array.isArray(input.allowedKeys) || input.allowedKeys.some((k) => typeof k !== 'string')) {
+          throw invalidInput('allowedKeys must be a list of env names');
+        }
+        const allowed = input.allowedKeys as string[];
+        const bad = allowed.filter((k) => !ENV_KEY_PATTERN.test(k));
+        if (bad.length > 0) throw invalidInput(`allowedKeys: ${bad.length} name(s) are not valid env names (${bad.map((k) => JSON.stringify(k.slice(0, 32))).join(', ')})`);
+        // The guest silently drops keys outside allowed_envs: refuse instead of losing them.
+        const missing = envKeys.filter((k) => !allowed.includes(k));
+        if (missing.length > 0) throw invalidInput(`allowedKeys must include every env key; missing: ${missing.join(', ')}`);
+        envKeys = [...new Set(allowed)];
+      }
+      return { env, envKeys };
+    },
+
+    async resolveCvm({ cvmId }: { cvmId: string }): Promise<CvmTarget> {
+      if (typeof cvmId !== 'string' || cvmId.trim() === '') throw invalidInput('cvmId is required');
+      const cvm = await phala.getCvm(cvmId).catch((err) => {
+        throw apiFailure(err, `GET /cvms/${cvmId}`);
+      });
+      const kmsType = cvm.kms_type ?? 'phala';
+      const onchain = ONCHAIN_KMS_TYPES.has(kmsType);
+      const appId = normaliseAppId(cvm.app_id ?? cvm.kms_info?.dstack_app_address ?? '');
+      if (!appId) throw ApplicationFailure.nonRetryable(`CVM ${cvmId} has no app id`, 'ApiRejected');
+      const target: CvmTarget = {
+        cvmId: cvm.id,
+        name: cvm.name,
+        appId,
+        kms: onchain ? 'onchain' : 'phala',
+        kmsType,
+        chainId: cvm.kms_info?.chain_id ?? undefined,
+        encryptedEnvPubkey: cvm.kms_info?.encrypted_env_pubkey ?? undefined,
+        composeHash: cvm.compose_hash ?? undefined,
+      };
+      if (onchain) {
+        // The CVM names its KMS by contract address; the pubkey endpoint wants the KMS id or slug.
+        const kmsAddress = cvm.kms_info?.dstack_kms_address?.toLowerCase();
+        const list = await phala.listKms({ isOnchain: true }).catch((err) => {
+          throw apiFailure(err, 'GET /kms');
+        });
+        const kms = list.items.find(
+          (k) => k.kms_contract_address?.toLowerCase() === kmsAddress && (target.chainId === undefined || k.chain_id === target.chainId),
+        );
+        if (!kms) {
+          throw ApplicationFailure.nonRetryable(`no KMS listed for contract ${kmsAddress ?? '(none)'} on chain ${target.chainId}`, 'KmsNotFound');
+        }
+        target.kmsId = kms.slug ?? kms.id;
+        target.kmsPublicKey = kms.k256_pubkey ?? undefined;
+        target.chainId ??= kms.chain_id ?? undefined;
+      }
+      return target;
+    },
+
+    async getEncryptionKey(target: CvmTarget): Promise<EncryptionKey> {
+      if (target.kms === 'phala') {
+        if (!target.encryptedEnvPubkey) {
+          throw ApplicationFailure.nonRetryable(`CVM ${target.cvmId} exposes no env encryption key`, 'ApiRejected');
+        }
+        return { publicKey: target.encryptedEnvPubkey, source: 'cvm-record' };
+      }
+      const res = await phala.getAppEnvEncryptPubkey(target.kmsId!, target.appId).catch((err) => {
+        throw apiFailure(err, `GET /kms/${target.kmsId}/pubkey/${target.appId}`);
+      });
+      if (!target.kmsPublicKey) {
+        throw ApplicationFailure.nonRetryable(`KMS ${target.kmsId} publishes no k256_pubkey: the env key cannot be verified`, 'KeyNotTrusted');
+      }
+      const check = checkEnvEncryptPublicKey({
+        publicKey: res.public_key,
+        signature: res.signature,
+        appId: target.appId,
+        kmsPublicKey: target.kmsPublicKey,
+        timestamp: res.timestamp ?? undefined,
+        maxAgeSeconds: deps.kmsSignatureMaxAgeSeconds,
+      });
+      if (!check.ok) {
+        // A fresh fetch may carry a fresh signature: retry a few times before an operator looks.
+        throw ApplicationFailure.create({
+          message: `the env encryption key for app ${target.appId} is not signed by KMS ${target.kmsId}: ${check.reason}`,
+          type: 'KeyNotTrusted',
+          nonRetryable: check.reason !== 'expired',
+        });
+      }
+      return { publicKey: res.public_key, source: 'kms-signed' };
+    },
+
+    async encryptEnv({ env, publicKey }: { env: EnvVar[]; publicKey: string }): Promise<{ encryptedEnv: string }> {
+      return { encryptedEnv: await encryptEnvVars(env, publicKey) };
+    },
+
+    async submitEnvUpdate(input: SubmitEnvInput): Promise<SubmitEnvOutcome> {
+      const phase = input.transactionHash ? 'phase 2' : 'phase 1';
+      try {
+        const res = await phala.updateCvmEnvs(
+          {
+            id: input.cvmId,
+            encrypted_env: input.encryptedEnv,
+            env_keys: input.envKeys,
+            ...(input.composeHash ? { compose_hash: input.composeHash } : {}),
+            ...(input.transactionHash ? { transaction_hash: input.transactionHash } : {}),
+          },
+          { requestId: input.requestId },
+        );
+        if (res.status === 'in_progress') {
+          return { kind: 'in_progress', correlationId: res.correlation_id, allowedEnvsChanged: res.allowed_envs_changed };
+        }
+        return {
+          kind: 'precondition_required',
+          composeHash: res.compose_hash.replace(/^0x/, '').toLowerCase(),
+          appId: normaliseAppId(res.app_id),
+          deviceId: res.device_id || undefined,
+          chainId: res.kms_info.chain_id ?? undefined,
+          kmsId: res.kms_info.slug ?? res.kms_info.id,
+        };
+      } catch (err) {
+        if (err instanceof PhalaApiError && (err.kind === 'hash_expired' || err.kind === 'tx_not_verified' || err.kind === 'hash_not_allowed')) {
+          return { kind: err.kind, message: err.message };
+        }
+        throw apiFailure(err, `${phase} PATCH /cvms/${input.cvmId}/envs`);
+      }
+    },
+
+    async checkComposeHash(input: {
+      cvmId: string;
+      envKeys: string[];
+      expected: string;
+      policy: ComposeHashPolicy;
+    }): Promise<ComposeHashCheck> {
+      const expected = input.expected.replace(/^0x/, '').toLowerCase();
+      if (input.policy === 'off') return { policy: 'off', expected, matches: true, detail: 'not checked (policy off)' };
+      const compose = await phala.getComposeFile(input.cvmId).catch((err) => {
+        throw apiFailure(err, `GET /cvms/${input.cvmId}/compose_file`);
+      });
+      const computed = getComposeHash({ ...compose, allowed_envs: input.envKeys });
+      const matches = computed === expected;
+      const detail = matches
+        ? 'the compose with the new allowed_envs hashes to the value the API asked for'
+        : `our compose with allowed_envs=[${input.envKeys.join(',')}] hashes to ${computed}`;
+      if (!matches) log.warn('compose hash differs from the one computed locally', { cvmId: input.cvmId, expected, computed, policy: input.policy });
+      return { policy: input.policy, expected, computed, matches, detail };
+    },
+
+    async observeApplied(input: { cvmId: string; correlationId: string; maxWaitMs: number }): Promise<ApplyObservation> {
+      const deadline = Date.now() + input.maxWaitMs;
+      let detail = 'not seen yet';
+      for (;;) {
+        const ops = await phala.getCvmOperations(input.cvmId, { limit: 20 }).catch((err) => {
+          throw apiFailure(err, `GET /cvms/${input.cvmId}/operations`);
+        });
+        const op = ops.items.find((o) => o.correlation_id === input.correlationId);
+        if (op) {
+          const s = op.status.toLowerCase();
+          if (['completed', 'succeeded', 'success', 'done'].includes(s)) return { state: 'applied' };
+          if (['failed', 'error', 'cancelled', 'canceled'].includes(s)) {
+            return { state: 'failed', message: op.error_message ?? `operation ${input.correlationId} ${op.status}` };
+          }
+          detail = `operation ${op.status}`;
+        } else {
+          // Some deployments keep no operation record: the CVM's own progress then tells.
+          const cvm = await phala.getCvm(input.cvmId).catch((err) => {
+            throw apiFailure(err, `GET /cvms/${input.cvmId}`);
+          });
+          if (!cvm.in_progress && cvm.progress?.correlation_id !== input.correlationId) return { state: 'applied' };
+          detail = `CVM ${cvm.status}${cvm.in_progress ? ' (in progress)' : ''}`;
+        }
+        heartbeat(detail);
+        if (Date.now() + pollIntervalMs > deadline) return { state: 'pending', detail };
+        await sleep(pollIntervalMs);
+        if (Context.current().cancellationSignal.aborted) return { state: 'pending', detail };
+      }
+    },
+  };
+}

@@ -1,0 +1,140 @@
+// Typed helpers for backends: start a change (idempotent by requestId), wait for it,
+// read its status, and send the operator actions.
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import {
+  abortSignal,
+  CvmIdAttribute,
+  retrySignal,
+  statusQuery,
+  useTransactionSignal,
+  workflowIdForCvm,
+  WORKFLOW_TYPE,
+  type UpdateEnvInput,
+  type UpdateEnvResult,
+  type UpdateStatus,
+} from './workflows/definitions.ts';
+import type { updateCvmEnvWorkflow } from './workflows/update-cvm-env.ts';
+
+export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus } from './workflows/definitions.ts';
+
+export type EnvUpdateHandle = WorkflowHandle<typeof updateCvmEnvWorkflow>;
+
+/** A different change already runs on this CVM. */
+export class UpdateAlreadyRunningError extends Error {
+  override readonly name = 'UpdateAlreadyRunningError';
+  constructor(
+    readonly cvmId: string,
+    readonly workflowId: string,
+    readonly runId: string | undefined,
+  ) {
+    super(
+      `an env update of CVM ${cvmId} is already running (workflow ${workflowId}${runId ? `, run ${runId}` : ''}); ` +
+        'wait for it, or abort it, before starting another; pass the same requestId to attach to it',
+    );
+  }
+}
+
+export interface StartEnvUpdateOptions {
+  taskQueue: string;
+}
+
+export interface StartedEnvUpdate {
+  handle: EnvUpdateHandle;
+  workflowId: string;
+  /** True when an earlier start with the same requestId was found instead of a new one started. */
+  attached: boolean;
+}
+
+function checkInput(input: UpdateEnvInput): void {
+  if (!input || typeof input !== 'object') throw new TypeError('input must be an object');
+  if (typeof input.cvmId !== 'string' || input.cvmId.trim() === '') throw new TypeError('cvmId is required');
+  if (input.env === null || typeof input.env !== 'object') throw new TypeError('env must be an object or a list of {key, value}');
+  if (input.requestId !== undefined && (typeof input.requestId !== 'string' || input.requestId === '')) {
+    throw new TypeError('requestId must be a non-empty string');
+  }
+  if (input.confirmations !== undefined && (!Number.isInteger(input.confirmations) || input.confirmations < 1)) {
+    throw new TypeError('confirmations must be a positive integer');
+  }
+  if (input.composeHashPolicy !== undefined && !['strict', 'warn', 'off'].includes(input.composeHashPolicy)) {
+    throw new TypeError("composeHashPolicy must be 'strict', 'warn' or 'off'");
+  }
+}
+
+async function requestIdOf(handle: WorkflowHandle): Promise<{ requestId?: string; running: boolean; runId: string } | undefined> {
+  try {
+    const d = await handle.describe();
+    return { requestId: d.memo?.requestId as string | undefined, running: d.status.name === 'RUNNING', runId: d.runId };
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Starts the change of one CVM's env. One change per CVM runs at a time: the same
+ * requestId attaches to the change it started (running or finished); another is refused.
+ */
+export async function startEnvUpdate(client: Client, input: UpdateEnvInput, options: StartEnvUpdateOptions): Promise<StartedEnvUpdate> {
+  checkInput(input);
+  const workflowId = workflowIdForCvm(input.cvmId);
+  const existing = client.workflow.getHandle<typeof updateCvmEnvWorkflow>(workflowId);
+  if (input.requestId) {
+    const previous = await requestIdOf(existing);
+    if (previous?.requestId === input.requestId) {
+      return { handle: client.workflow.getHandle(workflowId, previous.runId), workflowId, attached: true };
+    }
+  }
+  try {
+    const handle = await client.workflow.start<typeof updateCvmEnvWorkflow>(WORKFLOW_TYPE, {
+      workflowId,
+      taskQueue: options.taskQueue,
+      args: [input],
+      memo: input.requestId ? { requestId: input.requestId } : {},
+      typedSearchAttributes: [{ key: CvmIdAttribute, value: input.cvmId }],
+      workflowIdConflictPolicy: 'FAIL',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    });
+    return { handle, workflowId, attached: false };
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    const running = await requestIdOf(existing);
+    if (running && input.requestId && running.requestId === input.requestId) {
+      return { handle: client.workflow.getHandle(workflowId, running.runId), workflowId, attached: true };
+    }
+    throw new UpdateAlreadyRunningError(input.cvmId, workflowId, running?.runId);
+  }
+}
+
+/** Accepts a CVM id or a workflow id. */
+export function envUpdateHandle(client: Client, cvmOrWorkflowId: string): EnvUpdateHandle {
+  const workflowId = cvmOrWorkflowId.startsWith('cvm-env-') ? cvmOrWorkflowId : workflowIdForCvm(cvmOrWorkflowId);
+  return client.workflow.getHandle<typeof updateCvmEnvWorkflow>(workflowId);
+}
+
+export function awaitEnvUpdate(handle: EnvUpdateHandle): Promise<UpdateEnvResult> {
+  return handle.result();
+}
+
+export function getEnvUpdateStatus(client: Client, cvmOrWorkflowId: string): Promise<UpdateStatus> {
+  return envUpdateHandle(client, cvmOrWorkflowId).query(statusQuery);
+}
+
+export function retryEnvUpdate(client: Client, cvmOrWorkflowId: string): Promise<void> {
+  return envUpdateHandle(client, cvmOrWorkflowId).signal(retrySignal);
+}
+
+export function abortEnvUpdate(client: Client, cvmOrWorkflowId: string, reason?: string): Promise<void> {
+  return envUpdateHandle(client, cvmOrWorkflowId).signal(abortSignal, { reason });
+}
+
+export function useRegistrationTransaction(client: Client, cvmOrWorkflowId: string, transactionHash: string): Promise<void> {
+  if (!/^0x[0-9a-fA-F]{64}$/.test(transactionHash)) {
+    return Promise.reject(new TypeError(`transaction hash must be 0x followed by 64 hex digits, got ${JSON.stringify(transactionHash)}`));
+  }
+  return envUpdateHandle(client, cvmOrWorkflowId).signal(useTransactionSignal, { transactionHash });
+}

@@ -1,0 +1,152 @@
+// The crash-safe sending state machine, as deterministic workflow code. Every signed
+// transaction is an activity result, so its raw bytes are in history before any
+// broadcast; a retry or a new worker rebroadcasts those bytes instead of signing again.
+import { ApplicationFailure } from '@temporalio/workflow';
+import type {
+  ChainPreflight,
+  ConfirmationCheck,
+  MinedTx,
+  RegistrationVerification,
+  SignedTx,
+  TxObservation,
+} from '../activities/types.ts';
+import type { UpdateStatus } from './definitions.ts';
+
+export interface ChainActivities {
+  chainPreflight(a: { chainId: number; appId: string; composeHash: string }): Promise<ChainPreflight>;
+  signRegistration(a: {
+    chainId: number;
+    appId: string;
+    composeHash: string;
+    /** Reuse this nonce (a replacement); omitted: the account's pending nonce. */
+    nonce?: number;
+    /** The fees of the transaction being replaced: the new one pays at least 10% more on both. */
+    replacing?: { maxFeePerGas: string; maxPriorityFeePerGas: string };
+  }): Promise<SignedTx>;
+  broadcastTransaction(a: { chainId: number; raw: string }): Promise<{ result: 'sent' | 'known' }>;
+  observeTransactions(a: {
+    chainId: number;
+    from: string;
+    nonce: number;
+    hashes: string[];
+    maxWaitMs: number;
+  }): Promise<TxObservation>;
+  checkConfirmations(a: { chainId: number; tx: MinedTx; confirmations: number; maxWaitMs: number }): Promise<ConfirmationCheck>;
+  verifyRegistration(a: {
+    chainId: number;
+    appId: string;
+    composeHash: string;
+    transactionHash: string;
+  }): Promise<RegistrationVerification>;
+}
+
+type Timed = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
+
+export interface RegistrationSenderOptions {
+  chain: ChainActivities;
+  status: UpdateStatus;
+  chainId: number;
+  appId: string;
+  composeHash: string;
+  from: string;
+  /** How long a transaction may sit unmined before it is replaced with higher fees. */
+  stallMs: number;
+  timed: Timed;
+  maxReplacements?: number;
+}
+
+/**
+ * Sends addComposeHash exactly once. State lives here (and so in the workflow), so
+ * run() can be called again after a reorg and resumes from the transactions already signed.
+ */
+export class RegistrationSender {
+  /** Transactions signed for the current nonce: the original and its replacements. */
+  private sameNonce: SignedTx[] = [];
+
+  constructor(private readonly o: RegistrationSenderOptions) {}
+
+  async run(): Promise<MinedTx> {
+    const { chain, chainId, timed } = this.o;
+    if (this.sameNonce.length === 0) await this.sign();
+    for (;;) {
+      const latest = this.sameNonce[this.sameNonce.length - 1]!;
+      await timed('broadcastTransaction', () => chain.broadcastTransaction({ chainId, raw: latest.raw }));
+      const seen = await timed('observeTransactions', () =>
+        chain.observeTransactions({
+          chainId,
+          from: this.o.from,
+          nonce: latest.nonce,
+          hashes: this.sameNonce.map((t) => t.hash),
+          maxWaitMs: this.o.stallMs,
+        }),
+      );
+      switch (seen.state) {
+        case 'mined':
+          if (!seen.success) {
+            throw ApplicationFailure.nonRetryable(
+              `registration transaction ${seen.hash} reverted in block ${seen.blockNumber}; is the signer still the app owner?`,
+              'RegistrationReverted',
+            );
+          }
+          return { hash: seen.hash, blockNumber: seen.blockNumber, blockHash: seen.blockHash };
+        case 'pending':
+          if (this.sameNonce.length <= (this.o.maxReplacements ?? 5)) await this.sign(latest);
+          break;
+        case 'dropped':
+          // Rebroadcast the same bytes on the next turn.
+          break;
+        case 'nonce_consumed':
+          // Another transaction of this key took the nonce: ours can never be mined.
+          this.sameNonce = [];
+          await this.sign();
+          break;
+      }
+    }
+  }
+
+  private async sign(replacing?: SignedTx): Promise<void> {
+    const { chain, chainId, appId, composeHash, timed, status } = this.o;
+    const signed = await timed('signRegistration', () =>
+      chain.signRegistration({
+        chainId,
+        appId,
+        composeHash,
+        ...(replacing
+          ? {
+              nonce: replacing.nonce,
+              replacing: { maxFeePerGas: replacing.maxFeePerGas, maxPriorityFeePerGas: replacing.maxPriorityFeePerGas },
+            }
+          : {}),
+      }),
+    );
+    this.sameNonce.push(signed);
+    status.sentTransactions.push({
+      hash: signed.hash,
+      nonce: signed.nonce,
+      maxFeePerGas: signed.maxFeePerGas,
+      maxPriorityFeePerGas: signed.maxPriorityFeePerGas,
+    });
+  }
+}
+
+export interface ConfirmationOptions {
+  chain: ChainActivities;
+  status: UpdateStatus;
+  chainId: number;
+  tx: MinedTx;
+  confirmations: number;
+  sliceMs: number;
+  timed: Timed;
+}
+
+/** Resolves with the confirmed transaction, or undefined when a reorg removed it. */
+export async function waitForConfirmations(o: ConfirmationOptions): Promise<MinedTx | undefined> {
+  for (;;) {
+    const check = await o.timed('checkConfirmations', () =>
+      o.chain.checkConfirmations({ chainId: o.chainId, tx: o.tx, confirmations: o.confirmations, maxWaitMs: o.sliceMs }),
+    );
+    if (check.state === 'reorged') return undefined;
+    o.status.confirmations = check.confirmations;
+    if (check.state === 'confirmed') return o.tx;
+  }
+}

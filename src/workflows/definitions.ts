@@ -1,0 +1,110 @@
+// Names and shapes shared by the workflow, the client helpers and the CLI. Workflow-safe:
+// nothing here may import Node or chain libraries.
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+export type ComposeHashPolicy = 'strict' | 'warn' | 'off';
+
+export interface EnvVar {
+  key: string;
+  value: string;
+}
+
+export interface UpdateEnvInput {
+  cvmId: string;
+  /** Plaintext: reaches Temporal only through the payload codec. */
+  env: Record<string, string> | EnvVar[];
+  /** Keys the CVM may read (its compose's allowed_envs). Default: the env's own keys. */
+  allowedKeys?: string[];
+  /** Blocks on top of the registration before phase 2. Default: the worker's per-chain setting. */
+  confirmations?: number;
+  composeHashPolicy?: ComposeHashPolicy;
+  /** Wait until the CVM has applied the change. Default true. */
+  waitForApplied?: boolean;
+  /** Idempotency key of the caller; also sent to the API as the request id. */
+  requestId?: string;
+}
+
+export const PHASES = [
+  'validating',
+  'resolving',
+  'encrypting',
+  'phase1',
+  'checking',
+  'registering',
+  'confirming',
+  'phase2',
+  'applying',
+  'awaiting_operator',
+  'completed',
+  'failed',
+  'aborted',
+] as const;
+export type UpdatePhase = (typeof PHASES)[number];
+
+export interface UpdateTimings {
+  startedAt: string;
+  finishedAt?: string;
+  totalMs?: number;
+  /** Time inside activities that call the Phala Cloud API. */
+  apiMs: number;
+  /** Time inside activities that talk to the chain (signing, sending, mining, confirmations). */
+  chainMs: number;
+  /** Time spent waiting for an operator. */
+  operatorMs: number;
+  /** Per-phase wall time, in the order phases were entered. */
+  phases: { phase: UpdatePhase; ms: number }[];
+}
+
+export interface UpdateStatus {
+  cvmId: string;
+  phase: UpdatePhase;
+  appId?: string;
+  kms?: 'phala' | 'onchain';
+  chainId?: number;
+  composeHash?: string;
+  /** The transaction that registered the compose hash (ours or an operator's). */
+  transactionHash?: string;
+  /** Every registration transaction we signed, replacements included. */
+  sentTransactions: { hash: string; nonce: number; maxFeePerGas: string; maxPriorityFeePerGas: string }[];
+  blockNumber?: number;
+  confirmations?: number;
+  requiredConfirmations?: number;
+  correlationId?: string;
+  attempts: Record<string, number>;
+  /** Why the workflow waits for an operator, while it does. */
+  waitingFor?: string;
+  lastError?: string;
+  timings: UpdateTimings;
+}
+
+export interface UpdateEnvResult {
+  cvmId: string;
+  kms: 'phala' | 'onchain';
+  correlationId: string;
+  composeHash?: string;
+  transactionHash?: string;
+  blockNumber?: number;
+  allowedEnvsChanged: boolean;
+  applied: boolean;
+  timings: UpdateTimings;
+}
+
+export const statusQuery = defineQuery<UpdateStatus>('status');
+/** Operator: run the step that is waiting again. */
+export const retrySignal = defineSignal('retry');
+/** Operator: stop the change; nothing further is sent. */
+export const abortSignal = defineSignal<[{ reason?: string }?]>('abort');
+/** Operator: a registration sent by someone else (e.g. a multisig owner); verified before use. */
+export const useTransactionSignal = defineSignal<[{ transactionHash: string }]>('useTransaction');
+
+export const CvmIdAttribute = defineSearchAttributeKey('CvmId', SearchAttributeType.KEYWORD);
+export const AppIdAttribute = defineSearchAttributeKey('AppId', SearchAttributeType.KEYWORD);
+export const UpdatePhaseAttribute = defineSearchAttributeKey('UpdatePhase', SearchAttributeType.KEYWORD);
+
+export const WORKFLOW_TYPE = 'updateCvmEnvWorkflow';
+
+/** One change per CVM at a time: the id is derived from the CVM. */
+export function workflowIdForCvm(cvmId: string): string {
+  return `cvm-env-${cvmId}`;
+}

@@ -1,0 +1,364 @@
+import {
+  ApplicationFailure,
+  condition,
+  proxyActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+  ActivityFailure,
+} from '@temporalio/workflow';
+import type { createActivities } from '../activities/index.ts';
+import type { MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
+import {
+  abortSignal,
+  AppIdAttribute,
+  CvmIdAttribute,
+  retrySignal,
+  statusQuery,
+  UpdatePhaseAttribute,
+  useTransactionSignal,
+  type UpdateEnvInput,
+  type UpdateEnvResult,
+  type UpdatePhase,
+  type UpdateStatus,
+} from './definitions.ts';
+import { RegistrationSender, waitForConfirmations, type ChainActivities } from './chain-sender.ts';
+
+type Activities = ReturnType<typeof createActivities>;
+
+/** Failure types that end the workflow at once: the input or the API said no for good. */
+const FINAL_FAILURES = ['InvalidInput', 'ApiRejected'];
+
+const api = proxyActivities<Activities>({
+  startToCloseTimeout: '45 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: 12,
+    nonRetryableErrorTypes: FINAL_FAILURES,
+  },
+});
+
+// Polling activities return within maxWaitMs; the timeout leaves room for one slow RPC.
+const POLL_SLICE_MS = 20_000;
+const pollers = proxyActivities<Activities>({
+  startToCloseTimeout: '60 seconds',
+  heartbeatTimeout: '20 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 12 },
+});
+
+const chain: ChainActivities = proxyActivities<Activities>({
+  startToCloseTimeout: '60 seconds',
+  heartbeatTimeout: '20 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: 12,
+    nonRetryableErrorTypes: FINAL_FAILURES,
+  },
+});
+
+const MAX_PHASE1_ROUNDS = 3;
+const MAX_TX_NOT_VERIFIED = 6;
+
+class Aborted extends Error {}
+
+export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<UpdateEnvResult> {
+  const startedAt = Date.now();
+  const status: UpdateStatus = {
+    cvmId: input.cvmId,
+    phase: 'validating',
+    sentTransactions: [],
+    attempts: {},
+    timings: { startedAt: new Date(startedAt).toISOString(), apiMs: 0, chainMs: 0, operatorMs: 0, phases: [] },
+  };
+  let phaseStarted = startedAt;
+  let operatorAction: { kind: 'retry' } | { kind: 'abort'; reason?: string } | { kind: 'useTransaction'; hash: string } | undefined;
+
+  setHandler(statusQuery, () => status);
+  setHandler(retrySignal, () => void (operatorAction = { kind: 'retry' }));
+  setHandler(abortSignal, (arg) => void (operatorAction = { kind: 'abort', reason: arg?.reason }));
+  setHandler(useTransactionSignal, ({ transactionHash }) => {
+    operatorAction = { kind: 'useTransaction', hash: transactionHash };
+  });
+
+  const enter = (phase: UpdatePhase) => {
+    const now = Date.now();
+    if (status.phase !== phase) {
+      status.timings.phases.push({ phase: status.phase, ms: now - phaseStarted });
+      phaseStarted = now;
+    }
+    status.phase = phase;
+    upsertSearchAttributes([{ key: UpdatePhaseAttribute, value: phase }]);
+  };
+
+  /** Runs an activity call and books its wall time to the API or chain bucket. */
+  const timed = async <T>(bucket: 'apiMs' | 'chainMs', name: string, fn: () => Promise<T>): Promise<T> => {
+    status.attempts[name] = (status.attempts[name] ?? 0) + 1;
+    const t0 = Date.now();
+    try {
+      return await fn();
+    } finally {
+      status.timings[bucket] += Date.now() - t0;
+    }
+  };
+
+  /**
+   * Parks the workflow in a named state until an operator acts. Returns the action;
+   * abort ends the workflow from here.
+   */
+  const awaitOperator = async (why: string, accept: ('retry' | 'useTransaction')[]) => {
+    const resumeTo = status.phase;
+    status.waitingFor = why;
+    enter('awaiting_operator');
+    const t0 = Date.now();
+    operatorAction = undefined;
+    await condition(() => operatorAction !== undefined && (operatorAction.kind === 'abort' || accept.includes(operatorAction.kind)));
+    status.timings.operatorMs += Date.now() - t0;
+    const action = operatorAction!;
+    operatorAction = undefined;
+    status.waitingFor = undefined;
+    if (action.kind === 'abort') throw new Aborted(action.reason ?? 'aborted by an operator');
+    enter(resumeTo);
+    return action;
+  };
+
+  /** A step whose retries ran out waits for an operator instead of failing the change. */
+  const step = async <T>(bucket: 'apiMs' | 'chainMs', name: string, fn: () => Promise<T>): Promise<T> => {
+    for (;;) {
+      try {
+        return await timed(bucket, name, fn);
+      } catch (err) {
+        if (isFinal(err)) throw err;
+        status.lastError = oneLine(err);
+        await awaitOperator(`${name} kept failing: ${status.lastError}; signal retry or abort`, ['retry']);
+      }
+    }
+  };
+
+  upsertSearchAttributes([
+    { key: CvmIdAttribute, value: input.cvmId },
+    { key: UpdatePhaseAttribute, value: status.phase },
+  ]);
+
+  try {
+    const validated = await timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys }));
+
+    enter('resolving');
+    const target = await step('apiMs', 'resolveCvm', () => api.resolveCvm({ cvmId: input.cvmId }));
+    status.appId = target.appId;
+    status.kms = target.kms;
+    status.chainId = target.chainId;
+    upsertSearchAttributes([{ key: AppIdAttribute, value: target.appId }]);
+
+    enter('encrypting');
+    const key = await step('apiMs', 'getEncryptionKey', () => api.getEncryptionKey(target));
+    // Encrypted once: both phases and every retry send the same ciphertext.
+    const { encryptedEnv } = await step('apiMs', 'encryptEnv', () => api.encryptEnv({ env: validated.env, publicKey: key.publicKey }));
+
+    const submit = (extra: { composeHash?: string; transactionHash?: string }) =>
+      step('apiMs', extra.transactionHash ? 'phase2' : 'phase1', () =>
+        api.submitEnvUpdate({
+          cvmId: target.cvmId,
+          encryptedEnv,
+          envKeys: validated.envKeys,
+          requestId: input.requestId,
+          ...extra,
+        }),
+      );
+
+    let accepted: Extract<SubmitEnvOutcome, { kind: 'in_progress' }> | undefined;
+    let registration: MinedTx | undefined;
+    for (let round = 1; !accepted; round++) {
+      enter('phase1');
+      const first = await submit({});
+      if (first.kind === 'in_progress') {
+        accepted = first;
+        break;
+      }
+      if (first.kind !== 'precondition_required') {
+        throw ApplicationFailure.nonRetryable(`phase 1 answered ${first.kind}: ${first.message}`, 'ApiRejected');
+      }
+      status.composeHash = first.composeHash;
+      const chainId = first.chainId ?? target.chainId;
+      if (chainId === undefined) {
+        throw ApplicationFailure.nonRetryable('the API asked for an on-chain registration but named no chain', 'ApiRejected');
+      }
+      status.chainId = chainId;
+
+      enter('checking');
+      const check = await step('apiMs', 'checkComposeHash', () =>
+        api.checkComposeHash({
+          cvmId: target.cvmId,
+          envKeys: validated.envKeys,
+          expected: first.composeHash,
+          policy: input.composeHashPolicy ?? 'strict',
+        }),
+      );
+      let operatorTx: string | undefined;
+      if (!check.matches && check.policy === 'strict') {
+        const action = await awaitOperator(
+          `compose hash ${first.composeHash} does not match the compose we expect (${check.detail}); ` +
+            'retry to check again, useTransaction with a registration you made, or abort',
+          ['retry', 'useTransaction'],
+        );
+        if (action.kind === 'retry') continue;
+        if (action.kind === 'useTransaction') operatorTx = action.hash;
+      }
+
+      const appId = first.appId || target.appId;
+      const pre = await step('chainMs', 'chainPreflight', () => chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }));
+      const confirmations = input.confirmations ?? pre.confirmations;
+      status.requiredConfirmations = confirmations;
+
+      enter('registering');
+      registration = undefined;
+      const sender =
+        operatorTx === undefined && !pre.existing && pre.signerIsOwner
+          ? new RegistrationSender({
+              chain,
+              status,
+              chainId,
+              appId,
+              composeHash: first.composeHash,
+              from: pre.signer,
+              stallMs: pre.stallMs,
+              timed: (name, fn) => step('chainMs', name, fn),
+            })
+          : undefined;
+      if (operatorTx === undefined && pre.existing) registration = pre.existing;
+      else if (sender) registration = await sender.run();
+      for (;;) {
+        if (!registration) {
+          let txHash = operatorTx;
+          operatorTx = undefined;
+          if (!txHash) {
+            const action = await awaitOperator(
+              pre.signerIsOwner
+                ? `register compose hash ${first.composeHash} on app ${appId} and signal useTransaction`
+                : `the signer ${pre.signer} is not the owner (${pre.owner}) of app ${appId}: the owner must call ` +
+                    `addComposeHash(${first.composeHash}) and signal useTransaction with its hash`,
+              ['useTransaction'],
+            );
+            if (action.kind !== 'useTransaction') continue;
+            txHash = action.hash;
+          }
+          const verdict = await step('chainMs', 'verifyRegistration', () =>
+            chain.verifyRegistration({ chainId, appId, composeHash: first.composeHash, transactionHash: txHash }),
+          );
+          if (!verdict.ok) {
+            status.lastError = `transaction ${txHash} does not register the hash: ${verdict.reason}`;
+            continue;
+          }
+          registration = { hash: verdict.hash, blockNumber: verdict.blockNumber, blockHash: verdict.blockHash };
+        }
+        status.transactionHash = registration.hash;
+        status.blockNumber = registration.blockNumber;
+
+        enter('confirming');
+        const confirmed = await waitForConfirmations({
+          chain,
+          status,
+          chainId,
+          tx: registration,
+          confirmations,
+          sliceMs: POLL_SLICE_MS,
+          timed: (name, fn) => step('chainMs', name, fn),
+        });
+        if (confirmed) {
+          registration = confirmed;
+          break;
+        }
+        // A reorg took the registration out of the chain: our own is sent again from the
+        // bytes already signed; someone else's has to be handed over again.
+        status.lastError = `registration ${registration.hash} was reorganised out of the chain`;
+        enter('registering');
+        registration = sender ? await sender.run() : undefined;
+      }
+
+      let notVerified = 0;
+      for (;;) {
+        enter('phase2');
+        const second = await submit({ composeHash: first.composeHash, transactionHash: registration.hash });
+        if (second.kind === 'in_progress') {
+          accepted = second;
+          break;
+        }
+        status.lastError = second.kind === 'precondition_required' ? 'phase 2 asked for a registration again' : `${second.kind}: ${second.message}`;
+        if (second.kind === 'tx_not_verified' && ++notVerified < MAX_TX_NOT_VERIFIED) {
+          // The API's RPC may lag behind ours: give it time.
+          await sleep(Math.min(2 ** notVerified * 1000, 30_000));
+          continue;
+        }
+        if (second.kind === 'hash_expired' || second.kind === 'precondition_required') break;
+        await awaitOperator(`phase 2 was refused (${status.lastError}); signal retry once fixed, or abort`, ['retry']);
+        notVerified = 0;
+      }
+      if (!accepted && round >= MAX_PHASE1_ROUNDS) {
+        await awaitOperator(`the compose hash expired ${round} times; signal retry to start phase 1 again`, ['retry']);
+      }
+    }
+    status.correlationId = accepted.correlationId;
+
+    let applied = false;
+    if (input.waitForApplied !== false) {
+      enter('applying');
+      for (;;) {
+        const obs = await step('apiMs', 'observeApplied', () =>
+          pollers.observeApplied({ cvmId: target.cvmId, correlationId: accepted!.correlationId, maxWaitMs: POLL_SLICE_MS }),
+        );
+        if (obs.state === 'applied') break;
+        if (obs.state === 'failed') {
+          status.lastError = obs.message;
+          await awaitOperator(`the CVM reported the operation failed: ${obs.message}; signal retry to check again, or abort`, ['retry']);
+        }
+      }
+      applied = true;
+    }
+
+    enter('completed');
+    return finish(status, startedAt, {
+      cvmId: target.cvmId,
+      kms: target.kms,
+      correlationId: accepted.correlationId,
+      composeHash: status.composeHash,
+      transactionHash: status.transactionHash,
+      blockNumber: status.blockNumber,
+      allowedEnvsChanged: accepted.allowedEnvsChanged,
+      applied,
+    });
+  } catch (err) {
+    if (err instanceof Aborted) {
+      enter('aborted');
+      finish(status, startedAt);
+      throw ApplicationFailure.nonRetryable(`update of ${input.cvmId} aborted: ${err.message}`, 'Aborted');
+    }
+    enter('failed');
+    status.lastError = oneLine(err);
+    finish(status, startedAt);
+    throw err;
+  }
+}
+
+function finish(status: UpdateStatus, startedAt: number): void;
+function finish(status: UpdateStatus, startedAt: number, result: Omit<UpdateEnvResult, 'timings'>): UpdateEnvResult;
+function finish(status: UpdateStatus, startedAt: number, result?: Omit<UpdateEnvResult, 'timings'>): UpdateEnvResult | void {
+  const now = Date.now();
+  status.timings.finishedAt = new Date(now).toISOString();
+  status.timings.totalMs = now - startedAt;
+  if (result) return { ...result, timings: status.timings };
+}
+
+function isFinal(err: unknown): boolean {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  return cause instanceof ApplicationFailure && FINAL_FAILURES.includes(cause.type ?? '');
+}
+
+function oneLine(err: unknown): string {
+  const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return message.split('\n')[0]!.slice(0, 300);
+}
