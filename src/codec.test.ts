@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inspect } from 'node:util';
+import { inspect, promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Client, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter, type Payload } from '@temporalio/common';
@@ -22,6 +22,7 @@ import {
   PayloadDecryptionError,
   PayloadKeyConfigError,
 } from './codec.ts';
+import { startCodecServer } from './codec-server.ts';
 import type { EchoActivities, echoWorkflow, failingEchoWorkflow } from '../test/fixtures/echo-workflow.ts';
 
 const text = new TextEncoder();
@@ -43,6 +44,8 @@ function metaText(p: Payload, name: string): string | undefined {
 function containsBytes(haystack: Uint8Array, needle: string): boolean {
   return Buffer.from(haystack).indexOf(Buffer.from(needle, 'utf8')) >= 0;
 }
+
+type JsonPayload = { metadata: Record<string, string>; data?: string };
 
 const SECRET = 'hunter2-super-secret-env-value';
 
@@ -335,12 +338,14 @@ describe('payload encryption against a real Temporal server', { skip: temporalCl
   let worker: Worker;
   let workerRun: Promise<void>;
   let client: Client;
+  let echoWorkflowId: string | undefined;
+  let echoSecret: string | undefined;
+  const spec = generatePayloadKeySpec('e2e');
 
   before(async () => {
     env = await TestWorkflowEnvironment.createLocal({
       server: { executable: { type: 'existing-path', path: temporalCli! } },
     });
-    const spec = generatePayloadKeySpec('e2e');
     const activities: EchoActivities = { echoActivity: async (secret) => `activity saw ${secret}` };
     worker = await Worker.create({
       connection: env.nativeConnection,
@@ -403,6 +408,43 @@ describe('payload encryption against a real Temporal server', { skip: temporalCl
     assert.ok(resultPayload);
     assert.equal(metaText(resultPayload, 'encoding'), ENCRYPTED_ENCODING);
     assert.equal(metaText(resultPayload, KEY_ID_METADATA), 'e2e');
+    echoWorkflowId = workflowId;
+    echoSecret = secret;
+  });
+
+  it('lets the temporal CLI read that history through the codec server', async (t) => {
+    if (!echoWorkflowId || !echoSecret) return t.skip('needs the echo workflow from the previous test');
+    const token = randomBytes(24).toString('base64url');
+    const server = await startCodecServer({ port: 0, keysSpec: spec, token, allowedOrigins: ['http://localhost:8233'] });
+    // A developer's own TEMPORAL_* settings or profile (e.g. a codec endpoint) must not leak in.
+    const cliEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_')));
+    cliEnv.TEMPORAL_CONFIG_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'no-such-temporal-config.toml');
+    try {
+      const show = (...extra: string[]) =>
+        promisify(execFile)(
+          temporalCli!,
+          ['workflow', 'show', '--workflow-id', echoWorkflowId!, '--address', env.address, '--namespace', namespace, '--output', 'json', ...extra],
+          { env: cliEnv, maxBuffer: 16 * 1024 * 1024 },
+        );
+      // The CLI prints payloads in proto3 JSON (base64), so look inside the started event's input.
+      const input = (stdout: string): JsonPayload => {
+        const history = JSON.parse(stdout) as {
+          events: { workflowExecutionStartedEventAttributes?: { input: { payloads: JsonPayload[] } } }[];
+        };
+        return history.events[0]!.workflowExecutionStartedEventAttributes!.input.payloads[0]!;
+      };
+      const raw = input((await show()).stdout);
+      assert.equal(Buffer.from(raw.metadata.encoding!, 'base64').toString(), ENCRYPTED_ENCODING);
+      const decoded = input((await show('--codec-endpoint', server.url, '--codec-auth', `Bearer ${token}`)).stdout);
+      assert.equal(Buffer.from(decoded.metadata.encoding!, 'base64').toString(), 'json/plain');
+      assert.deepEqual(JSON.parse(Buffer.from(decoded.data!, 'base64').toString()), { secret: echoSecret });
+      // The CLI keeps retrying a refused codec call until its deadline, so keep that short.
+      await assert.rejects(
+        show('--codec-endpoint', server.url, '--codec-auth', 'Bearer wrong-token-wrong-token', '--command-timeout', '2s'),
+      );
+    } finally {
+      await server.close();
+    }
   });
 
   it('stores failure messages, stack traces and details encrypted', async () => {
