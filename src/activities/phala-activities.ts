@@ -124,12 +124,14 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       if (!target.kmsPublicKey) {
         throw ApplicationFailure.nonRetryable(`KMS ${target.kmsId} publishes no k256_pubkey: the env key cannot be verified`, 'KeyNotTrusted');
       }
+      // Prefer the timestamped signature: it cannot be replayed once it expires.
+      const timestamped = res.signature_v1 && res.timestamp != null;
       const check = checkEnvEncryptPublicKey({
         publicKey: res.public_key,
-        signature: res.signature,
+        signature: timestamped ? res.signature_v1! : res.signature,
         appId: target.appId,
         kmsPublicKey: target.kmsPublicKey,
-        timestamp: res.timestamp ?? undefined,
+        timestamp: timestamped ? res.timestamp! : undefined,
         maxAgeSeconds: deps.kmsSignatureMaxAgeSeconds,
       });
       if (!check.ok) {

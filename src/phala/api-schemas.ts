@@ -75,7 +75,10 @@ export type KmsListResponse = z.infer<typeof KmsListResponseSchema>;
  */
 export const AppEnvEncryptPubkeySchema = z.looseObject({
   public_key: z.string().min(1),
+  /** Legacy signature: over app id and key only. */
   signature: z.string().min(1),
+  /** Newer KMSs add a signature that also binds `timestamp`, so it can expire. */
+  signature_v1: nullishString,
   timestamp: z.number().int().nonnegative().nullish(),
 });
 export type AppEnvEncryptPubkey = z.infer<typeof AppEnvEncryptPubkeySchema>;
