@@ -7,7 +7,7 @@ const { values } = parseArgs({
   options: {
     'data-dir': { type: 'string', default: process.env.STACK_DATA_DIR ?? '.data' },
     'chain-id': { type: 'string', default: process.env.STACK_CHAIN_ID ?? '31337' },
-    'block-time': { type: 'string', default: process.env.STACK_BLOCK_TIME },
+    'block-time': { type: 'string', default: process.env.STACK_BLOCK_TIME ?? '1' },
     'temporal-port': { type: 'string', default: process.env.STACK_TEMPORAL_PORT },
     'ui-port': { type: 'string', default: process.env.STACK_TEMPORAL_UI_PORT },
     'rpc-port': { type: 'string', default: process.env.STACK_RPC_PORT },
@@ -17,8 +17,8 @@ const { values } = parseArgs({
 function intOption(name: string, raw: string | undefined): number | undefined {
   if (raw === undefined || raw === '') return undefined;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) {
-    console.error(`--${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error(`--${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
     process.exit(2);
   }
   return n;

@@ -43,6 +43,7 @@ export interface StackService {
 export interface StackOptions {
   dataDir?: string;
   chainId?: number;
+  /** Seconds between blocks (default 1, like a fast L2); 0 mines a block per transaction. */
   blockTime?: number;
   temporalPort?: number;
   temporalUiPort?: number;
@@ -146,7 +147,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         logFile: join(dataDir, 'anvil.log'),
         chainId,
         port: options.anvilPort,
-        blockTime: options.blockTime,
+        blockTime: options.blockTime ?? 1,
         stateFile: join(dataDir, `anvil-${chainId}.json`),
       }).then((a: Anvil) => {
         stoppers.push(a.stop);

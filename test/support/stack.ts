@@ -5,6 +5,7 @@ import { mnemonicToAccount } from 'viem/accounts';
 import { toHex, type Hex } from 'viem';
 import { ANVIL_MNEMONIC } from '../../src/dev/anvil.ts';
 import { startStack, type StackInfo, type StackOptions } from '../../src/dev/stack.ts';
+import { defaultServices } from '../../src/dev/services.ts';
 
 export interface TestStack {
   info: StackInfo;
@@ -36,9 +37,10 @@ function readEnvFile(path: string): Record<string, string> {
  * The suite's shared stack when the runner started one, otherwise a private stack on
  * random ports in a temp dir, so a single test file still runs on its own.
  */
-export async function useStack(options: Omit<StackOptions, 'dataDir'> = {}): Promise<TestStack> {
+export async function useStack(options: Omit<StackOptions, 'dataDir'> & { private?: boolean } = {}): Promise<TestStack> {
   quietTemporalRuntime();
-  const shared = process.env[SHARED_STACK_ENV];
+  // Tests that reorganise or stall the chain take a stack of their own.
+  const shared = options.private ? undefined : process.env[SHARED_STACK_ENV];
   const devKeys = { signer: devKey(0), other: devKey(1) };
   if (shared && existsSync(join(shared, 'stack.json'))) {
     return {
@@ -49,7 +51,7 @@ export async function useStack(options: Omit<StackOptions, 'dataDir'> = {}): Pro
     };
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'dce-test-stack-'));
-  const stack = await startStack({ ...options, dataDir });
+  const stack = await startStack({ services: defaultServices(), ...options, dataDir });
   return {
     info: stack.info,
     env: stack.env,

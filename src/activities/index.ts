@@ -1,0 +1,10 @@
+// One factory for every activity: the worker injects the API client, chain access and
+// signer, and tests inject the same things pointed at the local stack.
+import { createChainActivities, type ChainActivityDeps } from './chain-activities.ts';
+import { createPhalaActivities, type PhalaActivityDeps } from './phala-activities.ts';
+
+export type ActivityDeps = PhalaActivityDeps & ChainActivityDeps;
+
+export function createActivities(deps: ActivityDeps) {
+  return { ...createPhalaActivities(deps), ...createChainActivities(deps) };
+}

@@ -1,0 +1,81 @@
+// The worker process: `npm run worker`, configured from the environment (the local
+// stack's .data/stack.env works as is).
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { privateKeyToAccount } from 'viem/accounts';
+import { createActivities, type ActivityDeps } from './activities/index.ts';
+import { createDataConverter } from './codec.ts';
+import { loadChainConfig, loadPhalaConfig, loadSignerKey, loadTemporalConfig, ConfigError } from './config.ts';
+import { PhalaCloudClient } from './phala/api-client.ts';
+import { crashInterceptorFromEnv } from './dev/crash-interceptor.ts';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
+
+/** Longer than the longest activity attempt (60 s), so a graceful stop never cuts one off. */
+export const SHUTDOWN_GRACE = '75 seconds';
+
+export function activityDepsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps {
+  const phala = loadPhalaConfig(env);
+  const key = loadSignerKey(env);
+  return {
+    phala: new PhalaCloudClient(phala),
+    chains: loadChainConfig(env),
+    signer: key ? privateKeyToAccount(key) : undefined,
+  };
+}
+
+export interface CreateWorkerOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Overrides for tests (e.g. injected deps or a prebuilt bundle). */
+  deps?: ActivityDeps;
+  worker?: Partial<WorkerOptions>;
+}
+
+export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ worker: Worker; connection: NativeConnection }> {
+  const env = opts.env ?? process.env;
+  const temporal = loadTemporalConfig(env);
+  const deps = opts.deps ?? activityDepsFromEnv(env);
+  const connection = await NativeConnection.connect({
+    address: temporal.address,
+    tls: temporal.tls,
+    ...(temporal.apiKey ? { apiKey: temporal.apiKey } : {}),
+  });
+  try {
+    const worker = await Worker.create({
+      connection,
+      namespace: temporal.namespace,
+      taskQueue: temporal.taskQueue,
+      workflowsPath: WORKFLOWS_PATH,
+      activities: createActivities(deps),
+      dataConverter: createDataConverter(temporal.payloadKeys),
+      shutdownGraceTime: SHUTDOWN_GRACE,
+      interceptors: { activity: [crashInterceptorFromEnv(env)].filter((f) => f !== undefined) },
+      ...opts.worker,
+    });
+    return { worker, connection };
+  } catch (err) {
+    await connection.close();
+    throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  let created: Awaited<ReturnType<typeof createWorker>>;
+  try {
+    created = await createWorker();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  // Worker.run() handles SIGINT/SIGTERM itself: it stops polling and drains within the grace time.
+  console.error(`[worker] polling task queue ${loadTemporalConfig().taskQueue}`);
+  await created.worker.run();
+  await created.connection.close();
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  await main();
+}
