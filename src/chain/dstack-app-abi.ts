@@ -51,3 +51,13 @@ export const dstackAppAbi = [
     inputs: [{ name: 'composeHash', type: 'bytes32', indexed: false }],
   },
 ] as const;
+
+/**
+ * Revert errors an app contract may raise on addComposeHash, for readable messages when
+ * gas estimation fails: our test contract's NotOwner, and OpenZeppelin's Ownable error
+ * that dstack's upgradeable DstackApp uses.
+ */
+export const dstackAppErrorsAbi = [
+  { type: 'error', name: 'NotOwner', inputs: [{ name: 'caller', type: 'address' }] },
+  { type: 'error', name: 'OwnableUnauthorizedAccount', inputs: [{ name: 'account', type: 'address' }] },
+] as const;
