@@ -1,0 +1,155 @@
+/**
+ * Behaviour knobs of the simulator. Every place where the real service's behaviour is not
+ * public is a setting here rather than a constant, so a test can pin down what our client must
+ * tolerate instead of relying on one guess.
+ */
+import type { ErrorEnvelope } from './errors.ts';
+import type { FaultConfigInput } from './faults.ts';
+
+export const API_VERSIONS = ['2025-10-28', '2026-01-21', '2026-05-22'] as const;
+export type ApiVersion = (typeof API_VERSIONS)[number];
+
+/**
+ * How the simulator writes `app-compose.json` (and so what `compose_hash` hashes):
+ * - compact: keys sorted recursively, no whitespace — what @phala/dstack-sdk getComposeHash
+ *   (re-exported by @phala/cloud) produces;
+ * - indented: keys sorted, 4-space indent with `":` separators — what @phala/cloud's
+ *   compose-file `getHash()` helper produces.
+ */
+export type ComposeSerialization = 'compact' | 'indented';
+
+/**
+ * Body of GET /kms/{kms}/pubkey/{app_id}:
+ * - legacy: `{public_key, signature}` — the only shape @phala/cloud (strict schema) accepts;
+ * - timestamped: adds `timestamp` and `signature_v1` (the KMS's replay-protected variant).
+ */
+export type PubkeyResponseShape = 'legacy' | 'timestamped';
+
+export interface BehaviourConfig {
+  /** Delay between a 202 and the CVM running with the new env. */
+  applyDelayMs: number;
+  /** How long a phase-1 compose hash stays valid for phase 2. */
+  pendingTtlMs: number;
+  composeSerialization: ComposeSerialization;
+  errorEnvelope: ErrorEnvelope;
+  pubkeyResponse: PubkeyResponseShape;
+  /** Used when a request carries no X-Phala-Version header. */
+  defaultApiVersion: ApiVersion;
+  /** Blocks (including the receipt's own) a registration tx needs before phase 2 accepts it. */
+  requiredConfirmations: number;
+  /** Phase 2 rejects a tx not addressed to the app contract itself (false: a multisig may relay it). */
+  txMustTargetApp: boolean;
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes: number;
+}
+
+export const DEFAULT_BEHAVIOUR: BehaviourConfig = {
+  applyDelayMs: 1500,
+  pendingTtlMs: 30 * 60 * 1000,
+  composeSerialization: 'compact',
+  errorEnvelope: 'top-level',
+  pubkeyResponse: 'legacy',
+  defaultApiVersion: '2025-10-28',
+  requiredConfirmations: 1,
+  txMustTargetApp: true,
+  maxBodyBytes: 4 * 1024 * 1024,
+};
+
+export interface SimulatorOptions {
+  /** Persistent workspace file; written atomically after every change. */
+  statePath: string;
+  /** Seed applied on start (missing apps/CVMs are added, existing ones kept). */
+  seedPath?: string;
+  host?: string;
+  /** 0 or absent: an ephemeral port. */
+  port?: number;
+  apiKey: string;
+  adminToken: string;
+  /** JSON-RPC endpoint of the chain the on-chain KMS lives on. */
+  rpcUrl?: string;
+  behaviour?: Partial<BehaviourConfig>;
+  faults?: FaultConfigInput;
+  log?: (line: string) => void;
+}
+
+export class SettingError extends Error {
+  override readonly name = 'SettingError';
+}
+
+function intSetting(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new SettingError(`${name} must be an integer in [${min}, ${max}]`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(name: string, value: unknown, options: readonly T[]): T {
+  if (typeof value !== 'string' || !(options as readonly string[]).includes(value)) {
+    throw new SettingError(`${name} must be one of ${options.join(', ')}`);
+  }
+  return value as T;
+}
+
+/** Validates a partial behaviour update (start options, env, or POST /_sim/config). */
+export function mergeBehaviour(base: BehaviourConfig, patch: Record<string, unknown>): BehaviourConfig {
+  const out = { ...base };
+  for (const [key, value] of Object.entries(patch)) {
+    switch (key) {
+      case 'applyDelayMs':
+        out.applyDelayMs = intSetting(key, value, 0, 3_600_000);
+        break;
+      case 'pendingTtlMs':
+        out.pendingTtlMs = intSetting(key, value, 0, 30 * 24 * 3_600_000);
+        break;
+      case 'composeSerialization':
+        out.composeSerialization = oneOf(key, value, ['compact', 'indented'] as const);
+        break;
+      case 'errorEnvelope':
+        out.errorEnvelope = oneOf(key, value, ['top-level', 'detail'] as const);
+        break;
+      case 'pubkeyResponse':
+        out.pubkeyResponse = oneOf(key, value, ['legacy', 'timestamped'] as const);
+        break;
+      case 'defaultApiVersion':
+        out.defaultApiVersion = oneOf(key, value, API_VERSIONS);
+        break;
+      case 'requiredConfirmations':
+        out.requiredConfirmations = intSetting(key, value, 0, 1000);
+        break;
+      case 'txMustTargetApp':
+        if (typeof value !== 'boolean') throw new SettingError(`${key} must be a boolean`);
+        out.txMustTargetApp = value;
+        break;
+      case 'maxBodyBytes':
+        out.maxBodyBytes = intSetting(key, value, 1024, 64 * 1024 * 1024);
+        break;
+      default:
+        throw new SettingError(`unknown simulator setting "${key}"`);
+    }
+  }
+  return out;
+}
+
+/** SIM_* environment variables understood by `npm run sim` and the stack service. */
+export function behaviourFromEnv(env: NodeJS.ProcessEnv): Partial<BehaviourConfig> {
+  const patch: Record<string, unknown> = {};
+  const num = (name: string, key: keyof BehaviourConfig) => {
+    const raw = env[name];
+    if (raw !== undefined && raw !== '') patch[key] = Number(raw);
+  };
+  const str = (name: string, key: keyof BehaviourConfig) => {
+    const raw = env[name];
+    if (raw !== undefined && raw !== '') patch[key] = raw;
+  };
+  num('SIM_APPLY_DELAY_MS', 'applyDelayMs');
+  num('SIM_PENDING_TTL_MS', 'pendingTtlMs');
+  str('SIM_COMPOSE_SERIALIZATION', 'composeSerialization');
+  str('SIM_ERROR_ENVELOPE', 'errorEnvelope');
+  str('SIM_PUBKEY_RESPONSE', 'pubkeyResponse');
+  str('SIM_DEFAULT_API_VERSION', 'defaultApiVersion');
+  num('SIM_REQUIRED_CONFIRMATIONS', 'requiredConfirmations');
+  const direct = env.SIM_TX_MUST_TARGET_APP;
+  if (direct !== undefined && direct !== '') patch.txMustTargetApp = direct === 'true' || direct === '1';
+  // Validated here so a typo fails at start, not at the first request.
+  return mergeBehaviour(DEFAULT_BEHAVIOUR, patch) && (patch as Partial<BehaviourConfig>);
+}

@@ -1,0 +1,231 @@
+/**
+ * Injected failures, so that clients can be tested against what the real service and the network
+ * in front of it do on a bad day: 5xx answers, 429 with Retry-After, slow answers, connections
+ * dropped before or after the request took effect, and a backend RPC that lags behind the chain
+ * (467 for the first K phase-2 calls).
+ *
+ * Rules are scoped by route template and optionally by CVM, and can be limited to a number of
+ * firings, so tests sharing one simulator inject faults on their own CVMs only.
+ */
+import { randomUUID } from 'node:crypto';
+
+export type FaultErrorStatus = 429 | 500 | 502 | 503;
+export type DropWhen = 'before' | 'after';
+
+export interface FaultRule {
+  id: string;
+  /** Route template ('PATCH /cvms/{id}/envs'), 'METHOD *', or '*'. */
+  route: string;
+  /** Only requests addressed to this CVM (by any of its identifiers) match. */
+  cvmId: string | null;
+  latencyMs: number;
+  error: { status: FaultErrorStatus; rate: number; retryAfterSeconds: number } | null;
+  /** 'before': the request never reaches the handler; 'after': it takes effect, the answer is lost. */
+  drop: { rate: number; when: DropWhen } | null;
+  /** Firings left; null for unlimited. */
+  remaining: number | null;
+}
+
+export interface Phase2Lag {
+  id: string;
+  cvmId: string | null;
+  /** Phase-2 calls still to be answered 467. */
+  remaining: number;
+}
+
+export interface FaultRuleInput {
+  id?: string;
+  route?: string;
+  cvmId?: string | null;
+  latencyMs?: number;
+  error?: { status: number; rate?: number; retryAfterSeconds?: number } | null;
+  /** Shorthand for error {status: 429}. */
+  rateLimit?: { rate?: number; retryAfterSeconds?: number } | null;
+  drop?: { rate?: number; when?: DropWhen } | null;
+  times?: number | null;
+}
+
+export interface Phase2LagInput {
+  id?: string;
+  cvmId?: string | null;
+  calls: number;
+}
+
+export interface FaultConfigInput {
+  rules?: FaultRuleInput[];
+  phase2Lag?: Phase2LagInput[];
+  /** Seed of the random source for rate-based faults; same seed, same sequence. */
+  seed?: number;
+}
+
+export interface FaultDecision {
+  latencyMs: number;
+  error: { status: FaultErrorStatus; retryAfterSeconds: number } | null;
+  drop: DropWhen | null;
+  ruleIds: string[];
+}
+
+export class FaultInputError extends Error {
+  override readonly name = 'FaultInputError';
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function rate(name: string, v: unknown): number {
+  if (v === undefined) return 1;
+  if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new FaultInputError(`${name} must be a number in [0, 1]`);
+  return v;
+}
+
+function nonNegInt(name: string, v: unknown, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+    throw new FaultInputError(`${name} must be an integer in [0, ${max}]`);
+  }
+  return v;
+}
+
+function positiveTimes(name: string, v: unknown): number {
+  const n = nonNegInt(name, v, 1_000_000);
+  if (n === 0) throw new FaultInputError(`${name} must be at least 1 (omit it for no limit)`);
+  return n;
+}
+
+export class Faults {
+  rules: FaultRule[] = [];
+  lags: Phase2Lag[] = [];
+  #random: () => number;
+  readonly #routes: readonly string[];
+
+  constructor(knownRoutes: readonly string[], initial?: FaultConfigInput) {
+    this.#routes = knownRoutes;
+    this.#random = mulberry32(initial?.seed ?? Math.floor(Math.random() * 2 ** 32));
+    if (initial) this.add(initial);
+  }
+
+  /** Adds rules and lags; returns the ids assigned, in input order. */
+  add(input: FaultConfigInput): { rules: string[]; phase2Lag: string[] } {
+    if (input === null || typeof input !== 'object') throw new FaultInputError('fault config must be an object');
+    const rules = (input.rules ?? []).map((r, i) => this.#parseRule(r, i));
+    const lags = (input.phase2Lag ?? []).map((l, i) => this.#parseLag(l, i));
+    if (input.seed !== undefined) this.#random = mulberry32(nonNegInt('seed', input.seed, 2 ** 32 - 1));
+    this.rules.push(...rules);
+    this.lags.push(...lags);
+    return { rules: rules.map((r) => r.id), phase2Lag: lags.map((l) => l.id) };
+  }
+
+  /** Removes rules and lags by id or CVM; with no filter, everything. Returns how many went. */
+  remove(filter: { id?: string; cvmId?: string } = {}): number {
+    const keep = (x: { id: string; cvmId: string | null }) =>
+      filter.id === undefined && filter.cvmId === undefined
+        ? false
+        : !((filter.id !== undefined && x.id === filter.id) || (filter.cvmId !== undefined && x.cvmId === filter.cvmId));
+    const before = this.rules.length + this.lags.length;
+    this.rules = this.rules.filter(keep);
+    this.lags = this.lags.filter(keep);
+    return before - this.rules.length - this.lags.length;
+  }
+
+  snapshot(): { rules: FaultRule[]; phase2Lag: Phase2Lag[] } {
+    return structuredClone({ rules: this.rules, phase2Lag: this.lags });
+  }
+
+  /** What to do to one request. Consumes firings of the rules that acted. */
+  decide(method: string, route: string, cvmId: string | null): FaultDecision {
+    const decision: FaultDecision = { latencyMs: 0, error: null, drop: null, ruleIds: [] };
+    for (const rule of this.rules) {
+      if (!this.#matches(rule, method, route, cvmId)) continue;
+      let fired = false;
+      if (rule.latencyMs > 0) {
+        decision.latencyMs += rule.latencyMs;
+        fired = true;
+      }
+      if (rule.drop && decision.drop === null && this.#random() < rule.drop.rate) {
+        decision.drop = rule.drop.when;
+        fired = true;
+      }
+      if (rule.error && decision.error === null && decision.drop !== 'before' && this.#random() < rule.error.rate) {
+        decision.error = { status: rule.error.status, retryAfterSeconds: rule.error.retryAfterSeconds };
+        fired = true;
+      }
+      if (fired) {
+        decision.ruleIds.push(rule.id);
+        if (rule.remaining !== null) rule.remaining -= 1;
+      }
+    }
+    this.rules = this.rules.filter((r) => r.remaining === null || r.remaining > 0);
+    return decision;
+  }
+
+  /** True when this phase-2 call must be answered 467 as if the backend's RPC lagged. */
+  takePhase2Lag(cvmId: string): boolean {
+    const lag = this.lags.find((l) => l.remaining > 0 && (l.cvmId === null || l.cvmId === cvmId));
+    if (!lag) return false;
+    lag.remaining -= 1;
+    this.lags = this.lags.filter((l) => l.remaining > 0);
+    return true;
+  }
+
+  #matches(rule: FaultRule, method: string, route: string, cvmId: string | null): boolean {
+    if (rule.cvmId !== null && rule.cvmId !== cvmId) return false;
+    if (rule.route === '*') return true;
+    if (rule.route === `${method} *`) return true;
+    return rule.route === `${method} ${route}`;
+  }
+
+  #parseRule(input: FaultRuleInput, index: number): FaultRule {
+    const where = `rules[${index}]`;
+    if (input === null || typeof input !== 'object') throw new FaultInputError(`${where} must be an object`);
+    const route = input.route ?? '*';
+    const m = /^([A-Z]+) (.+)$/.exec(route);
+    const valid = route === '*' || (m !== null && (m[2] === '*' || this.#routes.includes(route)));
+    if (!valid) {
+      throw new FaultInputError(`${where}.route must be "*", "METHOD *" or one of: ${this.#routes.join(', ')}`);
+    }
+    let error: FaultRule['error'] = null;
+    const err = input.rateLimit ? { status: 429, ...input.rateLimit } : input.error;
+    if (err) {
+      if (![429, 500, 502, 503].includes(err.status)) throw new FaultInputError(`${where}.error.status must be 429, 500, 502 or 503`);
+      error = {
+        status: err.status as FaultErrorStatus,
+        rate: rate(`${where}.error.rate`, err.rate),
+        retryAfterSeconds: err.retryAfterSeconds === undefined ? 1 : nonNegInt(`${where}.error.retryAfterSeconds`, err.retryAfterSeconds, 3600),
+      };
+    }
+    let drop: FaultRule['drop'] = null;
+    if (input.drop) {
+      const when = input.drop.when ?? 'before';
+      if (when !== 'before' && when !== 'after') throw new FaultInputError(`${where}.drop.when must be "before" or "after"`);
+      drop = { rate: rate(`${where}.drop.rate`, input.drop.rate), when };
+    }
+    const latencyMs = input.latencyMs === undefined ? 0 : nonNegInt(`${where}.latencyMs`, input.latencyMs, 120_000);
+    if (!error && !drop && latencyMs === 0) throw new FaultInputError(`${where} has no effect: give error, rateLimit, drop or latencyMs`);
+    return {
+      id: input.id ?? `fault_${randomUUID().slice(0, 8)}`,
+      route,
+      cvmId: input.cvmId ?? null,
+      latencyMs,
+      error,
+      drop,
+      remaining: input.times === undefined || input.times === null ? null : positiveTimes(`${where}.times`, input.times),
+    };
+  }
+
+  #parseLag(input: Phase2LagInput, index: number): Phase2Lag {
+    const where = `phase2Lag[${index}]`;
+    if (input === null || typeof input !== 'object') throw new FaultInputError(`${where} must be an object`);
+    return {
+      id: input.id ?? `lag_${randomUUID().slice(0, 8)}`,
+      cvmId: input.cvmId ?? null,
+      remaining: nonNegInt(`${where}.calls`, input.calls, 1_000_000),
+    };
+  }
+}
