@@ -1,0 +1,501 @@
+// The operator command line: start an env update and watch it, read a status, and steer a
+// workflow that waits for an operator. `npm run cli -- help` prints the usage.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import {
+  abortEnvUpdate,
+  envUpdateHandle,
+  retryEnvUpdate,
+  startEnvUpdate,
+  UpdateAlreadyRunningError,
+  useRegistrationTransaction,
+  type UpdateEnvInput,
+} from './client.ts';
+import { createDataConverter, PayloadKeyConfigError } from './codec.ts';
+import { ConfigError, loadTemporalConfig, type TemporalConfig } from './config.ts';
+import { parseEnvVars, type EnvVar } from './phala/dotenv.ts';
+import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from './phala/env-validation.ts';
+import {
+  createRedactor,
+  DEFAULT_CLI,
+  describeFailure,
+  followUpdate,
+  formatResult,
+  formatStatus,
+  operatorHints,
+  queryStatus,
+} from './progress.ts';
+import type { ComposeHashPolicy, UpdateStatus } from './workflows/definitions.ts';
+
+export const USAGE = `Usage: npm run cli -- <command> [options]
+
+Commands:
+  update --cvm <id> (--env-file <path> | -e KEY=VALUE ...) [options]
+        Start an env update of one CVM and follow it until it ends.
+        --env-file <path>       dotenv file with the new env (all of it: it replaces the current env)
+        -e, --env KEY=VALUE     one variable; repeat for more (the value may contain '=')
+        --keys K1,K2            keys the CVM may read (allowed_envs); default: the env's own keys
+        --confirmations N       blocks on top of the registration before phase 2
+        --policy strict|warn|off  how a compose hash that differs from ours is treated (default strict)
+        --request-id ID         idempotency key: the same ID attaches to the update it started
+        --no-wait               print the workflow id and return once started
+  status <cvm-id|workflow-id>   Show the phase, transactions, errors and what it waits for.
+  retry <cvm-id|workflow-id>    Run the step a waiting update is stuck on again.
+  abort <cvm-id|workflow-id> [--reason text]
+                                Stop a waiting update; nothing further is sent.
+  use-tx <cvm-id|workflow-id> <0xhash>
+                                Hand over a registration transaction someone else sent
+                                (e.g. the app's multisig owner); it is verified before use.
+  help                          This text.
+
+Options for every command:
+  --json              stdout gets exactly one JSON object (the result or the status); progress
+                      and errors go to stderr
+  --env-from <path>   read settings (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,
+                      PAYLOAD_ENCRYPTION_KEYS, TEMPORAL_UI_URL, ...) from a dotenv file; its values
+                      win over the environment. Default: .data/stack.env when it exists, filling in
+                      only what the environment does not set.
+
+Progress goes to stderr; env values are never printed, only keys.
+Exit codes: 0 success; 1 the update failed, was aborted or refused, or the workflow was not
+found; 2 bad usage or configuration; 3 Temporal unreachable or another unexpected error.`;
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, error: 3 } as const;
+
+/** A problem with the command line or the settings: exit 2. Messages never hold values. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+interface Io {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  signal?: AbortSignal;
+}
+
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+
+const GLOBAL_OPTIONS: OptionSpec = {
+  json: { type: 'boolean' },
+  'env-from': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const COMMAND_OPTIONS: Record<string, OptionSpec> = {
+  update: {
+    cvm: { type: 'string' },
+    'env-file': { type: 'string' },
+    env: { type: 'string', short: 'e', multiple: true },
+    keys: { type: 'string' },
+    confirmations: { type: 'string' },
+    policy: { type: 'string' },
+    'request-id': { type: 'string' },
+    'no-wait': { type: 'boolean' },
+  },
+  status: {},
+  retry: {},
+  abort: { reason: { type: 'string' } },
+  'use-tx': {},
+  help: {},
+};
+
+const POSITIONALS: Record<string, string[]> = {
+  update: [],
+  status: ['<cvm-id|workflow-id>'],
+  retry: ['<cvm-id|workflow-id>'],
+  abort: ['<cvm-id|workflow-id>'],
+  'use-tx': ['<cvm-id|workflow-id>', '<0xhash>'],
+  help: [],
+};
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+/**
+ * parseArgs in non-strict mode with our own checks on its tokens: its strict-mode messages
+ * quote whatever was typed, and a mistyped flag may well be followed by a secret.
+ */
+function parseCommandLine(command: string, args: string[]): { values: Values; positionals: string[] } {
+  const options = { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS[command] };
+  const { values, positionals, tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true });
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const spec = options[t.name];
+    if (!spec) throw new UsageError(`${command}: unknown option ${t.rawName.split('=')[0]!.slice(0, 40)}`);
+    if (spec.type === 'string' && (t.value === undefined || (!t.inlineValue && t.value.startsWith('-')))) {
+      throw new UsageError(`${command}: ${t.rawName} needs a value${t.value === undefined ? '' : ` (to pass one starting with '-', write ${t.rawName}=<value>)`}`);
+    }
+    if (spec.type === 'boolean' && t.inlineValue) throw new UsageError(`${command}: ${t.rawName} takes no value`);
+  }
+  const expected = POSITIONALS[command]!;
+  if (positionals.length !== expected.length) {
+    // Not echoed: a stray argument is often a KEY=VALUE that lost its -e.
+    const what = expected.length === 0 ? 'no arguments' : `${expected.join(' ')}`;
+    throw new UsageError(
+      `${command}: expects ${what}, got ${positionals.length} argument${positionals.length === 1 ? '' : 's'}` +
+        (command === 'update' && positionals.length > 0 ? ' (variables are passed as -e KEY=VALUE)' : ''),
+    );
+  }
+  return { values: values as Values, positionals };
+}
+
+/** Settings from a dotenv file: an explicit file wins; the default one only fills gaps. */
+function loadSettings(io: Io, envFrom: string | undefined): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...io.env };
+  const explicit = envFrom !== undefined;
+  const path = envFrom ?? join(io.cwd, '.data', 'stack.env');
+  if (!explicit && !existsSync(path)) return env;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--env-from: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  for (const { key, value } of parseEnvVars(text)) {
+    if (explicit || env[key] === undefined || env[key] === '') env[key] = value;
+  }
+  return env;
+}
+
+function collectEnv(values: Values, cwd: string): { env: EnvVar[]; source: string } {
+  const file = values['env-file'] as string | undefined;
+  const pairs = (values.env as string[] | undefined) ?? [];
+  if (file !== undefined && pairs.length > 0) throw new UsageError('update: give either --env-file or -e KEY=VALUE, not both');
+  if (file === undefined && pairs.length === 0) throw new UsageError('update: the new env is missing: give --env-file <path> or -e KEY=VALUE');
+  let env: EnvVar[];
+  let source: string;
+  if (file !== undefined) {
+    source = `--env-file ${file}`;
+    let text: string;
+    try {
+      text = readFileSync(resolve(cwd, file), 'utf8');
+    } catch (err) {
+      throw new UsageError(`update: --env-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    env = parseEnvVars(text);
+    if (env.length === 0) throw new UsageError(`update: --env-file ${file} holds no variables`);
+  } else {
+    source = '-e';
+    env = pairs.map((pair, i) => {
+      const eq = pair.indexOf('=');
+      if (eq < 0) throw new UsageError(`update: -e #${i + 1}: expected KEY=VALUE but there is no '='`);
+      if (eq === 0) throw new UsageError(`update: -e #${i + 1}: expected KEY=VALUE but the key is empty`);
+      return { key: pair.slice(0, eq), value: pair.slice(eq + 1) };
+    });
+  }
+  try {
+    validateEnvVars(env);
+  } catch (err) {
+    if (!(err instanceof EnvValidationError)) throw err;
+    // The validator numbers items envs[i]; for -e the operator counts flags from 1.
+    const message = source === '-e' ? err.message.replace(/envs\[(\d+)\]/g, (_, n: string) => `-e #${Number(n) + 1}`) : err.message;
+    throw new UsageError(`update: ${source}: ${message}`);
+  }
+  return { env, source };
+}
+
+function parseKeys(raw: string | undefined, env: EnvVar[]): string[] | undefined {
+  if (raw === undefined) return undefined;
+  const keys = raw.split(',').map((k) => k.trim());
+  keys.forEach((k, i) => {
+    if (!ENV_KEY_PATTERN.test(k)) throw new UsageError(`update: --keys: entry #${i + 1} is not a valid env name (letters, digits, '_', not starting with a digit)`);
+  });
+  // The guest silently drops variables outside allowed_envs: refuse rather than lose them.
+  const missing = env.map((e) => e.key).filter((k) => !keys.includes(k));
+  if (missing.length > 0) throw new UsageError(`update: --keys must include every key of the env; missing: ${missing.join(', ')}`);
+  return [...new Set(keys)];
+}
+
+function parsePolicy(raw: string | undefined): ComposeHashPolicy | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === 'strict' || raw === 'warn' || raw === 'off') return raw;
+  throw new UsageError(`update: --policy must be strict, warn or off`);
+}
+
+function parseConfirmations(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) throw new UsageError('update: --confirmations must be a positive integer');
+  return n;
+}
+
+function checkId(command: string, id: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(id)) {
+    throw new UsageError(`${command}: the CVM or workflow id must be letters, digits, '.', '_', ':' or '-' (at most 128)`);
+  }
+  return id;
+}
+
+function uiLink(env: NodeJS.ProcessEnv, cfg: TemporalConfig, workflowId: string): string | undefined {
+  const ui = env.TEMPORAL_UI_URL?.trim().replace(/\/+$/, '');
+  if (!ui) return undefined;
+  return `${ui}/namespaces/${encodeURIComponent(cfg.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+}
+
+/** Values that must never reach the terminal, for the output redactor. */
+function secretsOf(env: NodeJS.ProcessEnv, extra: EnvVar[] = []): string[] {
+  const out = extra.map((e) => e.value);
+  for (const name of ['PHALA_API_KEY', 'SIGNER_PRIVATE_KEY', 'TEMPORAL_API_KEY', 'SIM_ADMIN_TOKEN', 'CODEC_SERVER_TOKEN']) {
+    const v = env[name];
+    if (v) out.push(v, v.replace(/^0x/, ''));
+  }
+  for (const entry of (env.PAYLOAD_ENCRYPTION_KEYS ?? '').split(',')) {
+    const key = entry.slice(entry.indexOf(':') + 1).trim();
+    if (key) out.push(key);
+  }
+  return out;
+}
+
+async function connect(cfg: TemporalConfig): Promise<{ client: Client; connection: Connection }> {
+  const dataConverter = createDataConverter(cfg.payloadKeys);
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({
+      address: cfg.address,
+      tls: cfg.tls,
+      ...(cfg.apiKey ? { apiKey: cfg.apiKey } : {}),
+    });
+  } catch (err) {
+    throw new Error(`cannot reach Temporal at ${cfg.address} (${describeFailure(err).message})`);
+  }
+  return { client: new Client({ connection, namespace: cfg.namespace, dataConverter }), connection };
+}
+
+interface Context {
+  io: Io;
+  env: NodeJS.ProcessEnv;
+  cfg: TemporalConfig;
+  json: boolean;
+  out: (line: string) => void;
+  err: (line: string) => void;
+  client: Client;
+}
+
+async function runUpdate(ctx: Context, values: Values, env: EnvVar[]): Promise<number> {
+  const cvmId = checkId('update', values.cvm as string);
+  const input: UpdateEnvInput = {
+    cvmId,
+    env,
+    allowedKeys: parseKeys(values.keys as string | undefined, env),
+    confirmations: parseConfirmations(values.confirmations as string | undefined),
+    composeHashPolicy: parsePolicy(values.policy as string | undefined),
+    requestId: values['request-id'] as string | undefined,
+  };
+  let started;
+  try {
+    started = await startEnvUpdate(ctx.client, input, { taskQueue: ctx.cfg.taskQueue });
+  } catch (err) {
+    if (err instanceof UpdateAlreadyRunningError) {
+      ctx.err(`error: ${err.message}`);
+      ctx.err(`  see it:   ${DEFAULT_CLI} status ${cvmId}`);
+      ctx.err(`  stop it:  ${DEFAULT_CLI} abort ${cvmId} --reason "<why>"`);
+      if (ctx.json) ctx.out(JSON.stringify({ error: 'already_running', message: err.message, workflowId: err.workflowId }));
+      return EXIT.failed;
+    }
+    throw err;
+  }
+  const { handle, workflowId, attached } = started;
+  ctx.err(
+    `${attached ? 'attached to' : 'started'} env update of CVM ${cvmId} (${env.length} variable${env.length === 1 ? '' : 's'}: ` +
+      `${env.map((e) => e.key).join(', ')}) as workflow ${workflowId} on task queue ${ctx.cfg.taskQueue}`,
+  );
+  const link = uiLink(ctx.env, ctx.cfg, workflowId);
+  if (link) ctx.err(`Temporal UI: ${link}`);
+  if (values['no-wait']) {
+    if (ctx.json) ctx.out(JSON.stringify({ workflowId, attached }));
+    else {
+      ctx.out(workflowId);
+      ctx.err(`follow it with: ${DEFAULT_CLI} status ${cvmId}`);
+    }
+    return EXIT.ok;
+  }
+
+  const outcome = await followUpdate(handle, cvmId, { write: ctx.err, label: cvmId, signal: ctx.io.signal });
+  if (!outcome) {
+    ctx.err(`stopped following; the update goes on. Check it with: ${DEFAULT_CLI} status ${cvmId}`);
+    if (ctx.json) ctx.out(JSON.stringify({ workflowId, following: false }));
+    return 130;
+  }
+  if (outcome.ok) {
+    if (ctx.json) ctx.out(JSON.stringify(outcome.result));
+    else for (const line of formatResult(outcome.result)) ctx.out(line);
+    return EXIT.ok;
+  }
+  const word = outcome.aborted ? 'aborted' : 'failed';
+  ctx.err(`update ${word}: ${outcome.message}`);
+  if (ctx.json) {
+    ctx.out(JSON.stringify({ workflowId, outcome: word, error: outcome.message, failureType: outcome.failureType, status: outcome.status }));
+  }
+  return EXIT.failed;
+}
+
+async function runStatus(ctx: Context, id: string): Promise<number> {
+  const handle = envUpdateHandle(ctx.client, id);
+  const d = await handle.describe();
+  const running = d.status.name === 'RUNNING';
+  let status: UpdateStatus | undefined;
+  let statusError: string | undefined;
+  try {
+    // A closed workflow answers only if a worker replays it: do not wait long for that.
+    status = await queryStatus(handle, running ? 10_000 : 3000);
+  } catch (err) {
+    statusError = describeFailure(err).message;
+  }
+  let result: unknown;
+  let failure: string | undefined;
+  if (!running) {
+    try {
+      result = await handle.result();
+    } catch (err) {
+      failure = describeFailure(err).message;
+    }
+  }
+  const link = uiLink(ctx.env, ctx.cfg, d.workflowId);
+  if (ctx.json) {
+    ctx.out(JSON.stringify({ workflowId: d.workflowId, runId: d.runId, state: d.status.name, status, statusError, result, error: failure, uiUrl: link }));
+    return EXIT.ok;
+  }
+  ctx.out(`workflow             ${d.workflowId} (run ${d.runId})`);
+  ctx.out(`state                ${d.status.name}${d.closeTime ? ` since ${d.closeTime.toISOString()}` : ''}`);
+  if (status) for (const line of formatStatus(status)) ctx.out(line);
+  else ctx.out(`status               not available (${statusError})`);
+  if (result) for (const line of formatResult(result as Parameters<typeof formatResult>[0])) ctx.out(line);
+  if (failure) ctx.out(`failure              ${failure}`);
+  if (link) ctx.out(`Temporal UI          ${link}`);
+  return EXIT.ok;
+}
+
+/** Signals do not queue for a later wait: say so when the workflow is not waiting now. */
+async function warnIfNotWaiting(ctx: Context, id: string, action: string): Promise<void> {
+  try {
+    const s = await queryStatus(envUpdateHandle(ctx.client, id), 5000);
+    if (s.phase !== 'awaiting_operator') {
+      ctx.err(`note: the update is in phase ${s.phase}, not waiting for an operator; ${action} takes effect only at a wait that accepts it`);
+    } else if (s.waitingFor) {
+      ctx.err(`it waits for: ${s.waitingFor}`);
+    }
+  } catch {
+    // The signal itself reports a missing or closed workflow.
+  }
+}
+
+async function runSignal(ctx: Context, command: string, id: string, values: Values, positionals: string[]): Promise<number> {
+  const handle = envUpdateHandle(ctx.client, id);
+  const workflowId = handle.workflowId;
+  const d = await handle.describe();
+  if (d.status.name !== 'RUNNING') {
+    ctx.err(`error: workflow ${workflowId} is not running (${d.status.name}); nothing to ${command}`);
+    if (ctx.json) ctx.out(JSON.stringify({ workflowId, sent: false, state: d.status.name }));
+    return EXIT.failed;
+  }
+  await warnIfNotWaiting(ctx, id, command);
+  if (command === 'retry') await retryEnvUpdate(ctx.client, id);
+  else if (command === 'abort') await abortEnvUpdate(ctx.client, id, values.reason as string | undefined);
+  else {
+    const hash = positionals[1]!;
+    if (!/^0x[0-9a-fA-F]{64}$/.test(hash)) throw new UsageError('use-tx: the transaction hash must be 0x followed by 64 hex digits');
+    await useRegistrationTransaction(ctx.client, id, hash);
+  }
+  ctx.err(`sent ${command} to workflow ${workflowId}; follow it with: ${DEFAULT_CLI} status ${id}`);
+  if (ctx.json) ctx.out(JSON.stringify({ workflowId, sent: true, signal: command }));
+  return EXIT.ok;
+}
+
+function commandOf(args: string[]): { command: string; rest: string[] } {
+  // The npm script passes a leading `--`: Node 20 itself scans every argument for
+  // `--env-file <path>` up to the first `--` and exits when that file is missing.
+  const argv = args[0] === '--' ? args.slice(1) : args;
+  // Global flags may come before the command: `cli --env-from x status y`.
+  const i = argv.findIndex((a, idx) => !a.startsWith('-') && !(idx > 0 && argv[idx - 1] === '--env-from'));
+  if (i < 0) return { command: argv.includes('--help') || argv.includes('-h') || argv.length === 0 ? 'help' : '', rest: argv };
+  return { command: argv[i]!, rest: [...argv.slice(0, i), ...argv.slice(i + 1)] };
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  // Until the settings are read, only the process env is known; the redactor widens later.
+  let redact = createRedactor(secretsOf(io.env));
+  const out = (line: string) => io.stdout(`${redact(line)}\n`);
+  const err = (line: string) => io.stderr(`${redact(line)}\n`);
+  let json = false;
+  let client: Client | undefined;
+  let connection: Connection | undefined;
+  let target: string | undefined;
+  try {
+    const { command, rest } = commandOf(argv);
+    if (command === '') throw new UsageError('no command given; try: help');
+    if (!(command in COMMAND_OPTIONS)) {
+      const shown = /^[a-z][a-z-]{0,30}$/i.test(command) ? `"${command}"` : '(not shown)';
+      throw new UsageError(`unknown command ${shown}; commands: update, status, retry, abort, use-tx, help`);
+    }
+    const { values, positionals } = parseCommandLine(command, rest);
+    json = values.json === true;
+    if (command === 'help' || values.help) {
+      io.stdout(`${USAGE}\n`);
+      return EXIT.ok;
+    }
+    // Everything checkable offline is checked before a connection is attempted.
+    let newEnv: EnvVar[] = [];
+    if (command === 'update') {
+      if (typeof values.cvm !== 'string' || values.cvm === '') throw new UsageError('update: --cvm <id> is required');
+      newEnv = collectEnv(values, io.cwd).env;
+      redact = createRedactor(secretsOf(io.env, newEnv));
+      parseKeys(values.keys as string | undefined, newEnv);
+      parsePolicy(values.policy as string | undefined);
+      parseConfirmations(values.confirmations as string | undefined);
+      if (values['request-id'] !== undefined && !/^[\x21-\x7e]{1,200}$/.test(values['request-id'] as string)) {
+        throw new UsageError('update: --request-id must be 1-200 printable characters without spaces');
+      }
+    } else {
+      target = checkId(command, positionals[0]!);
+      if (command === 'use-tx' && !/^0x[0-9a-fA-F]{64}$/.test(positionals[1]!)) {
+        throw new UsageError('use-tx: the transaction hash must be 0x followed by 64 hex digits');
+      }
+    }
+    const env = loadSettings(io, values['env-from'] as string | undefined);
+    redact = createRedactor(secretsOf(env, newEnv));
+    const cfg = loadTemporalConfig(env);
+    ({ client, connection } = await connect(cfg));
+    const ctx: Context = { io, env, cfg, json, out, err, client };
+    if (command === 'update') return await runUpdate(ctx, values, newEnv);
+    if (command === 'status') return await runStatus(ctx, positionals[0]!);
+    return await runSignal(ctx, command, positionals[0]!, values, positionals);
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ConfigError || e instanceof PayloadKeyConfigError) {
+      err(`error: ${e.message}`);
+      if (e instanceof UsageError) err('usage: npm run cli -- help');
+      return EXIT.usage;
+    }
+    if (e instanceof WorkflowNotFoundError) {
+      err(`error: no env update found for ${target ?? 'that id'}`);
+      if (json) out(JSON.stringify({ error: 'not_found', id: target }));
+      return EXIT.failed;
+    }
+    const { message } = describeFailure(e);
+    err(`error: ${message}`);
+    return EXIT.error;
+  } finally {
+    await connection?.close().catch(() => {});
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const controller = new AbortController();
+  // The first Ctrl-C stops following (the workflow keeps running); a second one exits hard.
+  process.once('SIGINT', () => {
+    controller.abort();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  const code = await main(process.argv.slice(2), {
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+    env: process.env,
+    cwd: process.cwd(),
+    signal: controller.signal,
+  });
+  // A lingering gRPC or timer handle must not keep an operator's shell waiting.
+  process.exit(code);
+}
