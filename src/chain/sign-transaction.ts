@@ -11,7 +11,7 @@ import {
 } from 'viem';
 import { estimateFeesPerGas, estimateGas, getTransactionCount } from 'viem/actions';
 import { dstackAppAbi, dstackAppErrorsAbi } from './dstack-app-abi.ts';
-import { ChainError, withChainErrors } from './errors.ts';
+import { ChainError, toChainError, withChainErrors } from './errors.ts';
 import { normalizeComposeHash, parseAddress, parseNonce, parseWei } from './inputs.ts';
 
 /** Fees as they cross the history boundary: decimal strings of wei. */
@@ -171,7 +171,7 @@ async function estimateOrExplain(client: Client, tx: { from: Address; to: Addres
     if (reason !== undefined) {
       throw new ChainError('WOULD_REVERT', `the transaction from ${tx.from} to ${tx.to} would revert: ${reason}`);
     }
-    return withChainErrors('estimating gas', () => Promise.reject(err));
+    throw toChainError(err, 'estimating gas');
   }
 }
 
