@@ -1,6 +1,7 @@
 // Configuration from the environment, validated once with messages that name the variable.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { parseChainRpcConfig } from './chain/clients.ts';
 
 const nonEmpty = (name: string) => z.string({ error: `${name} is required` }).trim().min(1, `${name} is required`);
 
@@ -70,8 +71,11 @@ export function loadPhalaConfig(env: NodeJS.ProcessEnv = process.env): PhalaConf
   };
 }
 
-/** Sensible per-chain depths: Ethereum reorgs deeper and slower than Base. */
-const DEFAULT_CONFIRMATIONS: Record<number, number> = { 1: 6, 8453: 3, 31337: 2 };
+/**
+ * Per-chain depth, counted as viem does (the transaction's own block is 1): Ethereum
+ * reorgs deeper and slower than Base.
+ */
+const DEFAULT_CONFIRMATIONS: Record<number, number> = { 1: 7, 8453: 4, 31337: 2 };
 
 export interface ChainSettings {
   chainId: number;
@@ -93,22 +97,17 @@ function parsePairs(name: string, raw: string | undefined): Map<number, string> 
 }
 
 export function loadChainConfig(env: NodeJS.ProcessEnv = process.env): Map<number, ChainSettings> {
-  const rpcs = parsePairs('CHAIN_RPC_URLS', env.CHAIN_RPC_URLS);
-  if (env.CHAIN_RPC_URL) {
-    const id = Number(env.CHAIN_ID);
-    if (!Number.isInteger(id) || id <= 0) throw new ConfigError('CHAIN_ID must be set to a chain id when CHAIN_RPC_URL is');
-    rpcs.set(id, env.CHAIN_RPC_URL);
+  let rpcs: ReadonlyMap<number, string>;
+  try {
+    rpcs = parseChainRpcConfig(env);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
   }
   const confirmations = parsePairs('CHAIN_CONFIRMATIONS', env.CHAIN_CONFIRMATIONS);
   const stallSeconds = env.CHAIN_STALL_SECONDS ? Number(env.CHAIN_STALL_SECONDS) : 60;
   if (!Number.isFinite(stallSeconds) || stallSeconds <= 0) throw new ConfigError('CHAIN_STALL_SECONDS must be a positive number');
   const out = new Map<number, ChainSettings>();
   for (const [chainId, rpcUrl] of rpcs) {
-    try {
-      new URL(rpcUrl);
-    } catch {
-      throw new ConfigError(`the RPC URL for chain ${chainId} is not a URL`);
-    }
     const c = Number(confirmations.get(chainId) ?? DEFAULT_CONFIRMATIONS[chainId] ?? 3);
     if (!Number.isInteger(c) || c < 1) throw new ConfigError(`CHAIN_CONFIRMATIONS for chain ${chainId} must be a positive integer`);
     out.set(chainId, { chainId, rpcUrl, confirmations: c, stallMs: stallSeconds * 1000 });

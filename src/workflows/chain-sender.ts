@@ -23,7 +23,7 @@ export interface ChainActivities {
     /** The fees of the transaction being replaced: the new one pays at least 10% more on both. */
     replacing?: { maxFeePerGas: string; maxPriorityFeePerGas: string };
   }): Promise<SignedTx>;
-  broadcastTransaction(a: { chainId: number; raw: string }): Promise<{ result: 'sent' | 'known' }>;
+  broadcastTransaction(a: { chainId: number; raw: string }): Promise<{ result: 'sent' | 'known' | 'underpriced' }>;
   observeTransactions(a: {
     chainId: number;
     from: string;
@@ -70,7 +70,12 @@ export class RegistrationSender {
     if (this.sameNonce.length === 0) await this.sign();
     for (;;) {
       const latest = this.sameNonce[this.sameNonce.length - 1]!;
-      await timed('broadcastTransaction', () => chain.broadcastTransaction({ chainId, raw: latest.raw }));
+      const sent = await timed('broadcastTransaction', () => chain.broadcastTransaction({ chainId, raw: latest.raw }));
+      if (sent.result === 'underpriced') {
+        // The base fee rose past our cap; waiting cannot help, only higher fees can.
+        await this.sign(latest);
+        continue;
+      }
       const seen = await timed('observeTransactions', () =>
         chain.observeTransactions({
           chainId,
