@@ -49,40 +49,36 @@ export interface SeededCvmInfo {
 export const PHALA_KMS_SLUG = 'phala-sim';
 export const DEFAULT_ALLOWED_ENVS = ['APP_MODE'];
 
-/** The seed the local stack uses: the CVM kinds the issue asks for, over the deployed apps. */
+/**
+ * The seed the local stack uses: the CVM kinds the issue asks for, over the deployed apps. A
+ * stack started with other apps gets the CVMs whose apps it has, plus the Phala-KMS one.
+ */
 export function stackSeed(args: {
   chainId: number;
   apps: { name: string; appId: string; owner: string }[];
   signerAddress: string;
 }): SeedConfig {
-  const deployed = (name: string): SeedApp => {
+  const apps: SeedApp[] = [];
+  for (const name of ['app-signer-1', 'app-foreign', 'app-signer-shared']) {
     const app = args.apps.find((a) => a.name === name);
-    if (!app) throw new Error(`the stack did not deploy app "${name}" that the simulator seed needs`);
-    return {
+    if (!app) continue;
+    apps.push({
       name,
       kms: 'onchain',
       appId: app.appId,
       owner: app.owner,
       ownerIsSigner: app.owner.toLowerCase() === args.signerAddress.toLowerCase(),
-    };
-  };
-  return {
-    chainId: args.chainId,
-    signerAddress: args.signerAddress,
-    apps: [
-      deployed('app-signer-1'),
-      deployed('app-foreign'),
-      deployed('app-signer-shared'),
-      { name: 'app-phala-1', kms: 'phala' },
-    ],
-    cvms: [
-      { name: 'cvm-onchain-signer', app: 'app-signer-1' },
-      { name: 'cvm-onchain-foreign', app: 'app-foreign' },
-      { name: 'cvm-shared-a', app: 'app-signer-shared' },
-      { name: 'cvm-shared-b', app: 'app-signer-shared' },
-      { name: 'cvm-phala', app: 'app-phala-1' },
-    ],
-  };
+    });
+  }
+  apps.push({ name: 'app-phala-1', kms: 'phala' });
+  const cvms: SeedCvm[] = [
+    { name: 'cvm-onchain-signer', app: 'app-signer-1' },
+    { name: 'cvm-onchain-foreign', app: 'app-foreign' },
+    { name: 'cvm-shared-a', app: 'app-signer-shared' },
+    { name: 'cvm-shared-b', app: 'app-signer-shared' },
+    { name: 'cvm-phala', app: 'app-phala-1' },
+  ].filter((c) => apps.some((a) => a.name === c.app));
+  return { chainId: args.chainId, signerAddress: args.signerAddress, apps, cvms };
 }
 
 export function readSeedFile(path: string): SeedConfig {

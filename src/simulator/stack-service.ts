@@ -7,6 +7,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StackService } from '../dev/stack.ts';
 import { behaviourFromEnv, type BehaviourConfig } from './config.ts';
+import type { FaultConfigInput } from './faults.ts';
 import { randomHex } from './keys.ts';
 import { stackSeed } from './seed.ts';
 import { startSimulator } from './server.ts';
@@ -18,6 +19,17 @@ export interface SimulatorServiceOptions {
   /** Fixed port (default: SIM_PORT, else an ephemeral one). */
   port?: number;
   behaviour?: Partial<BehaviourConfig>;
+  /** Faults active from the start (default: SIM_FAULTS, JSON). */
+  faults?: FaultConfigInput;
+}
+
+function faultsFromEnv(raw: string | undefined): FaultConfigInput | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  try {
+    return JSON.parse(raw) as FaultConfigInput;
+  } catch {
+    throw new Error('SIM_FAULTS must be JSON: {"rules": [...], "phase2Lag": [...]}');
+  }
 }
 
 /** One entry of the stack's `cvms` list. */
@@ -45,6 +57,7 @@ export function simulatorService(options: SimulatorServiceOptions = {}): StackSe
       const apiKey = `phak_sim_${randomHex(24)}`;
       const adminToken = `simadm_${randomHex(24)}`;
       const envPort = process.env.SIM_PORT ? Number(process.env.SIM_PORT) : undefined;
+      const faults = options.faults ?? faultsFromEnv(process.env.SIM_FAULTS);
       const sim = await startSimulator({
         statePath: join(ctx.dataDir, SIMULATOR_STATE_FILE),
         seedPath,
@@ -53,6 +66,7 @@ export function simulatorService(options: SimulatorServiceOptions = {}): StackSe
         rpcUrl: ctx.rpcUrl,
         port: options.port ?? envPort ?? 0,
         behaviour: { ...behaviourFromEnv(process.env), ...(options.behaviour ?? {}) },
+        ...(faults ? { faults } : {}),
         log: (line) => ctx.log(`simulator: ${line}`),
       });
       const cvms: StackCvm[] = sim.seeded.map((c) => ({ id: c.id, name: c.name, appId: c.appId, kms: c.kms, ownerIsSigner: c.ownerIsSigner }));
