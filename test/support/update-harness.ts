@@ -1,0 +1,67 @@
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import type { Worker, NativeConnection } from '@temporalio/worker';
+import { createDataConverter } from '../../src/codec.ts';
+import { createWorker } from '../../src/worker.ts';
+import { SimAdminClient, type NewSimCvm, type SimCvmSummary } from '../../src/simulator/admin-client.ts';
+import type { TestStack } from './stack.ts';
+
+export interface Harness {
+  taskQueue: string;
+  /** stack.env with this harness's task queue: what a worker process of this test reads. */
+  env: Record<string, string>;
+  client: Client;
+  sim: SimAdminClient;
+  /** A fresh CVM, so test files sharing the simulator never touch each other's. */
+  newCvm(spec: NewSimCvm): Promise<SimCvmSummary>;
+  /** The app contract of the given ownership from the stack's deployments. */
+  appId(ownerIsSigner: boolean): string;
+  startWorker(extraEnv?: Record<string, string>): Promise<{ worker: Worker; stop(): Promise<void> }>;
+  close(): Promise<void>;
+}
+
+export async function createHarness(stack: TestStack): Promise<Harness> {
+  const taskQueue = `test-${randomUUID()}`;
+  const env = { ...stack.env, TEMPORAL_TASK_QUEUE: taskQueue };
+  const connection = await Connection.connect({ address: stack.info.temporalAddress });
+  const client = new Client({
+    connection,
+    namespace: stack.info.temporalNamespace,
+    dataConverter: createDataConverter(stack.env.PAYLOAD_ENCRYPTION_KEYS!),
+  });
+  const sim = new SimAdminClient(stack.env.PHALA_API_URL!, stack.env.SIM_ADMIN_TOKEN!);
+  const workers = new Set<{ stop(): Promise<void> }>();
+
+  const harness: Harness = {
+    taskQueue,
+    env,
+    client,
+    sim,
+    newCvm: (spec) => sim.createCvm(spec),
+    appId(ownerIsSigner) {
+      const app = stack.info.apps.find((a) => a.ownerIsSigner === ownerIsSigner && a.name !== 'app-signer-shared');
+      if (!app) throw new Error(`the stack has no app with ownerIsSigner=${ownerIsSigner}`);
+      return app.appId;
+    },
+    async startWorker(extraEnv = {}) {
+      const created: { worker: Worker; connection: NativeConnection } = await createWorker({ env: { ...env, ...extraEnv } });
+      const running = created.worker.run();
+      const handle = {
+        worker: created.worker,
+        async stop() {
+          if (created.worker.getState() === 'RUNNING') created.worker.shutdown();
+          await running.catch(() => {});
+          await created.connection.close();
+          workers.delete(handle);
+        },
+      };
+      workers.add(handle);
+      return handle;
+    },
+    async close() {
+      for (const w of [...workers]) await w.stop();
+      await connection.close();
+    },
+  };
+  return harness;
+}
