@@ -48,6 +48,7 @@ export const UPDATING_STATUS = 'starting';
 const HASH_RE = /^(0x)?[0-9a-fA-F]{64}$/;
 /** Pending phase-1 hashes kept per CVM; older ones are forgotten (their phase 2 gets 466). */
 const MAX_PENDING = 16;
+const MAX_OPERATIONS = 200;
 
 function optionalString(body: Record<string, unknown>, field: string, issues: ValidationIssue[]): string | null {
   const v = body[field];
@@ -267,6 +268,8 @@ function accept(deps: EnvsDeps, cvm: CvmRecord, encryptedEnv: string, compose: A
     events: [{ event_type: `instance.${OPERATION_TYPE}.start`, timestamp: startedAt, state: 'running' }],
   };
   cvm.operations.unshift(op);
+  // Bounded like any history the backend pages through; old records are of no use to a simulator.
+  cvm.operations.length = Math.min(cvm.operations.length, MAX_OPERATIONS);
   deps.ws.save();
   deps.schedule(cvm);
   return {
