@@ -2,9 +2,10 @@
 // signer, and tests inject the same things pointed at the local stack.
 import { createChainActivities, type ChainActivityDeps } from './chain-activities.ts';
 import { createPhalaActivities, type PhalaActivityDeps } from './phala-activities.ts';
+import { withHeartbeats } from './heartbeat.ts';
 
 export type ActivityDeps = PhalaActivityDeps & ChainActivityDeps;
 
 export function createActivities(deps: ActivityDeps) {
-  return { ...createPhalaActivities(deps), ...createChainActivities(deps) };
+  return withHeartbeats({ ...createPhalaActivities(deps), ...createChainActivities(deps) });
 }

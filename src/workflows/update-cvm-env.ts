@@ -30,8 +30,13 @@ type Activities = ReturnType<typeof createActivities>;
 /** Failure types that end the workflow at once: the input or the API said no for good. */
 const FINAL_FAILURES = ['InvalidInput', 'ApiRejected'];
 
+// Every activity heartbeats while it runs (activities/heartbeat.ts): a dead worker's step
+// is retried elsewhere after the heartbeat timeout, not the whole start-to-close.
+const HEARTBEAT_TIMEOUT = '10 seconds';
+
 const api = proxyActivities<Activities>({
   startToCloseTimeout: '45 seconds',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,
@@ -45,13 +50,13 @@ const api = proxyActivities<Activities>({
 const POLL_SLICE_MS = 20_000;
 const pollers = proxyActivities<Activities>({
   startToCloseTimeout: '60 seconds',
-  heartbeatTimeout: '20 seconds',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 12 },
 });
 
 const chain: ChainActivities = proxyActivities<Activities>({
   startToCloseTimeout: '60 seconds',
-  heartbeatTimeout: '20 seconds',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,

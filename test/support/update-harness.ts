@@ -1,8 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import type { Worker, NativeConnection } from '@temporalio/worker';
 import { createDataConverter } from '../../src/codec.ts';
-import { createWorker } from '../../src/worker.ts';
+import { createWorker, WORKFLOWS_PATH } from '../../src/worker.ts';
 import { SimAdminClient, type NewSimCvm, type SimCvmSummary } from '../../src/simulator/admin-client.ts';
 import type { TestStack } from './stack.ts';
 
@@ -17,12 +22,26 @@ export interface Harness {
   /** The app contract of the given ownership from the stack's deployments. */
   appId(ownerIsSigner: boolean): string;
   startWorker(extraEnv?: Record<string, string>): Promise<{ worker: Worker; stop(): Promise<void> }>;
+  /** A worker in a process of its own, for tests that SIGKILL it. */
+  spawnWorker(extraEnv?: Record<string, string>): { child: ChildProcess; exited: Promise<number | null> };
   close(): Promise<void>;
+}
+
+let bundle: Promise<string> | undefined;
+/** Bundled once per test process: every worker of the file then starts in about a second. */
+function workflowBundle(): Promise<string> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger }).then(({ code }) => {
+    const path = join(mkdtempSync(join(tmpdir(), 'dce-bundle-')), 'workflows.js');
+    writeFileSync(path, code);
+    return path;
+  });
+  return bundle;
 }
 
 export async function createHarness(stack: TestStack): Promise<Harness> {
   const taskQueue = `test-${randomUUID()}`;
-  const env = { ...stack.env, TEMPORAL_TASK_QUEUE: taskQueue };
+  const bundlePath = await workflowBundle();
+  const env: Record<string, string> = { ...stack.env, TEMPORAL_TASK_QUEUE: taskQueue, WORKFLOW_BUNDLE_PATH: bundlePath };
   const connection = await Connection.connect({ address: stack.info.temporalAddress });
   const client = new Client({
     connection,
@@ -31,6 +50,7 @@ export async function createHarness(stack: TestStack): Promise<Harness> {
   });
   const sim = new SimAdminClient(stack.env.PHALA_API_URL!, stack.env.SIM_ADMIN_TOKEN!);
   const workers = new Set<{ stop(): Promise<void> }>();
+  const children = new Set<ChildProcess>();
 
   const harness: Harness = {
     taskQueue,
@@ -58,10 +78,32 @@ export async function createHarness(stack: TestStack): Promise<Harness> {
       workers.add(handle);
       return handle;
     },
+    spawnWorker(extraEnv = {}) {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
+        env: { ...process.env, ...env, ...extraEnv },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      children.add(child);
+      void exited.then(() => children.delete(child));
+      return { child, exited };
+    },
     async close() {
+      for (const c of [...children]) c.kill('SIGKILL');
       for (const w of [...workers]) await w.stop();
       await connection.close();
     },
   };
   return harness;
 }
+
+const quietLogger = {
+  log() {},
+  trace() {},
+  debug() {},
+  info() {},
+  warn() {},
+  error(message: string) {
+    process.stderr.write(`${message}\n`);
+  },
+};
