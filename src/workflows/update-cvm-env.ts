@@ -295,7 +295,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         status.lastError = second.kind === 'precondition_required' ? 'phase 2 asked for a registration again' : `${second.kind}: ${second.message}`;
         if (second.kind === 'tx_not_verified' && ++notVerified < MAX_TX_NOT_VERIFIED) {
           // The API's RPC may lag behind ours: give it time.
-          await sleep(Math.min(2 ** notVerified * 1000, 30_000));
+          await sleep(Math.min(2 ** (notVerified - 1) * 1000, 30_000));
           continue;
         }
         if (second.kind === 'hash_expired' || second.kind === 'precondition_required') break;
