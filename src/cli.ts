@@ -52,8 +52,9 @@ Commands:
   help                          This text.
 
 Options for every command:
-  --json              stdout gets exactly one JSON object (the result or the status); progress
-                      and errors go to stderr
+  --json              stdout gets exactly one JSON object (the result, the failure or the status);
+                      progress and errors go to stderr; after a usage, configuration or
+                      connection error stdout stays empty
   --env-from <path>   read settings (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,
                       PAYLOAD_ENCRYPTION_KEYS, TEMPORAL_UI_URL, ...) from a dotenv file; its values
                       win over the environment. Default: .data/stack.env when it exists, filling in
@@ -61,7 +62,8 @@ Options for every command:
 
 Progress goes to stderr; env values are never printed, only keys.
 Exit codes: 0 success; 1 the update failed, was aborted or refused, or the workflow was not
-found; 2 bad usage or configuration; 3 Temporal unreachable or another unexpected error.`;
+found; 2 bad usage or configuration; 3 Temporal unreachable or another unexpected error;
+130 interrupted while following (the update itself goes on).`;
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, error: 3 } as const;
 
@@ -299,10 +301,13 @@ async function runUpdate(ctx: Context, values: Values, env: EnvVar[]): Promise<n
     throw err;
   }
   const { handle, workflowId, attached } = started;
-  ctx.err(
-    `${attached ? 'attached to' : 'started'} env update of CVM ${cvmId} (${env.length} variable${env.length === 1 ? '' : 's'}: ` +
-      `${env.map((e) => e.key).join(', ')}) as workflow ${workflowId} on task queue ${ctx.cfg.taskQueue}`,
-  );
+  if (attached) {
+    // The env given now is not what that update carries: it runs with the env it started with.
+    ctx.err(`attached to the env update of CVM ${cvmId} that request id ${input.requestId} started earlier (workflow ${workflowId})`);
+  } else {
+    const keys = env.map((e) => e.key).join(', ');
+    ctx.err(`started env update of CVM ${cvmId} (${env.length} variable${env.length === 1 ? '' : 's'}: ${keys}) as workflow ${workflowId} on task queue ${ctx.cfg.taskQueue}`);
+  }
   const link = uiLink(ctx.env, ctx.cfg, workflowId);
   if (link) ctx.err(`Temporal UI: ${link}`);
   if (values['no-wait']) {

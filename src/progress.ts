@@ -29,7 +29,7 @@ const PHASE_TEXT: Record<UpdateStatus['phase'], (s: UpdateStatus) => string> = {
   phase2: (s) => `sending the env with the registration ${s.transactionHash ?? '?'} (phase 2)`,
   applying: (s) => `accepted (correlation id ${s.correlationId ?? '?'}); waiting until the CVM runs with it`,
   awaiting_operator: () => 'waiting for an operator',
-  completed: () => 'completed',
+  completed: () => 'done',
   failed: (s) => `failed${s.lastError ? `: ${s.lastError}` : ''}`,
   aborted: () => 'aborted',
 };
@@ -74,29 +74,40 @@ export class ProgressPrinter {
     this.last = s;
     // Several steps may pass between two polls (or a step may be left and entered again);
     // the timings list every step that ended, so none goes unmentioned.
-    const ended = s.timings.phases.slice(prev ? prev.timings.phases.length : 0).map((p) => p.phase);
-    if (!prev || ended.length > 0 || prev.phase !== s.phase) {
-      const unseen = prev ? ended.slice(1) : ended;
-      if (unseen.length > 0) this.line(`passed ${unseen.join(' → ')}`);
-      if (s.phase !== 'awaiting_operator') this.line(`${s.phase}: ${PHASE_TEXT[s.phase](s)}`);
+    if (prev?.waitingFor && !s.waitingFor) this.line('operator action received; continuing');
+    const phaseLines: string[] = [];
+    // Several steps may pass between two polls (or a step may be left and entered again);
+    // the timings list every step that ended, so none goes unmentioned.
+    const ended = s.timings.phases.length - (prev?.timings.phases.length ?? 0);
+    if (!prev || ended > 0 || prev.phase !== s.phase) {
+      for (const p of s.timings.phases.slice(prev ? prev.timings.phases.length + 1 : 0)) {
+        if (p.phase !== 'awaiting_operator') phaseLines.push(`${p.phase}: ${PHASE_TEXT[p.phase](s)} (done in ${seconds(p.ms)})`);
+      }
+      if (s.phase !== 'awaiting_operator') phaseLines.push(`${s.phase}: ${PHASE_TEXT[s.phase](s)}`);
     }
+    const txLines: string[] = [];
     for (const tx of s.sentTransactions) {
       if (this.seenTx.has(tx.hash)) continue;
       this.seenTx.add(tx.hash);
-      this.line(`sent transaction ${tx.hash} (nonce ${tx.nonce}, max fee ${gwei(tx.maxFeePerGas)}, tip ${gwei(tx.maxPriorityFeePerGas)})`);
+      txLines.push(`sent transaction ${tx.hash} (nonce ${tx.nonce}, max fee ${gwei(tx.maxFeePerGas)}, tip ${gwei(tx.maxPriorityFeePerGas)})`);
     }
     if (prev && s.transactionHash && prev.transactionHash !== s.transactionHash && s.phase === prev.phase) {
-      this.line(`registration transaction is now ${s.transactionHash}${s.blockNumber !== undefined ? ` (block ${s.blockNumber})` : ''}`);
+      txLines.push(`registration transaction is now ${s.transactionHash}${s.blockNumber !== undefined ? ` (block ${s.blockNumber})` : ''}`);
     }
+    const confirmationLines: string[] = [];
     if (s.confirmations !== undefined && s.confirmations !== prev?.confirmations) {
-      this.line(`confirmations ${s.confirmations}/${s.requiredConfirmations ?? '?'}${s.blockNumber !== undefined ? ` (block ${s.blockNumber})` : ''}`);
+      confirmationLines.push(`confirmations ${s.confirmations}/${s.requiredConfirmations ?? '?'}${s.blockNumber !== undefined ? ` (block ${s.blockNumber})` : ''}`);
     }
+    // What happened on chain goes before the step that followed it (the last confirmation
+    // before phase 2), and after the step it belongs to when that step has just begun.
+    const left = (phase: UpdateStatus['phase']) => prev !== undefined && prev.phase === phase && s.phase !== phase;
+    const before = [...(left('registering') ? txLines : []), ...(left('confirming') ? confirmationLines : [])];
+    const after = [...(left('registering') ? [] : txLines), ...(left('confirming') ? [] : confirmationLines)];
+    for (const l of [...before, ...phaseLines, ...after]) this.line(l);
     if (s.lastError && s.lastError !== prev?.lastError && s.phase !== 'failed') this.line(`error: ${s.lastError}`);
     if (s.waitingFor && s.waitingFor !== prev?.waitingFor) {
       this.line(`WAITING FOR AN OPERATOR: ${s.waitingFor}`);
       for (const hint of operatorHints(this.cvmId, s.waitingFor, this.options.cli)) this.line(`  ${hint}`);
-    } else if (prev?.waitingFor && !s.waitingFor) {
-      this.line('operator action received; continuing');
     }
   }
 
@@ -193,7 +204,7 @@ function seconds(ms: number | undefined): string {
 export function formatTimings(t: UpdateTimings): string[] {
   const phases = t.phases.filter((p) => p.ms > 0 || p.phase !== 'validating');
   return [
-    `total ${seconds(t.totalMs)} · API ${seconds(t.apiMs)} · chain ${seconds(t.chainMs)} · operator ${seconds(t.operatorMs)}`,
+    `${t.totalMs !== undefined ? `total ${seconds(t.totalMs)}` : `running for ${seconds(Math.max(0, Date.now() - Date.parse(t.startedAt)) || undefined)}`} · API ${seconds(t.apiMs)} · chain ${seconds(t.chainMs)} · operator ${seconds(t.operatorMs)}`,
     `phases: ${phases.map((p) => `${p.phase} ${seconds(p.ms)}`).join(', ') || '(none)'}`,
   ];
 }

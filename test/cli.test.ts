@@ -21,21 +21,40 @@ interface Run {
   stderr: string;
 }
 
+interface RunningCli {
+  /** What the process wrote so far. */
+  output(): Run;
+  done: Promise<Run>;
+}
+
 /** The leading `--` is what `npm run cli` passes too (see the script in package.json). */
-function cli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--', ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+function startCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): RunningCli {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--', ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const done = new Promise<Run>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
   });
+  return { output: () => ({ code: child.exitCode, stdout, stderr }), done };
+}
+
+function cli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Run> {
+  return startCli(args, env, timeoutMs).done;
+}
+
+async function waitFor(what: string, check: () => boolean, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /** A process env without any Temporal settings, and pointed away from a developer's .data/stack.env. */
@@ -54,7 +73,7 @@ function assertNoLeak(run: Run, values: string[]): void {
   }
 }
 
-describe('usage errors (exit 2, nothing started)', () => {
+describe('usage errors (exit 2, nothing started)', { concurrency: 4 }, () => {
   const env = offlineEnv();
 
   test('no command prints the usage', async () => {
@@ -348,5 +367,80 @@ describe('against the local stack', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  /** An on-chain CVM of our own on the app the signer does not own: the change must wait for an operator. */
+  async function foreignCvm(): Promise<string> {
+    const foreign = stack.info.apps.find((a) => !a.ownerIsSigner);
+    assert.ok(foreign, 'the stack has no app owned by another key');
+    const res = await fetch(`${simBase()}/_sim/cvms`, { method: 'POST', headers: simHeaders(), body: JSON.stringify({ kms: 'onchain', app_id: foreign.appId }) });
+    assert.equal(res.status, 201, `POST /_sim/cvms answered ${res.status}`);
+    return ((await res.json()) as { id: string }).id;
+  }
+
+  async function waitingUpdate(cvmId: string, values: Record<string, string>): Promise<RunningCli> {
+    const run = startCli(['update', '--cvm', cvmId, ...Object.entries(values).flatMap(([k, v]) => ['-e', `${k}=${v}`]), '--json'], childEnv(), 180_000);
+    await waitFor('the update to wait for an operator', () => /WAITING FOR AN OPERATOR/.test(run.output().stderr) || run.output().code !== null);
+    const { stderr } = run.output();
+    assert.match(stderr, /is not the owner/);
+    assert.ok(stderr.includes(`npm run cli -- use-tx ${cvmId} 0x`), 'the use-tx command is printed');
+    assert.ok(stderr.includes(`npm run cli -- abort ${cvmId}`), 'the abort command is printed');
+    return run;
+  }
+
+  test('an update on an app the signer does not own waits; use-tx hands over the owner\'s registration', async () => {
+    const cvmId = await foreignCvm();
+    const values = { [`NEW_KEY_${randomBytes(3).toString('hex').toUpperCase()}`]: secret() };
+    const run = await waitingUpdate(cvmId, values);
+
+    const st = await cli(['status', cvmId, '--json'], childEnv());
+    assert.equal(st.code, 0, st.stderr);
+    const status = (JSON.parse(st.stdout) as { status: { phase: string; composeHash: string; appId: string } }).status;
+    assert.equal(status.phase, 'awaiting_operator');
+    assert.match(status.composeHash, /^(0x)?[0-9a-f]{64}$/);
+
+    // The app's owner registers the hash, as a multisig would.
+    const { createPublicClient, createWalletClient, http } = await import('viem');
+    const { privateKeyToAccount } = await import('viem/accounts');
+    const { foundry } = await import('viem/chains');
+    const { dstackAppAbi } = await import('../src/chain/dstack-app-abi.ts');
+    const chain = { ...foundry, id: stack.info.chainId };
+    const transport = http(stack.info.rpcUrl);
+    const owner = createWalletClient({ chain, transport, account: privateKeyToAccount(stack.devKeys.other) });
+    const hash = await owner.writeContract({
+      address: status.appId as `0x${string}`,
+      abi: dstackAppAbi,
+      functionName: 'addComposeHash',
+      args: [`0x${status.composeHash.replace(/^0x/, '')}`],
+    });
+    await createPublicClient({ chain, transport }).waitForTransactionReceipt({ hash, pollingInterval: 100 });
+
+    const handed = await cli(['use-tx', cvmId, hash], childEnv());
+    assert.equal(handed.code, 0, handed.stderr);
+    assert.match(handed.stderr, /sent use-tx to workflow/);
+
+    const r = await run.done;
+    assert.equal(r.code, 0, `exit ${r.code}\nstderr:\n${r.stderr}`);
+    const result = JSON.parse(r.stdout) as UpdateEnvResult;
+    assert.equal(result.kms, 'onchain');
+    assert.equal(result.transactionHash?.toLowerCase(), hash.toLowerCase());
+    assert.match(r.stderr, /operator action received; continuing/);
+    assert.match(r.stderr, /phase2: /);
+    assertNoLeak(r, [...Object.values(values), ...secrets]);
+    assert.deepEqual(await appliedEnv(cvmId), values);
+  });
+
+  test('abort ends a waiting update: exit 1 and an "aborted" JSON outcome', async () => {
+    const cvmId = await foreignCvm();
+    const values = { [`OTHER_KEY_${randomBytes(3).toString('hex').toUpperCase()}`]: secret() };
+    const run = await waitingUpdate(cvmId, values);
+    const aborted = await cli(['abort', cvmId, '--reason', 'changed my mind'], childEnv());
+    assert.equal(aborted.code, 0, aborted.stderr);
+    const r = await run.done;
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /update aborted: .*changed my mind/);
+    const body = JSON.parse(r.stdout) as { outcome: string; error: string };
+    assert.equal(body.outcome, 'aborted');
+    assertNoLeak(r, [...Object.values(values), ...secrets]);
   });
 });

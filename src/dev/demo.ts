@@ -212,7 +212,7 @@ async function main(): Promise<number> {
     }
     const stack = await stackPromise?.catch(() => undefined);
     await stack?.stop().catch((err: unknown) => say(`could not stop the stack cleanly: ${(err as Error).message}`));
-    if (failed) say(`logs kept in ${dataDir} (temporal.log, anvil.log)`);
+    if (failed && !interrupt.signal.aborted) say(`logs kept in ${dataDir} (temporal.log, anvil.log)`);
     else rmSync(dataDir, { recursive: true, force: true });
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
