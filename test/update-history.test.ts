@@ -1,0 +1,95 @@
+// What Temporal stores: no plaintext env value anywhere in raw history or search
+// attributes, and recorded histories replay deterministically against today's code.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import proto from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
+import { createDataConverter } from '../src/codec.ts';
+import { awaitEnvUpdate, startEnvUpdate } from '../src/client.ts';
+import { WORKFLOWS_PATH } from '../src/worker.ts';
+import { useStack, type TestStack } from './support/stack.ts';
+import { createHarness, type Harness } from './support/update-harness.ts';
+
+let stack: TestStack;
+let h: Harness;
+
+before(async () => {
+  stack = await useStack();
+  h = await createHarness(stack);
+  await h.startWorker();
+});
+after(async () => {
+  await h?.close();
+  await stack?.release();
+});
+
+const runs: { workflowId: string; runId: string; secrets: string[] }[] = [];
+
+async function rawHistory(workflowId: string, runId: string): Promise<proto.temporal.api.history.v1.IHistory> {
+  const events: proto.temporal.api.history.v1.IHistoryEvent[] = [];
+  let nextPageToken: Uint8Array | undefined;
+  do {
+    // The raw service call: nothing here goes through the payload codec.
+    const page = await h.client.workflowService.getWorkflowExecutionHistory({
+      namespace: stack.info.temporalNamespace,
+      execution: { workflowId, runId },
+      nextPageToken,
+    });
+    events.push(...(page.history?.events ?? []));
+    nextPageToken = page.nextPageToken?.length ? page.nextPageToken : undefined;
+  } while (nextPageToken);
+  return { events };
+}
+
+for (const kms of ['onchain', 'phala'] as const) {
+  test(`${kms}: the raw history holds none of the env values, in any encoding`, async () => {
+    const cvm = await h.newCvm(kms === 'onchain' ? { kms, appId: h.appId(true), allowedEnvs: ['X'] } : { kms });
+    const secrets = [`sk_live_${randomBytes(16).toString('hex')}`, `pw-${randomBytes(12).toString('base64url')}`];
+    const env = { STRIPE_KEY: secrets[0]!, DB_PASSWORD: secrets[1]! };
+    const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+    const result = await awaitEnvUpdate(handle);
+    assert.equal(result.applied, true);
+    const runId = (await handle.describe()).runId;
+    runs.push({ workflowId: handle.workflowId, runId, secrets });
+
+    const history = await rawHistory(handle.workflowId, runId);
+    const bytes = Buffer.from(proto.temporal.api.history.v1.History.encode(history).finish());
+    assert.ok(bytes.length > 1000, 'history was read');
+    for (const s of secrets) {
+      for (const form of [s, Buffer.from(s).toString('base64'), Buffer.from(s).toString('hex')]) {
+        assert.equal(bytes.indexOf(Buffer.from(form)), -1, `a secret appears in raw history (${form === s ? 'utf8' : 'encoded'})`);
+      }
+    }
+    // Every payload is the codec's ciphertext.
+    const inputPayload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    assert.equal(Buffer.from(inputPayload?.metadata?.encoding ?? []).toString(), 'binary/encrypted');
+
+    const description = await handle.describe();
+    const attributes = JSON.stringify(description.raw.workflowExecutionInfo?.searchAttributes ?? {});
+    for (const s of secrets) assert.ok(!attributes.includes(s) && !attributes.includes(Buffer.from(s).toString('base64')));
+    // Ours, beside the server's own (BuildIds): only ids and the phase.
+    const ours = Object.fromEntries(
+      description.typedSearchAttributes
+        .getAll()
+        .filter((p) => ['AppId', 'CvmId', 'UpdatePhase'].includes(p.key.name))
+        .map((p) => [p.key.name, p.value]),
+    );
+    assert.deepEqual(ours, { AppId: cvm.appId.toLowerCase(), CvmId: cvm.id, UpdatePhase: 'completed' });
+  });
+}
+
+test('recorded histories replay against the current workflow code', async () => {
+  assert.ok(runs.length >= 2, 'the history tests ran first');
+  const histories = await Promise.all(runs.map(async (r) => ({ workflowId: r.workflowId, history: await rawHistory(r.workflowId, r.runId) })));
+  const results = Worker.runReplayHistories(
+    { workflowsPath: WORKFLOWS_PATH, dataConverter: createDataConverter(stack.env.PAYLOAD_ENCRYPTION_KEYS!) },
+    histories,
+  );
+  let replayed = 0;
+  for await (const r of results) {
+    assert.equal(r.error, undefined, `replay of ${r.workflowId} failed: ${r.error}`);
+    replayed++;
+  }
+  assert.equal(replayed, runs.length);
+});
