@@ -113,3 +113,16 @@ test('abort ends a waiting change; one change per CVM; the same requestId attach
   // The CVM never saw the change.
   assert.notDeepEqual(Object.keys((await h.sim.appliedEnv(cvm.id)).env), ['A', 'C_NEW']);
 });
+
+test('abort also stops a change that is not waiting for anyone (here: while the CVM applies it)', async () => {
+  const cvm = await h.newCvm({ kms: 'phala', applyDelayMs: 60_000 });
+  const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env: { A: 'slow' } }, { taskQueue: h.taskQueue });
+  await waitForStatus(cvm.id, (s) => s.phase === 'applying');
+  const t0 = Date.now();
+  await abortEnvUpdate(h.client, cvm.id, 'too slow');
+  await assert.rejects(awaitEnvUpdate(handle), /Workflow execution failed/);
+  assert.ok(Date.now() - t0 < 10_000, 'the running poll was cancelled, not waited out');
+  const status = await getEnvUpdateStatus(h.client, cvm.id);
+  assert.equal(status.phase, 'aborted');
+  assert.equal(status.lastError, 'too slow');
+});

@@ -1,5 +1,6 @@
 import {
   ApplicationFailure,
+  CancellationScope,
   condition,
   proxyActivities,
   setHandler,
@@ -69,8 +70,6 @@ const chain: ChainActivities = proxyActivities<Activities>({
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
 
-class Aborted extends Error {}
-
 export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<UpdateEnvResult> {
   const startedAt = Date.now();
   const status: UpdateStatus = {
@@ -81,13 +80,23 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     timings: { startedAt: new Date(startedAt).toISOString(), apiMs: 0, chainMs: 0, operatorMs: 0, phases: [] },
   };
   let phaseStarted = startedAt;
-  let operatorAction: { kind: 'retry' } | { kind: 'abort'; reason?: string } | { kind: 'useTransaction'; hash: string } | undefined;
+  // Operator input. Abort cancels whatever runs, in any phase; retry only answers a
+  // wait; a transaction handed over early is kept until the flow can use it.
+  let retryRequested = false;
+  let offeredTx: string | undefined;
+  let abortReason: string | undefined;
+  const work = new CancellationScope();
 
   setHandler(statusQuery, () => status);
-  setHandler(retrySignal, () => void (operatorAction = { kind: 'retry' }));
-  setHandler(abortSignal, (arg) => void (operatorAction = { kind: 'abort', reason: arg?.reason }));
+  setHandler(retrySignal, () => {
+    if (status.phase === 'awaiting_operator') retryRequested = true;
+  });
+  setHandler(abortSignal, (arg) => {
+    abortReason ??= arg?.reason || 'aborted by an operator';
+    work.cancel();
+  });
   setHandler(useTransactionSignal, ({ transactionHash }) => {
-    operatorAction = { kind: 'useTransaction', hash: transactionHash };
+    offeredTx = transactionHash;
   });
 
   const enter = (phase: UpdatePhase) => {
@@ -111,24 +120,32 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     }
   };
 
-  /**
-   * Parks the workflow in a named state until an operator acts. Returns the action;
-   * abort ends the workflow from here.
-   */
-  const awaitOperator = async (why: string, accept: ('retry' | 'useTransaction')[]) => {
+  /** Parks the workflow in a named state until an operator acts, and says which action came. */
+  const awaitOperator = async (
+    why: string,
+    accept: ('retry' | 'useTransaction')[],
+  ): Promise<{ kind: 'retry' } | { kind: 'useTransaction'; hash: string }> => {
     const resumeTo = status.phase;
     status.waitingFor = why;
     enter('awaiting_operator');
     const t0 = Date.now();
-    operatorAction = undefined;
-    await condition(() => operatorAction !== undefined && (operatorAction.kind === 'abort' || accept.includes(operatorAction.kind)));
-    status.timings.operatorMs += Date.now() - t0;
-    const action = operatorAction!;
-    operatorAction = undefined;
-    status.waitingFor = undefined;
-    if (action.kind === 'abort') throw new Aborted(action.reason ?? 'aborted by an operator');
+    retryRequested = false;
+    const canRetry = accept.includes('retry');
+    const canUseTx = accept.includes('useTransaction');
+    try {
+      await condition(() => (canRetry && retryRequested) || (canUseTx && offeredTx !== undefined));
+    } finally {
+      status.timings.operatorMs += Date.now() - t0;
+      status.waitingFor = undefined;
+    }
     enter(resumeTo);
-    return action;
+    if (canUseTx && offeredTx !== undefined) {
+      const hash = offeredTx;
+      offeredTx = undefined;
+      return { kind: 'useTransaction', hash };
+    }
+    retryRequested = false;
+    return { kind: 'retry' };
   };
 
   /** A step whose retries ran out waits for an operator instead of failing the change. */
@@ -150,6 +167,21 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   ]);
 
   try {
+    return await work.run(() => run());
+  } catch (err) {
+    if (abortReason !== undefined) {
+      enter('aborted');
+      status.lastError = abortReason;
+      finish(status, startedAt);
+      throw ApplicationFailure.nonRetryable(`update of ${input.cvmId} aborted: ${abortReason}`, 'Aborted');
+    }
+    enter('failed');
+    status.lastError = oneLine(err);
+    finish(status, startedAt);
+    throw err;
+  }
+
+  async function run(): Promise<UpdateEnvResult> {
     const validated = await timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys }));
 
     enter('resolving');
@@ -335,16 +367,6 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       allowedEnvsChanged: accepted.allowedEnvsChanged,
       applied,
     });
-  } catch (err) {
-    if (err instanceof Aborted) {
-      enter('aborted');
-      finish(status, startedAt);
-      throw ApplicationFailure.nonRetryable(`update of ${input.cvmId} aborted: ${err.message}`, 'Aborted');
-    }
-    enter('failed');
-    status.lastError = oneLine(err);
-    finish(status, startedAt);
-    throw err;
   }
 }
 
