@@ -374,12 +374,15 @@ async function runStatus(ctx: Context, id: string): Promise<number> {
   return EXIT.ok;
 }
 
-/** Signals do not queue for a later wait: say so when the workflow is not waiting now. */
+/**
+ * Abort acts in any phase and a handed-over transaction is kept until the flow needs
+ * one; only retry is ignored when nothing waits, so say so.
+ */
 async function warnIfNotWaiting(ctx: Context, id: string, action: string): Promise<void> {
   try {
     const s = await queryStatus(envUpdateHandle(ctx.client, id), 5000);
-    if (s.phase !== 'awaiting_operator') {
-      ctx.err(`note: the update is in phase ${s.phase}, not waiting for an operator; ${action} takes effect only at a wait that accepts it`);
+    if (s.phase !== 'awaiting_operator' && action === 'retry') {
+      ctx.err(`note: the update is in phase ${s.phase}, not waiting for an operator; retry only answers a wait`);
     } else if (s.waitingFor) {
       ctx.err(`it waits for: ${s.waitingFor}`);
     }
