@@ -1,0 +1,243 @@
+// The update workflow against chain faults it cannot prevent: a node that forgets our
+// transaction, a transaction that sits unmined, and a reorg that takes the registration
+// back out. The chain is driven by hand, so the file runs on a private automine stack.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createPublicClient, http, parseEventLogs, type Hex } from 'viem';
+import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
+import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, type UpdateEnvResult, type UpdateStatus } from '../src/client.ts';
+import type { SimCvmSummary } from '../src/simulator/admin-client.ts';
+import { useStack, type TestStack } from './support/stack.ts';
+import { createHarness, type Harness } from './support/update-harness.ts';
+
+let stack: TestStack;
+
+before(async () => {
+  // Automine: no block appears unless a transaction or the test asks for one.
+  stack = await useStack({ private: true, blockTime: 0 });
+});
+after(async () => {
+  await stack?.release();
+});
+
+let rpcId = 0;
+async function rpc<T = unknown>(method: string, params: unknown[] = []): Promise<T> {
+  const res = await fetch(stack.info.rpcUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: ++rpcId, method, params }),
+  });
+  const body = (await res.json()) as { result?: T; error?: { message: string } };
+  if (body.error) throw new Error(`${method}: ${body.error.message}`);
+  return body.result as T;
+}
+
+const latestBlock = async () => Number(BigInt(await rpc<string>('eth_blockNumber')));
+const mine = (blocks = 1) => rpc('anvil_mine', [`0x${blocks.toString(16)}`]);
+
+async function inPool(hash: string): Promise<boolean> {
+  const pool = await rpc<{ pending: Record<string, Record<string, { hash: string }>> }>('txpool_content');
+  return Object.values(pool.pending ?? {}).some((byNonce) => Object.values(byNonce).some((tx) => tx.hash.toLowerCase() === hash.toLowerCase()));
+}
+
+/** Empty blocks in the background: under automine nothing else would deepen a registration. */
+function startMiner(): () => Promise<void> {
+  let stopped = false;
+  let inFlight: Promise<unknown> = Promise.resolve();
+  const timer = setInterval(() => {
+    if (!stopped) inFlight = mine().catch(() => {});
+  }, 300);
+  return async () => {
+    stopped = true;
+    clearInterval(timer);
+    await inFlight;
+  };
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      // The status query fails until the workflow's first task has run.
+      lastErr = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr ? ` (last error: ${String(lastErr)})` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const statusOf = (h: Harness, cvmId: string) => getEnvUpdateStatus(h.client, cvmId);
+const describeStatus = (s: UpdateStatus) =>
+  JSON.stringify({ phase: s.phase, sent: s.sentTransactions, tx: s.transactionHash, block: s.blockNumber, lastError: s.lastError, attempts: s.attempts });
+
+async function registrations(appId: string, composeHash: string): Promise<Hex[]> {
+  const client = createPublicClient({ transport: http(stack.info.rpcUrl) });
+  const logs = await client.getLogs({ address: appId as Hex, fromBlock: 0n, toBlock: 'latest' });
+  return parseEventLogs({ abi: dstackAppAbi, logs, eventName: 'ComposeHashAdded' })
+    .filter((l) => l.args.composeHash === `0x${composeHash.replace(/^0x/, '')}`)
+    .map((l) => l.transactionHash);
+}
+
+/** What every case must end with, whatever the chain did on the way. */
+async function assertLandedOnce(h: Harness, cvm: SimCvmSummary, env: Record<string, string>, result: UpdateEnvResult): Promise<void> {
+  assert.equal(result.applied, true);
+  assert.ok(result.composeHash && result.transactionHash, JSON.stringify(result));
+  assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
+  assert.deepEqual(await registrations(cvm.appId, result.composeHash), [result.transactionHash]);
+  const receipt = await rpc<{ blockHash: string; blockNumber: string; status: string }>('eth_getTransactionReceipt', [result.transactionHash]);
+  assert.ok(receipt, 'the registration has a receipt');
+  assert.equal(receipt.status, '0x1');
+  assert.equal(Number(BigInt(receipt.blockNumber)), result.blockNumber);
+  const canonical = await rpc<{ hash: string }>('eth_getBlockByNumber', [receipt.blockNumber, false]);
+  assert.equal(canonical.hash, receipt.blockHash, 'the registration block is the canonical one at its height');
+}
+
+/** A fresh CVM whose env adds a key, so phase 1 asks for a new compose hash on chain. */
+async function newTwoPhaseCase(h: Harness) {
+  const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['BASE'] });
+  const env = { BASE: randomBytes(8).toString('hex'), [`K_${randomBytes(4).toString('hex').toUpperCase()}`]: randomBytes(8).toString('hex') };
+  return { cvm, env };
+}
+
+/** One harness and worker per case; the chain is put back to automine whatever happened. */
+async function withCase(workerEnv: Record<string, string>, body: (h: Harness, miner: { start(): void }) => Promise<void>): Promise<void> {
+  const h = await createHarness(stack);
+  let stopMiner: (() => Promise<void>) | undefined;
+  try {
+    await h.startWorker({ LOG_LEVEL: 'ERROR', ...workerEnv });
+    await body(h, { start: () => void (stopMiner ??= startMiner()) });
+  } finally {
+    await stopMiner?.();
+    await rpc('evm_setAutomine', [true]).catch(() => {});
+    // Leave nothing pending for the next case's nonce.
+    await mine().catch(() => {});
+    await h.close();
+  }
+}
+
+test('a transaction dropped from the pool is rebroadcast as the same bytes, not signed again', async () => {
+  await withCase({}, async (h, miner) => {
+    const { cvm, env } = await newTwoPhaseCase(h);
+    await rpc('evm_setAutomine', [false]);
+    const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+
+    const first = await waitFor('the registration to be signed and pooled', async () => {
+      const s = await statusOf(h, cvm.id);
+      const tx = s.sentTransactions[0];
+      return s.sentTransactions.length === 1 && tx && (await inPool(tx.hash)) ? tx : undefined;
+    });
+    await rpc('anvil_dropTransaction', [first.hash]);
+    assert.equal(await rpc('eth_getTransactionByHash', [first.hash]), null, 'anvil forgot the transaction');
+
+    // The observer polls every second; within a few polls it must see "dropped" and resend.
+    await waitFor('the workflow to rebroadcast', async () => (await inPool(first.hash)) || (await rpc('eth_getTransactionByHash', [first.hash])) !== null, 15_000);
+    const resent = await statusOf(h, cvm.id);
+    assert.equal(resent.sentTransactions.length, 1, describeStatus(resent));
+    assert.ok((resent.attempts.broadcastTransaction ?? 0) >= 2, `broadcast again after the drop: ${describeStatus(resent)}`);
+
+    await rpc('evm_setAutomine', [true]);
+    await mine();
+    miner.start();
+    const result = await awaitEnvUpdate(handle);
+
+    const status = await statusOf(h, cvm.id);
+    assert.equal(result.transactionHash, first.hash, 'the mined registration is the first signing');
+    assert.equal(status.sentTransactions.length, 1, describeStatus(status));
+    assert.equal(status.attempts.signRegistration, 1, describeStatus(status));
+    await assertLandedOnce(h, cvm, env, result);
+  });
+});
+
+test('a transaction stuck past the stall time is replaced at the same nonce with both fees raised ≥ 10%', async () => {
+  await withCase({ CHAIN_STALL_SECONDS: '2' }, async (h, miner) => {
+    const { cvm, env } = await newTwoPhaseCase(h);
+    await rpc('evm_setAutomine', [false]);
+    const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+
+    const stalled = await waitFor(
+      'a fee-bumped replacement',
+      async () => {
+        const s = await statusOf(h, cvm.id);
+        return s.sentTransactions.length >= 2 ? s : undefined;
+      },
+      20_000,
+    );
+    const [a, b] = stalled.sentTransactions as [UpdateStatus['sentTransactions'][0], UpdateStatus['sentTransactions'][0]];
+    assert.equal(b.nonce, a.nonce, 'a replacement reuses the nonce');
+    assert.notEqual(b.hash, a.hash);
+    // Geth's rule; anvil would take less, so the check has to be ours.
+    const min110 = (wei: string) => (BigInt(wei) * 110n + 99n) / 100n;
+    for (const field of ['maxFeePerGas', 'maxPriorityFeePerGas'] as const) {
+      assert.ok(BigInt(b[field]) >= min110(a[field]), `${field}: ${b[field]} < 110% of ${a[field]}`);
+    }
+
+    await rpc('evm_setAutomine', [true]);
+    await mine();
+    miner.start();
+    const result = await awaitEnvUpdate(handle);
+
+    const status = await statusOf(h, cvm.id);
+    const sent = status.sentTransactions;
+    assert.ok(sent.length >= 2, describeStatus(status));
+    assert.equal(new Set(sent.map((t) => t.nonce)).size, 1, `all signings share one nonce: ${describeStatus(status)}`);
+    for (let i = 1; i < sent.length; i++) {
+      for (const field of ['maxFeePerGas', 'maxPriorityFeePerGas'] as const) {
+        assert.ok(BigInt(sent[i]![field]) >= min110(sent[i - 1]![field]), `signing ${i} ${field}: ${describeStatus(status)}`);
+      }
+    }
+    assert.ok(sent.some((t) => t.hash === result.transactionHash), 'the mined registration is one we signed');
+    for (const t of sent.filter((t) => t.hash !== result.transactionHash)) {
+      assert.equal(await rpc('eth_getTransactionReceipt', [t.hash]), null, `the replaced ${t.hash} was not mined too`);
+    }
+    await assertLandedOnce(h, cvm, env, result);
+  });
+});
+
+test('a reorg during confirmations removes the registration: the same signed bytes go out again and confirm', async () => {
+  await withCase({ CHAIN_CONFIRMATIONS: '31337=4' }, async (h, miner) => {
+    const { cvm, env } = await newTwoPhaseCase(h);
+    const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+
+    // No miner yet: under automine the registration stays at 1 of 4 confirmations.
+    const confirming = await waitFor('the confirming phase', async () => {
+      const s = await statusOf(h, cvm.id);
+      return s.phase === 'confirming' && s.blockNumber !== undefined && s.transactionHash ? s : undefined;
+    });
+    const first = confirming.transactionHash!;
+    const minedAt = confirming.blockNumber!;
+    const original = await rpc<{ blockHash: string }>('eth_getTransactionReceipt', [first]);
+    const head = await latestBlock();
+    // anvil_reorg rewinds `depth` blocks and mines as many new ones: the chain keeps its
+    // height, and an empty tx list leaves the registration out of the new branch.
+    await rpc('anvil_reorg', [head - minedAt + 1, []]);
+    const replaced = await rpc<{ hash: string }>('eth_getBlockByNumber', [`0x${minedAt.toString(16)}`, false]);
+    assert.notEqual(replaced.hash, original.blockHash, 'the registration block was reorganised away');
+    assert.equal(await latestBlock(), head, 'the reorg kept the chain height');
+
+    const noticed = await waitFor('the workflow to notice the reorg', async () => {
+      const s = await statusOf(h, cvm.id);
+      return /reorganised/.test(s.lastError ?? '') ? s : undefined;
+    }, 15_000);
+    assert.ok(noticed.lastError?.includes(first), describeStatus(noticed));
+
+    miner.start();
+    const result = await awaitEnvUpdate(handle);
+
+    const status = await statusOf(h, cvm.id);
+    const left = status.timings.phases.map((p) => p.phase);
+    const back = left.indexOf('confirming');
+    assert.ok(back >= 0 && left.indexOf('registering', back) > back, `went back from confirming to registering: ${left.join(' → ')}`);
+    // anvil does not return reorged-out transactions to its pool, so the nonce was free
+    // again and the recorded bytes were sent as they were: one signing, one hash.
+    assert.equal(status.sentTransactions.length, 1, describeStatus(status));
+    assert.equal(result.transactionHash, first, 'the same signed transaction was mined again');
+    assert.ok(result.blockNumber! > minedAt, `mined again in a later block (${result.blockNumber} vs ${minedAt})`);
+    assert.ok((status.confirmations ?? 0) >= 4, describeStatus(status));
+    await assertLandedOnce(h, cvm, env, result);
+  });
+});
