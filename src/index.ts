@@ -1,0 +1,29 @@
+// Public surface of the package: the Phala Cloud library and the backend helpers.
+export { parseEnvVars } from './phala/dotenv.ts';
+export { encryptEnvVars, decryptEnvVars, generateEnvKeyPair, EnvCryptoError } from './phala/env-crypto.ts';
+export { validateEnvVars, EnvValidationError, type EnvValidationIssue } from './phala/env-validation.ts';
+export { getComposeHash, canonicalComposeJson } from './phala/compose-hash.ts';
+export {
+  signEnvEncryptPublicKey,
+  verifyEnvEncryptPublicKey,
+  checkEnvEncryptPublicKey,
+  kmsPublicKeyFromPrivate,
+} from './phala/kms-signature.ts';
+export { PhalaCloudClient, type PhalaCloudClientOptions, type UpdateCvmEnvsParams } from './phala/api-client.ts';
+export { PhalaApiError, type PhalaApiErrorKind } from './phala/api-errors.ts';
+export type * from './phala/api-schemas.ts';
+
+export {
+  startEnvUpdate,
+  awaitEnvUpdate,
+  getEnvUpdateStatus,
+  retryEnvUpdate,
+  abortEnvUpdate,
+  useRegistrationTransaction,
+  envUpdateHandle,
+  UpdateAlreadyRunningError,
+  type EnvUpdateHandle,
+  type StartedEnvUpdate,
+} from './client.ts';
+export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus, UpdatePhase, ComposeHashPolicy } from './workflows/definitions.ts';
+export { createDataConverter, generatePayloadKeySpec } from './codec.ts';
