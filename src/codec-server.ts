@@ -44,6 +44,12 @@ export interface CodecServerOptions {
   allowedOrigins: string[];
   /** Largest accepted request body. Default 8 MiB: a UI page of history can carry several 2 MiB payloads. */
   maxBodyBytes?: number;
+  /**
+   * Also accept the token as a path prefix, `/t/<token>/decode`. The Temporal dev UI
+   * cannot send a bearer header (it only forwards an OIDC token), so the local stack
+   * gives it this URL instead; it is as secret as the UI's own settings page.
+   */
+  allowPathToken?: boolean;
 }
 
 export interface CodecServer {
@@ -55,6 +61,7 @@ export interface CodecServer {
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 const MIN_TOKEN_LENGTH = 16;
 const ROUTE = /^(?:\/[^/]+)?\/(encode|decode)\/?$/;
+const PATH_TOKEN_ROUTE = /^\/t\/([^/]+)\/(encode|decode)\/?$/;
 const ALLOWED_HEADERS = 'Authorization, Content-Type, X-Namespace';
 
 const jsonPayloadSchema = z.looseObject({
@@ -204,11 +211,11 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
       res.setHeader('Access-Control-Allow-Credentials', 'true');
     }
 
-    const route = ROUTE.exec(new URL(req.url ?? '/', 'http://codec.invalid').pathname)?.[1] as
-      | 'encode'
-      | 'decode'
-      | undefined;
+    const pathname = new URL(req.url ?? '/', 'http://codec.invalid').pathname;
+    const tokenRoute = options.allowPathToken ? PATH_TOKEN_ROUTE.exec(pathname) : null;
+    const route = (tokenRoute?.[2] ?? ROUTE.exec(pathname)?.[1]) as 'encode' | 'decode' | undefined;
     if (!route) return send(res, 404, { error: 'not found' });
+    const credentials = tokenRoute ? `Bearer ${decodeURIComponent(tokenRoute[1]!)}` : req.headers.authorization;
 
     if (req.method === 'OPTIONS') {
       // Preflights carry no credentials, so they are answered without the token.
@@ -225,7 +232,7 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
     // Browsers always send Origin on cross-origin POSTs; refusing unknown ones
     // here means a page on another site cannot even trigger the work.
     if (origin !== undefined && !originAllowed) return send(res, 403, { error: 'origin not allowed' });
-    if (!isAuthorised(req.headers.authorization)) {
+    if (!isAuthorised(credentials)) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="temporal-codec"');
       return send(res, 401, { error: 'unauthorized' });
     }

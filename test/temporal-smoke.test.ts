@@ -48,3 +48,28 @@ test('the search attributes the update workflow sets are registered', async () =
     await connection.close();
   }
 });
+
+test('the Temporal UI is configured with our codec server, which decodes for it and for nobody else', async () => {
+  const settings = (await (await fetch(`${stack.info.temporalUiUrl}/api/v1/settings`)).json()) as { Codec?: { Endpoint?: string } };
+  const endpoint = settings.Codec?.Endpoint ?? '';
+  assert.ok(endpoint.startsWith(stack.info.codecServerUrl), `UI codec endpoint: ${endpoint ? '(set elsewhere)' : '(none)'}`);
+
+  const { createDataConverter } = await import('../src/codec.ts');
+  const { defaultPayloadConverter } = await import('@temporalio/common');
+  const codec = createDataConverter(stack.env.PAYLOAD_ENCRYPTION_KEYS!).payloadCodecs![0]!;
+  const [encrypted] = await codec.encode([defaultPayloadConverter.toPayload('operator-visible')!]);
+  const b64 = (b?: Uint8Array | null) => Buffer.from(b ?? []).toString('base64');
+  const body = JSON.stringify({
+    payloads: [{ metadata: Object.fromEntries(Object.entries(encrypted!.metadata ?? {}).map(([k, v]) => [k, b64(v)])), data: b64(encrypted!.data) }],
+  });
+  const origin = stack.info.temporalUiUrl;
+  const ok = await fetch(`${endpoint}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', origin }, body });
+  assert.equal(ok.status, 200);
+  const decoded = (await ok.json()) as { payloads: { data: string }[] };
+  assert.equal(Buffer.from(decoded.payloads[0]!.data, 'base64').toString(), '"operator-visible"');
+
+  const noToken = await fetch(`${stack.info.codecServerUrl}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', origin }, body });
+  assert.equal(noToken.status, 401);
+  const foreign = await fetch(`${endpoint}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'http://evil.example' }, body });
+  assert.equal(foreign.status, 403);
+});

@@ -7,6 +7,9 @@ import { ANVIL_MNEMONIC, findAnvilBinary, startAnvil, type Anvil } from './anvil
 import { deployApps, type AppSpec, type DeployedApp } from './deploy-apps.ts';
 import { findTemporalCli, startTemporalServer, type TemporalServer } from './temporal-server.ts';
 import { StackLock } from './stack-lock.ts';
+import { freePort } from './free-port.ts';
+import { startCodecServer } from '../codec-server.ts';
+import { generatePayloadKeySpec } from '../codec.ts';
 
 /** Apps deployed by default: what the simulator's seed workspace needs (issue 4). */
 export const DEFAULT_APPS: AppSpec[] = [
@@ -61,6 +64,8 @@ export interface StackInfo {
   temporalAddress: string;
   temporalNamespace: string;
   temporalUiUrl: string;
+  /** The payload codec server the UI decodes through (its token is in stack.env only). */
+  codecServerUrl: string;
   taskQueue: string;
   rpcUrl: string;
   chainId: number;
@@ -130,13 +135,31 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
   try {
     const chainId = options.chainId ?? 31337;
+    const stackEnvFile = join(dataDir, 'stack.env');
+    // Kept across restarts: history written with a key must stay readable.
+    const payloadKeys = readDotenv(stackEnvFile).PAYLOAD_ENCRYPTION_KEYS ?? generatePayloadKeySpec('k1');
+
+    // The codec server lets the Temporal UI show decrypted payloads; it must exist
+    // before the UI is configured with its address.
+    const uiPort = options.temporalUiPort ?? (await freePort());
+    const codecToken = randomBytes(24).toString('base64url');
+    const codec = await startCodecServer({
+      port: 0,
+      keysSpec: payloadKeys,
+      token: codecToken,
+      allowedOrigins: [`http://127.0.0.1:${uiPort}`, `http://localhost:${uiPort}`],
+      allowPathToken: true,
+    });
+    stoppers.push(() => codec.close());
+
     const [temporal, anvil] = await Promise.all([
       startTemporalServer({
         dbFile: join(dataDir, 'temporal.sqlite'),
         logFile: join(dataDir, 'temporal.log'),
         namespace: options.namespace,
         port: options.temporalPort,
-        uiPort: options.temporalUiPort,
+        uiPort,
+        codecEndpoint: `${codec.url}/t/${codecToken}`,
       }).then((t: TemporalServer) => {
         stoppers.push(t.stop);
         lock.addChild('temporal', t.process.pid, temporalCli);
@@ -174,10 +197,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     writeAtomically(deploymentsFile, JSON.stringify(apps, null, 2));
     log(`app contracts: ${apps.map((a) => `${a.name}=${a.appId}`).join(', ')}`);
 
-    const stackEnvFile = join(dataDir, 'stack.env');
-    // Kept across restarts: history written with a key must stay readable.
-    const payloadKeys = readDotenv(stackEnvFile).PAYLOAD_ENCRYPTION_KEYS ?? `k1:${randomBytes(32).toString('base64')}`;
-
     const info: StackInfo = {
       ready: true,
       startedInMs: 0,
@@ -185,6 +204,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       temporalAddress: temporal.address,
       temporalNamespace: temporal.namespace,
       temporalUiUrl: temporal.uiUrl,
+      codecServerUrl: codec.url,
       taskQueue: DEFAULT_TASK_QUEUE,
       rpcUrl: anvil.rpcUrl,
       chainId,
@@ -200,6 +220,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       CHAIN_ID: String(chainId),
       SIGNER_PRIVATE_KEY: signer.key,
       PAYLOAD_ENCRYPTION_KEYS: payloadKeys,
+      CODEC_SERVER_URL: codec.url,
+      CODEC_SERVER_TOKEN: codecToken,
     };
 
     for (const service of options.services ?? []) {
