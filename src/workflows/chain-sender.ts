@@ -42,6 +42,12 @@ export interface ChainActivities {
 
 type Timed = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
 
+/**
+ * Longest single observeTransactions call. The activity's start-to-close is 60 s, so a
+ * stall time of a minute or more (sensible on Ethereum) must be waited out in slices.
+ */
+const OBSERVE_SLICE_MS = 20_000;
+
 export interface RegistrationSenderOptions {
   chain: ChainActivities;
   status: UpdateStatus;
@@ -62,14 +68,20 @@ export interface RegistrationSenderOptions {
 export class RegistrationSender {
   /** Transactions signed for the current nonce: the original and its replacements. */
   private sameNonce: SignedTx[] = [];
+  /** Workflow time the latest signing started waiting to be mined; unset: starts at the next broadcast. */
+  private waitingSince: number | undefined;
 
   constructor(private readonly o: RegistrationSenderOptions) {}
 
   async run(): Promise<MinedTx> {
     const { chain, chainId, timed } = this.o;
     if (this.sameNonce.length === 0) await this.sign();
+    // Called again after a reorg: the rebroadcast gets a full stall time of its own.
+    this.waitingSince = undefined;
     for (;;) {
       const latest = this.sameNonce[this.sameNonce.length - 1]!;
+      this.waitingSince ??= Date.now();
+      const stallLeft = Math.max(0, this.waitingSince + this.o.stallMs - Date.now());
       const sent = await timed('broadcastTransaction', () => chain.broadcastTransaction({ chainId, raw: latest.raw }));
       if (sent.result === 'underpriced') {
         // The base fee rose past our cap; waiting cannot help, only higher fees can.
@@ -82,7 +94,7 @@ export class RegistrationSender {
           from: this.o.from,
           nonce: latest.nonce,
           hashes: this.sameNonce.map((t) => t.hash),
-          maxWaitMs: this.o.stallMs,
+          maxWaitMs: Math.min(stallLeft, OBSERVE_SLICE_MS),
         }),
       );
       switch (seen.state) {
@@ -95,10 +107,15 @@ export class RegistrationSender {
           }
           return { hash: seen.hash, blockNumber: seen.blockNumber, blockHash: seen.blockHash };
         case 'pending':
+          // Not stalled until a slice has waited out the rest of the stall time.
+          if (stallLeft > OBSERVE_SLICE_MS) break;
           if (this.sameNonce.length <= (this.o.maxReplacements ?? 5)) await this.sign(latest);
+          // Out of replacements: wait a whole stall time again rather than poll in a tight loop.
+          else this.waitingSince = undefined;
           break;
         case 'dropped':
-          // Rebroadcast the same bytes on the next turn.
+          // Rebroadcast the same bytes on the next turn, with a fresh stall time.
+          this.waitingSince = undefined;
           break;
         case 'nonce_consumed':
           // Another transaction of this key took the nonce: ours can never be mined.
@@ -125,6 +142,7 @@ export class RegistrationSender {
       }),
     );
     this.sameNonce.push(signed);
+    this.waitingSince = undefined;
     status.sentTransactions.push({
       hash: signed.hash,
       nonce: signed.nonce,
