@@ -108,7 +108,8 @@ export function createChainActivities(deps: ChainActivityDeps) {
       appId: string;
       composeHash: string;
       nonce?: number;
-      replacing?: { maxFeePerGas: string; maxPriorityFeePerGas: string };
+      /** gas is absent in histories recorded before replacements kept it. */
+      replacing?: { maxFeePerGas: string; maxPriorityFeePerGas: string; gas?: string };
     }): Promise<SignedTx> {
       const client = clientFor(a.chainId);
       const fees = a.replacing ? await chainCall(() => replacementFees(client, a.replacing!)) : undefined;
@@ -120,6 +121,10 @@ export function createChainActivities(deps: ChainActivityDeps) {
           composeHash: a.composeHash,
           nonce: a.nonce ?? 'pending',
           ...(fees ? { fees } : {}),
+          // Not estimated again: nodes that estimate against the pending block (anvil) run
+          // it after our own pooled original, which has already allowed the hash, and
+          // answer ~22k gas short; the replacement would then revert out of gas.
+          ...(a.replacing?.gas ? { gas: a.replacing.gas } : {}),
         }),
       );
       return {

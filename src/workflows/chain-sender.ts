@@ -20,8 +20,8 @@ export interface ChainActivities {
     composeHash: string;
     /** Reuse this nonce (a replacement); omitted: the account's pending nonce. */
     nonce?: number;
-    /** The fees of the transaction being replaced: the new one pays at least 10% more on both. */
-    replacing?: { maxFeePerGas: string; maxPriorityFeePerGas: string };
+    /** The transaction being replaced: the new one pays at least 10% more on both fees and keeps its gas. */
+    replacing?: { maxFeePerGas: string; maxPriorityFeePerGas: string; gas: string };
   }): Promise<SignedTx>;
   broadcastTransaction(a: { chainId: number; raw: string }): Promise<{ result: 'sent' | 'known' | 'underpriced' }>;
   observeTransactions(a: {
@@ -136,7 +136,7 @@ export class RegistrationSender {
         ...(replacing
           ? {
               nonce: replacing.nonce,
-              replacing: { maxFeePerGas: replacing.maxFeePerGas, maxPriorityFeePerGas: replacing.maxPriorityFeePerGas },
+              replacing: { maxFeePerGas: replacing.maxFeePerGas, maxPriorityFeePerGas: replacing.maxPriorityFeePerGas, gas: replacing.gas },
             }
           : {}),
       }),
