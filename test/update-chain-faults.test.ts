@@ -159,6 +159,13 @@ test('a transaction stuck past the stall time is replaced at the same nonce with
     await rpc('evm_setAutomine', [false]);
     const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
 
+    // Read while pooled: anvil forgets a transaction once a replacement takes its place.
+    const gasOf = async (hash: string) => (await rpc<{ gas: string } | null>('eth_getTransactionByHash', [hash]))?.gas;
+    const originalGas = await waitFor('the original in the pool', async () => {
+      const tx = (await statusOf(h, cvm.id)).sentTransactions[0];
+      return tx && (await gasOf(tx.hash));
+    });
+
     const stalled = await waitFor(
       'a fee-bumped replacement',
       async () => {
@@ -175,6 +182,11 @@ test('a transaction stuck past the stall time is replaced at the same nonce with
     for (const field of ['maxFeePerGas', 'maxPriorityFeePerGas'] as const) {
       assert.ok(BigInt(b[field]) >= min110(a[field]), `${field}: ${b[field]} < 110% of ${a[field]}`);
     }
+    // Same call, same gas. Estimated afresh, anvil runs it on a pending state in which
+    // the pooled original has already allowed the hash, and the replacement, some 22k
+    // gas short, reverts when it is mined.
+    const replacementGas = await gasOf(b.hash);
+    if (replacementGas !== undefined) assert.equal(BigInt(replacementGas), BigInt(originalGas), 'the replacement keeps the gas limit');
 
     await rpc('evm_setAutomine', [true]);
     await mine();
