@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createPublicClient, http, parseEventLogs, type Hex } from 'viem';
 import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
-import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, type UpdateEnvResult, type UpdateStatus } from '../src/client.ts';
+import { awaitEnvUpdate, getEnvUpdateStatus, retryEnvUpdate, startEnvUpdate, type UpdateEnvResult, type UpdateStatus } from '../src/client.ts';
 import type { SimCvmSummary } from '../src/simulator/admin-client.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 import { createHarness, type Harness } from './support/update-harness.ts';
@@ -250,6 +250,46 @@ test('a reorg during confirmations removes the registration: the same signed byt
     assert.equal(result.transactionHash, first, 'the same signed transaction was mined again');
     assert.ok(result.blockNumber! > minedAt, `mined again in a later block (${result.blockNumber} vs ${minedAt})`);
     assert.ok((status.confirmations ?? 0) >= 4, describeStatus(status));
+    await assertLandedOnce(h, cvm, env, result);
+  });
+});
+
+test('a registration that reverts waits for an operator; retry signs a new one that lands', async () => {
+  await withCase({}, async (h, miner) => {
+    const { cvm, env } = await newTwoPhaseCase(h);
+    await rpc('evm_setAutomine', [false]);
+    const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+    const first = await waitFor('the registration to be pooled', async () => {
+      const s = await statusOf(h, cvm.id);
+      const tx = s.sentTransactions[0];
+      return tx && (await inPool(tx.hash)) ? tx : undefined;
+    });
+
+    // Hand the app to someone else behind the workflow's back (slot 0 packs owner and
+    // allowAnyDevice), so the pooled transaction reverts with NotOwner when mined.
+    const slot0 = await rpc<string>('eth_getStorageAt', [cvm.appId, '0x0', 'latest']);
+    const stranger = '0x000000000000000000000000000000000000dEaD'.slice(2).toLowerCase();
+    const taken = `0x${slot0.slice(2, 26)}${stranger}`;
+    await rpc('anvil_setStorageAt', [cvm.appId, '0x0', taken]);
+    await rpc('evm_setAutomine', [true]);
+    await mine();
+
+    const waiting = await waitFor('the workflow to wait for an operator', async () => {
+      const s = await statusOf(h, cvm.id);
+      return s.phase === 'awaiting_operator' ? s : undefined;
+    });
+    assert.match(waiting.waitingFor ?? '', new RegExp(`${first.hash}.*reverted`));
+    const receipt = await rpc<{ status: string }>('eth_getTransactionReceipt', [first.hash]);
+    assert.equal(receipt.status, '0x0', 'the first registration reverted on chain');
+
+    await rpc('anvil_setStorageAt', [cvm.appId, '0x0', slot0]);
+    await retryEnvUpdate(h.client, cvm.id);
+    miner.start();
+    const result = await awaitEnvUpdate(handle);
+    assert.notEqual(result.transactionHash, first.hash);
+    const status = await statusOf(h, cvm.id);
+    assert.equal(status.sentTransactions.length, 2, describeStatus(status));
+    assert.notEqual(status.sentTransactions[1]!.nonce, first.nonce, 'the reverted nonce is spent; the new one is the next');
     await assertLandedOnce(h, cvm, env, result);
   });
 });

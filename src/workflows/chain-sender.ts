@@ -12,6 +12,8 @@ import type {
 } from '../activities/types.ts';
 import type { UpdateStatus } from './definitions.ts';
 
+export const REGISTRATION_REVERTED = 'RegistrationReverted';
+
 export interface ChainActivities {
   chainPreflight(a: { chainId: number; appId: string; composeHash: string }): Promise<ChainPreflight>;
   signRegistration(a: {
@@ -100,9 +102,12 @@ export class RegistrationSender {
       switch (seen.state) {
         case 'mined':
           if (!seen.success) {
+            // The nonce is spent and nothing was registered: a later run() signs anew.
+            this.sameNonce = [];
             throw ApplicationFailure.nonRetryable(
-              `registration transaction ${seen.hash} reverted in block ${seen.blockNumber}; is the signer still the app owner?`,
-              'RegistrationReverted',
+              `registration transaction ${seen.hash} reverted in block ${seen.blockNumber} ` +
+                '(out of gas, or the signer no longer owns the app)',
+              REGISTRATION_REVERTED,
             );
           }
           return { hash: seen.hash, blockNumber: seen.blockNumber, blockHash: seen.blockHash };

@@ -24,7 +24,7 @@ import {
   type UpdatePhase,
   type UpdateStatus,
 } from './definitions.ts';
-import { RegistrationSender, waitForConfirmations, type ChainActivities } from './chain-sender.ts';
+import { REGISTRATION_REVERTED, RegistrationSender, waitForConfirmations, type ChainActivities } from './chain-sender.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -181,6 +181,19 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     throw err;
   }
 
+  /** A reverted registration spent its nonce and registered nothing: a person decides to sign again. */
+  async function sendRegistration(sender: RegistrationSender): Promise<MinedTx> {
+    for (;;) {
+      try {
+        return await sender.run();
+      } catch (err) {
+        if (!(err instanceof ApplicationFailure && err.type === REGISTRATION_REVERTED)) throw err;
+        status.lastError = err.message;
+        await awaitOperator(`${err.message}; signal retry to sign a new registration, or abort`, ['retry']);
+      }
+    }
+  }
+
   async function run(): Promise<UpdateEnvResult> {
     const validated = await timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys }));
 
@@ -267,7 +280,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
             })
           : undefined;
       if (operatorTx === undefined && pre.existing) registration = pre.existing;
-      else if (sender) registration = await sender.run();
+      else if (sender) registration = await sendRegistration(sender);
       for (;;) {
         if (!registration) {
           let txHash = operatorTx;
@@ -313,7 +326,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         // bytes already signed; someone else's has to be handed over again.
         status.lastError = `registration ${registration.hash} was reorganised out of the chain`;
         enter('registering');
-        registration = sender ? await sender.run() : undefined;
+        registration = sender ? await sendRegistration(sender) : undefined;
       }
 
       let notVerified = 0;
