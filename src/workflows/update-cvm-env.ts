@@ -87,7 +87,11 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   let abortReason: string | undefined;
   const work = new CancellationScope();
 
-  setHandler(statusQuery, () => status);
+  // What an operator looks for first comes first in the UI's query view.
+  setHandler(statusQuery, () => {
+    const { cvmId, phase, waitingFor, lastError, ...rest } = status;
+    return { cvmId, phase, waitingFor, lastError, ...rest };
+  });
   setHandler(retrySignal, () => {
     if (status.phase === 'awaiting_operator') retryRequested = true;
   });
