@@ -293,7 +293,8 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
             const action = await awaitOperator(
               pre.signerIsOwner
                 ? `register compose hash ${first.composeHash} on app ${appId} and signal useTransaction`
-                : `the signer ${pre.signer} is not the owner (${pre.owner}) of app ${appId}: the owner must call ` +
+                : `${pre.signer ? `the signer ${pre.signer} is not the owner` : 'the worker has no signer key and cannot act for the owner'} ` +
+                    `(${pre.owner}) of app ${appId}: the owner must call ` +
                     `addComposeHash(${first.composeHash}) and signal useTransaction with its hash`,
               ['useTransaction'],
             );
