@@ -2,21 +2,14 @@
 // (Temporal dev server, anvil, Phala Cloud simulator) with an in-process worker. Progress goes
 // to stderr; stdout carries the tables and, last, one JSON line with every figure.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { createPublicClient, http, parseEventLogs, type Hex } from 'viem';
 import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
 import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, type EnvUpdateHandle } from '../src/client.ts';
-import { createDataConverter } from '../src/codec.ts';
-import { defaultServices } from '../src/dev/services.ts';
-import { startStack, type Stack } from '../src/dev/stack.ts';
+import { installQuietRuntime, interruptible, LocalSession } from '../src/dev/local-session.ts';
 import { SimAdminClient, type SimCvmSummary } from '../src/simulator/admin-client.ts';
 import type { EnvVar, UpdateEnvResult, UpdateStatus } from '../src/workflows/definitions.ts';
-import { createWorker } from '../src/worker.ts';
 
 class BenchFailure extends Error {}
 
@@ -386,62 +379,25 @@ async function main(): Promise<number> {
   }
   const rssAtStart = process.memoryUsage().rss;
   // Our SIGINT handler owns shutdown: the runtime's own would stop the worker under our feet.
-  Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
-
-  const interrupt = new AbortController();
-  let interrupts = 0;
-  const onSignal = () => {
-    interrupts++;
-    if (interrupts === 1) {
-      progress('\ninterrupted: stopping the worker and the stack…');
-      interrupt.abort();
-    } else if (interrupts >= 3) {
-      process.exit(130);
-    } else {
-      progress('still stopping (once more to quit at once, leaving processes behind)');
-    }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const interrupted = new Promise<never>((_, reject) =>
-    interrupt.signal.addEventListener('abort', () => reject(new BenchFailure('interrupted')), { once: true }),
-  );
-  interrupted.catch(() => {});
-  const step = <T>(p: Promise<T>) => Promise.race([p, interrupted]);
-
-  const dataDir = mkdtempSync(join(tmpdir(), 'dce-bench-'));
+  installQuietRuntime([]);
+  const interrupt = interruptible({ say: progress, onceMore: 'once more', failure: (message) => new BenchFailure(message) });
+  const { step, interrupted } = interrupt;
+  const session = new LocalSession({ name: 'bench', say: progress, step });
   // Stack chatter is kept and shown only if something goes wrong.
   const stackLog: string[] = [];
   const sampler = new RssSampler();
   let failed = true;
-  let stackPromise: Promise<Stack> | undefined;
-  let workerPromise: ReturnType<typeof createWorker> | undefined;
-  let workerRun: Promise<void> | undefined;
-  let connection: Connection | undefined;
   try {
-    progress(`starting the local stack in ${dataDir} (block time ${opts.blockTime} s)…`);
-    stackPromise = startStack({ dataDir, blockTime: opts.blockTime, services: defaultServices(), log: (l) => stackLog.push(l) });
-    const stack = await step(stackPromise);
+    progress(`starting the local stack in ${session.dataDir} (block time ${opts.blockTime} s)…`);
+    const stack = await session.startStack({ blockTime: opts.blockTime, log: (l) => stackLog.push(l) });
     const signerApp = stack.info.apps.find((a) => a.ownerIsSigner && a.name === 'app-signer-1') ?? stack.info.apps.find((a) => a.ownerIsSigner);
     if (!signerApp) throw new BenchFailure('the stack deployed no app contract owned by the signer');
     const sim = new SimAdminClient(stack.env.SIM_URL ?? stack.env.PHALA_API_URL!, stack.env.SIM_ADMIN_TOKEN!);
     const simDefaultApplyDelayMs = (await step(sim.config())).applyDelayMs;
 
-    const taskQueue = `bench-${randomBytes(4).toString('hex')}`;
-    const env = { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: taskQueue };
     progress('bundling the workflows and starting the worker…');
-    // Short grace: at the end nothing is in flight, and on Ctrl-C nobody waits for the results.
-    workerPromise = createWorker({ env, worker: { shutdownGraceTime: '3 seconds' } });
-    const { worker } = await step(workerPromise);
-    workerRun = worker.run();
-    workerRun.catch(() => {});
-    connection = await step(Connection.connect({ address: stack.info.temporalAddress }));
-    const client = new Client({
-      connection,
-      namespace: stack.info.temporalNamespace,
-      dataConverter: createDataConverter(stack.env.PAYLOAD_ENCRYPTION_KEYS!),
-    });
-    const ctx: Ctx = { client, sim, taskQueue, signerAppId: signerApp.appId, applyDelayMs: opts.applyDelayMs, interrupted };
+    const client = await session.startWorkerAndClient(stack);
+    const ctx: Ctx = { client, sim, taskQueue: session.taskQueue, signerAppId: signerApp.appId, applyDelayMs: opts.applyDelayMs, interrupted };
     const applyDelayMs = opts.applyDelayMs ?? simDefaultApplyDelayMs;
 
     const rssBefore = process.memoryUsage().rss;
@@ -619,20 +575,8 @@ async function main(): Promise<number> {
     return interrupt.signal.aborted ? 130 : 1;
   } finally {
     sampler.stop();
-    progress('stopping the worker and the stack…');
-    await connection?.close().catch(() => {});
-    const created = await workerPromise?.catch(() => undefined);
-    if (created) {
-      if (created.worker.getState() === 'RUNNING') created.worker.shutdown();
-      await workerRun?.catch(() => {});
-      await created.connection.close().catch(() => {});
-    }
-    const stack = await stackPromise?.catch(() => undefined);
-    await stack?.stop().catch((err: unknown) => progress(`could not stop the stack cleanly: ${(err as Error).message}`));
-    if (failed && !interrupt.signal.aborted) progress(`logs kept in ${dataDir} (temporal.log, anvil.log)`);
-    else rmSync(dataDir, { recursive: true, force: true });
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    await session.close(failed && !interrupt.signal.aborted);
+    interrupt.dispose();
   }
 }
 

@@ -3,18 +3,12 @@
 // phase 2) and one on a Phala-KMS CVM; the simulator then confirms each CVM runs with exactly
 // what was sent. `--keep` leaves the stack up afterwards so the Temporal UI can be browsed.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
 import { startEnvUpdate } from '../client.ts';
-import { createDataConverter } from '../codec.ts';
 import { createRedactor, followUpdate, formatTimings } from '../progress.ts';
 import type { EnvVar, UpdateEnvResult } from '../workflows/definitions.ts';
-import { createWorker } from '../worker.ts';
-import { defaultServices } from './services.ts';
-import { startStack, type Stack } from './stack.ts';
+import { installQuietRuntime, interruptible, LocalSession } from './local-session.ts';
+import type { Stack } from './stack.ts';
 
 interface SimCvm {
   id: string;
@@ -92,43 +86,14 @@ function printTimings(label: string, r: UpdateEnvResult): void {
 }
 
 async function main(): Promise<number> {
-  try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
-  } catch {
-    // Another runtime is installed already: its logger stays.
-  }
-  const interrupt = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts === 1) {
-      say('\ninterrupted: stopping the worker and the stack…');
-      interrupt.abort();
-    } else if (interrupts >= 3) {
-      process.exit(130);
-    } else {
-      say('still stopping (Ctrl-C once more to quit at once, leaving processes behind)');
-    }
-  };
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigint);
-  const interrupted = new Promise<never>((_, reject) =>
-    interrupt.signal.addEventListener('abort', () => reject(new DemoFailure('interrupted')), { once: true }),
-  );
-  interrupted.catch(() => {});
-  // Each step is raced with Ctrl-C; the started things are still awaited and stopped below.
-  const step = <T>(p: Promise<T>) => Promise.race([p, interrupted]);
-
-  const dataDir = mkdtempSync(join(tmpdir(), 'dce-demo-'));
+  installQuietRuntime();
+  const interrupt = interruptible({ say, onceMore: 'Ctrl-C once more', failure: (message) => new DemoFailure(message) });
+  const { step } = interrupt;
+  const session = new LocalSession({ name: 'demo', say, step });
   let failed = true;
-  let stackPromise: Promise<Stack> | undefined;
-  let workerPromise: ReturnType<typeof createWorker> | undefined;
-  let workerRun: Promise<void> | undefined;
-  let connection: Connection | undefined;
   try {
-    say(`starting the local stack in ${dataDir} (Temporal, anvil, contracts, Phala Cloud simulator)…`);
-    stackPromise = startStack({ dataDir, services: defaultServices(), log: (l) => say(`  [stack] ${l}`) });
-    const stack = await step(stackPromise);
+    say(`starting the local stack in ${session.dataDir} (Temporal, anvil, contracts, Phala Cloud simulator)…`);
+    const stack = await session.startStack({ log: (l) => say(`  [stack] ${l}`) });
     secrets.push(...Object.entries(stack.env).filter(([k]) => /KEY|TOKEN|SECRET/.test(k)).map(([, v]) => v));
     const cvms = (stack.info.cvms ?? []) as SimCvm[];
     const onchain = cvms.find((c) => c.kms === 'onchain' && c.ownerIsSigner);
@@ -140,20 +105,8 @@ async function main(): Promise<number> {
       );
     }
 
-    // Our own queue: a worker left over from `npm run worker` must not take the demo's tasks.
-    const taskQueue = `demo-${randomBytes(4).toString('hex')}`;
-    const env = { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: taskQueue };
-    // A short grace: the demo stops only when nothing is in flight, or on Ctrl-C.
-    workerPromise = createWorker({ env, worker: { shutdownGraceTime: '3 seconds' } });
-    const { worker } = await step(workerPromise);
-    workerRun = worker.run();
-    workerRun.catch(() => {});
-    connection = await step(Connection.connect({ address: stack.info.temporalAddress }));
-    const client = new Client({
-      connection,
-      namespace: stack.info.temporalNamespace,
-      dataConverter: createDataConverter(stack.env.PAYLOAD_ENCRYPTION_KEYS!),
-    });
+    const { taskQueue } = session;
+    const client = await session.startWorkerAndClient(stack);
 
     say('');
     say(`Temporal UI: ${stack.info.temporalUiUrl}/namespaces/${stack.info.temporalNamespace}/workflows`);
@@ -202,20 +155,8 @@ async function main(): Promise<number> {
     if (!(err instanceof DemoFailure) && err instanceof Error && err.stack) process.stderr.write(`${redact(err.stack)}\n`);
     return 1;
   } finally {
-    say('stopping the worker and the stack…');
-    await connection?.close().catch(() => {});
-    const created = await workerPromise?.catch(() => undefined);
-    if (created) {
-      if (created.worker.getState() === 'RUNNING') created.worker.shutdown();
-      await workerRun?.catch(() => {});
-      await created.connection.close().catch(() => {});
-    }
-    const stack = await stackPromise?.catch(() => undefined);
-    await stack?.stop().catch((err: unknown) => say(`could not stop the stack cleanly: ${(err as Error).message}`));
-    if (failed && !interrupt.signal.aborted) say(`logs kept in ${dataDir} (temporal.log, anvil.log)`);
-    else rmSync(dataDir, { recursive: true, force: true });
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
+    await session.close(failed && !interrupt.signal.aborted);
+    interrupt.dispose();
   }
 }
 
