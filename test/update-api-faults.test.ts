@@ -1,55 +1,43 @@
 // The API side going wrong: 467 while its RPC lags, 466 for an expired hash, 5xx and 429.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate } from '../src/client.ts';
-import { useStack, type TestStack } from './support/stack.ts';
-import { createHarness, type Harness } from './support/update-harness.ts';
+import { useUpdateHarness } from './support/update-harness.ts';
 
-let stack: TestStack;
-let h: Harness;
-
-before(async () => {
-  stack = await useStack();
-  h = await createHarness(stack);
-  await h.startWorker();
-});
-after(async () => {
-  await h?.close();
-  await stack?.release();
-});
+const setup = useUpdateHarness();
 
 const newKey = () => `K_${randomBytes(4).toString('hex').toUpperCase()}`;
 
 test('467 three times (the API\'s RPC lags), then phase 2 succeeds', async () => {
-  const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['A'] });
-  await h.sim.addFaults({ phase2Lag: [{ cvmId: cvm.id, calls: 3 }] });
+  const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(true), allowedEnvs: ['A'] });
+  await setup.h.sim.addFaults({ phase2Lag: [{ cvmId: cvm.id, calls: 3 }] });
   const env = { A: 'a', [newKey()]: randomBytes(8).toString('hex') };
-  const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
   const result = await awaitEnvUpdate(handle);
-  const status = await getEnvUpdateStatus(h.client, cvm.id);
+  const status = await getEnvUpdateStatus(setup.h.client, cvm.id);
   assert.equal(status.attempts.phase2, 4, JSON.stringify(status.attempts));
   assert.equal(status.sentTransactions.length, 1, 'a 467 never causes a second registration');
-  assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
+  assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, env);
   assert.ok(result.transactionHash);
 });
 
 test('466 (hash expired before phase 2): phase 1 again, the registration is reused', async () => {
   // Shorter than registration plus confirmations take at 1 s blocks, longer than the retry path.
-  const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['A'], pendingTtlMs: 1500 });
+  const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(true), allowedEnvs: ['A'], pendingTtlMs: 1500 });
   const env = { A: 'a', [newKey()]: randomBytes(8).toString('hex') };
-  const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
   const result = await awaitEnvUpdate(handle);
-  const status = await getEnvUpdateStatus(h.client, cvm.id);
+  const status = await getEnvUpdateStatus(setup.h.client, cvm.id);
   assert.ok((status.attempts.phase1 ?? 0) >= 2, `phase 1 ran ${status.attempts.phase1} times`);
   assert.equal(status.sentTransactions.length, 1, 'the second round found the first registration');
   assert.equal(result.transactionHash, status.sentTransactions[0]!.hash);
-  assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
+  assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, env);
 });
 
 test('5xx and 429 on phase 1 are retried (honouring Retry-After) and show as attempts', async () => {
-  const cvm = await h.newCvm({ kms: 'phala' });
-  await h.sim.addFaults({
+  const cvm = await setup.h.newCvm({ kms: 'phala' });
+  await setup.h.sim.addFaults({
     rules: [
       { route: 'PATCH /cvms/{id}/envs', cvmId: cvm.id, error: { status: 503 }, times: 2 },
       { route: 'PATCH /cvms/{id}/envs', cvmId: cvm.id, rateLimit: { retryAfterSeconds: 2 }, times: 1 },
@@ -57,10 +45,10 @@ test('5xx and 429 on phase 1 are retried (honouring Retry-After) and show as att
   });
   const env = { ONLY: randomBytes(8).toString('hex') };
   const started = Date.now();
-  const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
   await awaitEnvUpdate(handle);
   assert.ok(Date.now() - started >= 2000, 'Retry-After of 2 s was honoured');
-  assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
+  assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, env);
   const history = await handle.fetchHistory();
   const phase1Attempts = history.events
     ?.filter((e) => e.activityTaskStartedEventAttributes)

@@ -1,6 +1,6 @@
 // What Temporal stores: no plaintext env value anywhere in raw history or search
 // attributes, and recorded histories replay deterministically against today's code.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import proto from '@temporalio/proto';
@@ -8,21 +8,9 @@ import { Worker } from '@temporalio/worker';
 import { createDataConverter } from '../src/codec.ts';
 import { awaitEnvUpdate, startEnvUpdate } from '../src/client.ts';
 import { WORKFLOWS_PATH } from '../src/worker.ts';
-import { useStack, type TestStack } from './support/stack.ts';
-import { createHarness, type Harness } from './support/update-harness.ts';
+import { useUpdateHarness } from './support/update-harness.ts';
 
-let stack: TestStack;
-let h: Harness;
-
-before(async () => {
-  stack = await useStack();
-  h = await createHarness(stack);
-  await h.startWorker();
-});
-after(async () => {
-  await h?.close();
-  await stack?.release();
-});
+const setup = useUpdateHarness();
 
 const runs: { workflowId: string; runId: string; secrets: string[] }[] = [];
 
@@ -31,8 +19,8 @@ async function rawHistory(workflowId: string, runId: string): Promise<proto.temp
   let nextPageToken: Uint8Array | undefined;
   do {
     // The raw service call: nothing here goes through the payload codec.
-    const page = await h.client.workflowService.getWorkflowExecutionHistory({
-      namespace: stack.info.temporalNamespace,
+    const page = await setup.h.client.workflowService.getWorkflowExecutionHistory({
+      namespace: setup.stack.info.temporalNamespace,
       execution: { workflowId, runId },
       nextPageToken,
     });
@@ -44,10 +32,10 @@ async function rawHistory(workflowId: string, runId: string): Promise<proto.temp
 
 for (const kms of ['onchain', 'phala'] as const) {
   test(`${kms}: the raw history holds none of the env values, in any encoding`, async () => {
-    const cvm = await h.newCvm(kms === 'onchain' ? { kms, appId: h.appId(true), allowedEnvs: ['X'] } : { kms });
+    const cvm = await setup.h.newCvm(kms === 'onchain' ? { kms, appId: setup.h.appId(true), allowedEnvs: ['X'] } : { kms });
     const secrets = [`sk_live_${randomBytes(16).toString('hex')}`, `pw-${randomBytes(12).toString('base64url')}`];
     const env = { STRIPE_KEY: secrets[0]!, DB_PASSWORD: secrets[1]! };
-    const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+    const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
     const result = await awaitEnvUpdate(handle);
     assert.equal(result.applied, true);
     const runId = (await handle.describe()).runId;
@@ -83,7 +71,7 @@ test('recorded histories replay against the current workflow code', async () => 
   assert.ok(runs.length >= 2, 'the history tests ran first');
   const histories = await Promise.all(runs.map(async (r) => ({ workflowId: r.workflowId, history: await rawHistory(r.workflowId, r.runId) })));
   const results = Worker.runReplayHistories(
-    { workflowsPath: WORKFLOWS_PATH, dataConverter: createDataConverter(stack.env.PAYLOAD_ENCRYPTION_KEYS!) },
+    { workflowsPath: WORKFLOWS_PATH, dataConverter: createDataConverter(setup.stack.env.PAYLOAD_ENCRYPTION_KEYS!) },
     histories,
   );
   let replayed = 0;

@@ -1,31 +1,17 @@
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createPublicClient, http, parseEventLogs, type Hex } from 'viem';
 import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
 import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate } from '../src/client.ts';
-import { useStack, type TestStack } from './support/stack.ts';
-import { createHarness, type Harness } from './support/update-harness.ts';
+import { useUpdateHarness } from './support/update-harness.ts';
 
-let stack: TestStack;
-let h: Harness;
-let stopWorker: () => Promise<void>;
-
-before(async () => {
-  stack = await useStack();
-  h = await createHarness(stack);
-  stopWorker = (await h.startWorker()).stop;
-});
-after(async () => {
-  await stopWorker?.();
-  await h?.close();
-  await stack?.release();
-});
+const setup = useUpdateHarness();
 
 const secret = () => `s3cr3t-${randomBytes(12).toString('hex')}`;
 
 async function registrationsOf(appId: string, composeHash: string): Promise<Hex[]> {
-  const client = createPublicClient({ transport: http(stack.info.rpcUrl) });
+  const client = createPublicClient({ transport: http(setup.stack.info.rpcUrl) });
   const logs = await client.getLogs({ address: appId as Hex, fromBlock: 0n, toBlock: 'latest' });
   return parseEventLogs({ abi: dstackAppAbi, logs, eventName: 'ComposeHashAdded' })
     .filter((l) => l.args.composeHash === `0x${composeHash.replace(/^0x/, '')}`)
@@ -33,9 +19,9 @@ async function registrationsOf(appId: string, composeHash: string): Promise<Hex[
 }
 
 test('on-chain KMS, new allowed keys: phase 1 → registration → confirmations → phase 2 → applied', async () => {
-  const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['OLD_KEY'] });
+  const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(true), allowedEnvs: ['OLD_KEY'] });
   const env = { API_TOKEN: secret(), DATABASE_URL: `postgres://u:${secret()}@db/app` };
-  const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env, requestId: `req-${cvm.id}` }, { taskQueue: h.taskQueue });
+  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env, requestId: `req-${cvm.id}` }, { taskQueue: setup.h.taskQueue });
   const result = await awaitEnvUpdate(handle);
 
   assert.equal(result.kms, 'onchain');
@@ -45,34 +31,34 @@ test('on-chain KMS, new allowed keys: phase 1 → registration → confirmations
   assert.match(result.transactionHash ?? '', /^0x[0-9a-f]{64}$/);
   assert.deepEqual(await registrationsOf(cvm.appId, result.composeHash!), [result.transactionHash]);
 
-  const applied = await h.sim.appliedEnv(cvm.id);
+  const applied = await setup.h.sim.appliedEnv(cvm.id);
   assert.deepEqual(applied.env, env);
   assert.equal(applied.compose_hash, result.composeHash);
   assert.equal(applied.correlation_id, result.correlationId);
 
-  const status = await getEnvUpdateStatus(h.client, cvm.id);
+  const status = await getEnvUpdateStatus(setup.h.client, cvm.id);
   assert.equal(status.phase, 'completed');
   assert.ok((status.confirmations ?? 0) >= (status.requiredConfirmations ?? 1));
   assert.ok(result.timings.chainMs > 0 && result.timings.apiMs > 0);
 });
 
 test('Phala KMS: one phase, no chain', async () => {
-  const cvm = await h.newCvm({ kms: 'phala' });
+  const cvm = await setup.h.newCvm({ kms: 'phala' });
   const env = { ONLY_HERE: secret() };
-  const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
   const result = await awaitEnvUpdate(handle);
   assert.equal(result.kms, 'phala');
   assert.equal(result.transactionHash, undefined);
   assert.equal(result.timings.chainMs, 0);
-  assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
+  assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, env);
 });
 
 test('on-chain KMS, same keys new values: no registration', async () => {
-  const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['A', 'B'] });
+  const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(true), allowedEnvs: ['A', 'B'] });
   const env = { A: secret(), B: secret() };
-  const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
   const result = await awaitEnvUpdate(handle);
   assert.equal(result.allowedEnvsChanged, false);
   assert.equal(result.transactionHash, undefined);
-  assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
+  assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, env);
 });

@@ -3,13 +3,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import type { Worker, NativeConnection } from '@temporalio/worker';
 import { createDataConverter } from '../../src/codec.ts';
 import { createWorker, WORKFLOWS_PATH } from '../../src/worker.ts';
 import { SimAdminClient, type NewSimCvm, type SimCvmSummary } from '../../src/simulator/admin-client.ts';
-import type { TestStack } from './stack.ts';
+import { useStack, type TestStack } from './stack.ts';
 
 export interface Harness {
   taskQueue: string;
@@ -95,6 +96,37 @@ export async function createHarness(stack: TestStack): Promise<Harness> {
     },
   };
   return harness;
+}
+
+/**
+ * The stack, a harness and one running worker for every test of the calling file, stopped
+ * after its last test. The hooks are registered at the call, so call it at a file's top level;
+ * `stack` and `h` exist only once the `before` hook has run, that is inside the tests.
+ */
+export function useUpdateHarness(): { readonly stack: TestStack; readonly h: Harness } {
+  let stack: TestStack | undefined;
+  let h: Harness | undefined;
+  before(async () => {
+    stack = await useStack();
+    h = await createHarness(stack);
+    await h.startWorker();
+  });
+  after(async () => {
+    await h?.close();
+    await stack?.release();
+  });
+  const ready = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('useUpdateHarness: the stack and harness exist only inside tests');
+    return value;
+  };
+  return {
+    get stack() {
+      return ready(stack);
+    },
+    get h() {
+      return ready(h);
+    },
+  };
 }
 
 const quietLogger = {
