@@ -35,16 +35,18 @@ const FINAL_FAILURES = ['InvalidInput', 'ApiRejected'];
 // is retried elsewhere after the heartbeat timeout, not the whole start-to-close.
 const HEARTBEAT_TIMEOUT = '10 seconds';
 
+const STEP_RETRY = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '30 seconds',
+  maximumAttempts: 12,
+  nonRetryableErrorTypes: FINAL_FAILURES,
+};
+
 const api = proxyActivities<Activities>({
   startToCloseTimeout: '45 seconds',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
-  retry: {
-    initialInterval: '1 second',
-    backoffCoefficient: 2,
-    maximumInterval: '30 seconds',
-    maximumAttempts: 12,
-    nonRetryableErrorTypes: FINAL_FAILURES,
-  },
+  retry: STEP_RETRY,
 });
 
 // Polling activities return within maxWaitMs; the timeout leaves room for one slow RPC.
@@ -58,13 +60,7 @@ const pollers = proxyActivities<Activities>({
 const chain: ChainActivities = proxyActivities<Activities>({
   startToCloseTimeout: '60 seconds',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
-  retry: {
-    initialInterval: '1 second',
-    backoffCoefficient: 2,
-    maximumInterval: '30 seconds',
-    maximumAttempts: 12,
-    nonRetryableErrorTypes: FINAL_FAILURES,
-  },
+  retry: STEP_RETRY,
 });
 
 const MAX_PHASE1_ROUNDS = 3;
