@@ -4,10 +4,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createPublicClient, http, parseEventLogs, type Hex } from 'viem';
-import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
 import { awaitEnvUpdate, getEnvUpdateStatus, retryEnvUpdate, startEnvUpdate, type UpdateEnvResult, type UpdateStatus } from '../src/client.ts';
 import type { SimCvmSummary } from '../src/simulator/admin-client.ts';
+import { registrationsOf } from './support/registrations.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 import { createHarness, type Harness } from './support/update-harness.ts';
 
@@ -75,20 +74,12 @@ const statusOf = (h: Harness, cvmId: string) => getEnvUpdateStatus(h.client, cvm
 const describeStatus = (s: UpdateStatus) =>
   JSON.stringify({ phase: s.phase, sent: s.sentTransactions, tx: s.transactionHash, block: s.blockNumber, lastError: s.lastError, attempts: s.attempts });
 
-async function registrations(appId: string, composeHash: string): Promise<Hex[]> {
-  const client = createPublicClient({ transport: http(stack.info.rpcUrl) });
-  const logs = await client.getLogs({ address: appId as Hex, fromBlock: 0n, toBlock: 'latest' });
-  return parseEventLogs({ abi: dstackAppAbi, logs, eventName: 'ComposeHashAdded' })
-    .filter((l) => l.args.composeHash === `0x${composeHash.replace(/^0x/, '')}`)
-    .map((l) => l.transactionHash);
-}
-
 /** What every case must end with, whatever the chain did on the way. */
 async function assertLandedOnce(h: Harness, cvm: SimCvmSummary, env: Record<string, string>, result: UpdateEnvResult): Promise<void> {
   assert.equal(result.applied, true);
   assert.ok(result.composeHash && result.transactionHash, JSON.stringify(result));
   assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
-  assert.deepEqual(await registrations(cvm.appId, result.composeHash), [result.transactionHash]);
+  assert.deepEqual(await registrationsOf(stack.info.rpcUrl, cvm.appId, result.composeHash), [result.transactionHash]);
   const receipt = await rpc<{ blockHash: string; blockNumber: string; status: string }>('eth_getTransactionReceipt', [result.transactionHash]);
   assert.ok(receipt, 'the registration has a receipt');
   assert.equal(receipt.status, '0x1');

@@ -3,9 +3,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createPublicClient, http, parseEventLogs, type Hex } from 'viem';
-import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
 import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate } from '../src/client.ts';
+import { registrationsOf } from './support/registrations.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 import { createHarness, type Harness } from './support/update-harness.ts';
 
@@ -17,14 +16,6 @@ before(async () => {
 after(async () => {
   await stack?.release();
 });
-
-async function registrations(appId: string, composeHash: string): Promise<Hex[]> {
-  const client = createPublicClient({ transport: http(stack.info.rpcUrl) });
-  const logs = await client.getLogs({ address: appId as Hex, fromBlock: 0n, toBlock: 'latest' });
-  return parseEventLogs({ abi: dstackAppAbi, logs, eventName: 'ComposeHashAdded' })
-    .filter((l) => l.args.composeHash === `0x${composeHash}`)
-    .map((l) => l.transactionHash);
-}
 
 const STAGES = [
   { stage: 'after phase 1', crashBefore: 'checkComposeHash' },
@@ -56,7 +47,7 @@ for (const { stage, crashBefore } of STAGES) {
       const result = await awaitEnvUpdate(handle);
       assert.equal(result.applied, true);
       assert.ok(result.composeHash && result.transactionHash);
-      assert.deepEqual(await registrations(cvm.appId, result.composeHash), [result.transactionHash]);
+      assert.deepEqual(await registrationsOf(stack.info.rpcUrl, cvm.appId, result.composeHash), [result.transactionHash]);
       assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
       const status = await getEnvUpdateStatus(h.client, cvm.id);
       // The signed bytes are sent again after the crash, not signed anew. The cases run

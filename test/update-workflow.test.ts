@@ -1,22 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createPublicClient, http, parseEventLogs, type Hex } from 'viem';
-import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
 import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate } from '../src/client.ts';
+import { registrationsOf } from './support/registrations.ts';
 import { useUpdateHarness } from './support/update-harness.ts';
 
 const setup = useUpdateHarness();
 
 const secret = () => `s3cr3t-${randomBytes(12).toString('hex')}`;
-
-async function registrationsOf(appId: string, composeHash: string): Promise<Hex[]> {
-  const client = createPublicClient({ transport: http(setup.stack.info.rpcUrl) });
-  const logs = await client.getLogs({ address: appId as Hex, fromBlock: 0n, toBlock: 'latest' });
-  return parseEventLogs({ abi: dstackAppAbi, logs, eventName: 'ComposeHashAdded' })
-    .filter((l) => l.args.composeHash === `0x${composeHash.replace(/^0x/, '')}`)
-    .map((l) => l.transactionHash);
-}
 
 test('on-chain KMS, new allowed keys: phase 1 → registration → confirmations → phase 2 → applied', async () => {
   const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(true), allowedEnvs: ['OLD_KEY'] });
@@ -29,7 +20,7 @@ test('on-chain KMS, new allowed keys: phase 1 → registration → confirmations
   assert.equal(result.allowedEnvsChanged, true);
   assert.match(result.composeHash ?? '', /^[0-9a-f]{64}$/);
   assert.match(result.transactionHash ?? '', /^0x[0-9a-f]{64}$/);
-  assert.deepEqual(await registrationsOf(cvm.appId, result.composeHash!), [result.transactionHash]);
+  assert.deepEqual(await registrationsOf(setup.stack.info.rpcUrl, cvm.appId, result.composeHash!), [result.transactionHash]);
 
   const applied = await setup.h.sim.appliedEnv(cvm.id);
   assert.deepEqual(applied.env, env);

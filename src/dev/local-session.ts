@@ -118,6 +118,9 @@ export class LocalSession {
   /** Stops client, worker and stack in that order; `keepLogs` leaves the data dir for a look at the logs. */
   async close(keepLogs: boolean): Promise<void> {
     this.#say('stopping the worker and the stack…');
+    // After an interrupt, a client retry timer can still fire on the closed connection and
+    // throw from a timer; mid-shutdown that is noise, and crashing on it would strand anvil.
+    process.on('uncaughtException', ignoreClosedChannel);
     await this.#connection?.close().catch(() => {});
     const created = await this.#worker?.catch(() => undefined);
     if (created) {
@@ -130,4 +133,8 @@ export class LocalSession {
     if (keepLogs) this.#say(`logs kept in ${this.dataDir} (temporal.log, anvil.log)`);
     else rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+function ignoreClosedChannel(err: Error): void {
+  if (!/Channel has been shut down/.test(err.message)) throw err;
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
@@ -32,7 +32,9 @@ let bundle: Promise<string> | undefined;
 /** Bundled once per test process: every worker of the file then starts in about a second. */
 function workflowBundle(): Promise<string> {
   bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger }).then(({ code }) => {
-    const path = join(mkdtempSync(join(tmpdir(), 'dce-bundle-')), 'workflows.js');
+    const dir = mkdtempSync(join(tmpdir(), 'dce-bundle-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'workflows.js');
     writeFileSync(path, code);
     return path;
   });
