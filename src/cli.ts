@@ -25,7 +25,6 @@ import {
   followUpdate,
   formatResult,
   formatStatus,
-  operatorHints,
   queryStatus,
 } from './progress.ts';
 import type { ComposeHashPolicy, UpdateStatus } from './workflows/definitions.ts';

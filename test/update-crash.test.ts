@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate } from '../src/client.ts';
 import { registrationsOf } from './support/registrations.ts';
 import { useStack, type TestStack } from './support/stack.ts';
-import { createHarness, type Harness } from './support/update-harness.ts';
+import { createHarness } from './support/update-harness.ts';
 
 let stack: TestStack;
 

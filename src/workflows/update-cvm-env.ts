@@ -6,7 +6,6 @@ import {
   setHandler,
   sleep,
   upsertSearchAttributes,
-  workflowInfo,
   ActivityFailure,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.ts';
