@@ -7,6 +7,7 @@ import { ANVIL_MNEMONIC, findAnvilBinary, startAnvil, type Anvil } from './anvil
 import { deployApps, type AppSpec, type DeployedApp } from './deploy-apps.ts';
 import { findTemporalCli, startTemporalServer, type TemporalServer } from './temporal-server.ts';
 import { StackLock } from './stack-lock.ts';
+import { formatEnvFile, readEnvFile } from './env-file.ts';
 import { freePort } from './free-port.ts';
 import { startCodecServer } from '../codec-server.ts';
 import { generatePayloadKeySpec } from '../codec.ts';
@@ -90,16 +91,6 @@ function writeAtomically(path: string, content: string): void {
   renameSync(tmp, path);
 }
 
-function readDotenv(path: string): Record<string, string> {
-  if (!existsSync(path)) return {};
-  const out: Record<string, string> = {};
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
-    if (m) out[m[1]!] = m[2]!;
-  }
-  return out;
-}
-
 function devAccount(index: number): { account: HDAccount; key: Hex } {
   const account = mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: index });
   const key = account.getHdKey().privateKey;
@@ -137,7 +128,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const chainId = options.chainId ?? 31337;
     const stackEnvFile = join(dataDir, 'stack.env');
     // Kept across restarts: history written with a key must stay readable.
-    const payloadKeys = readDotenv(stackEnvFile).PAYLOAD_ENCRYPTION_KEYS ?? generatePayloadKeySpec('k1');
+    const payloadKeys = readEnvFile(stackEnvFile).PAYLOAD_ENCRYPTION_KEYS ?? generatePayloadKeySpec('k1');
 
     // The codec server lets the Temporal UI show decrypted payloads; it must exist
     // before the UI is configured with its address.
@@ -244,11 +235,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     writeAtomically(join(dataDir, 'stack.json'), `${JSON.stringify(info, null, 2)}\n`);
     writeAtomically(
       stackEnvFile,
-      '# Written by the local stack; the worker and CLI read these. Holds dev keys: do not commit.\n' +
-        Object.entries(env)
-          .map(([k, v]) => `${k}=${v}`)
-          .join('\n') +
-        '\n',
+      formatEnvFile(env, 'Written by the local stack; the worker and CLI read these. Holds dev keys: do not commit.'),
     );
     return {
       info,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { mnemonicToAccount } from 'viem/accounts';
 import { toHex, type Hex } from 'viem';
 import { ANVIL_MNEMONIC } from '../../src/dev/anvil.ts';
+import { readEnvFile } from '../../src/dev/env-file.ts';
 import { startStack, type StackInfo, type StackOptions } from '../../src/dev/stack.ts';
 import { defaultServices } from '../../src/dev/services.ts';
 
@@ -22,15 +23,6 @@ function devKey(index: number): Hex {
   const key = mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: index }).getHdKey().privateKey;
   if (!key) throw new Error('could not derive a dev key');
   return toHex(key);
-}
-
-function readEnvFile(path: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
-    if (m) out[m[1]!] = m[2]!;
-  }
-  return out;
 }
 
 /**
