@@ -8,7 +8,7 @@ import { mergeBehaviour, SettingError, type BehaviourConfig } from './config.ts'
 import { detailError, validationError } from './errors.ts';
 import { appliedEnv } from './envs-route.ts';
 import { FaultInputError, type FaultConfigInput, type Faults } from './faults.ts';
-import { createCvm, upsertApp } from './seed.ts';
+import { createCvm, cvmIdentity, upsertApp } from './seed.ts';
 import { normaliseAppId, type CvmRecord, type Workspace } from './state.ts';
 import { cvmComposeHash } from './views.ts';
 import { allowedEnvsOf } from './compose.ts';
@@ -34,13 +34,8 @@ function badRequest(message: string): never {
 }
 
 function cvmSummary(ws: Workspace, cvm: CvmRecord, deps: AdminDeps) {
-  const app = ws.appOf(cvm);
   return {
-    id: cvm.id,
-    name: cvm.name,
-    appId: getAddress(`0x${cvm.appId}`),
-    kms: ws.kmsOf(app).kind,
-    ownerIsSigner: app.ownerIsSigner,
+    ...cvmIdentity(ws, cvm),
     vmUuid: cvm.vmUuid,
     status: cvm.status,
     inProgress: cvm.inFlight !== null,

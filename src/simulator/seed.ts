@@ -235,12 +235,18 @@ export function applySeed(ws: Workspace, seed: SeedConfig): SeededCvmInfo[] {
     const cvm =
       ws.data.cvms.find((c) => c.name === spec.name) ??
       createCvm(ws, { name: spec.name, app, ...(spec.allowedEnvs ? { allowedEnvs: spec.allowedEnvs } : {}) });
-    return {
-      id: cvm.id,
-      name: cvm.name,
-      appId: getAddress(`0x${cvm.appId}`),
-      kms: ws.kmsOf(app).kind,
-      ownerIsSigner: app.ownerIsSigner,
-    };
+    return cvmIdentity(ws, cvm);
   });
+}
+
+/** How a CVM is named to the stack and to tests: the seeded list and the admin API share it. */
+export function cvmIdentity(ws: Workspace, cvm: CvmRecord) {
+  const app = ws.appOf(cvm);
+  return {
+    id: cvm.id,
+    name: cvm.name,
+    appId: getAddress(`0x${cvm.appId}`),
+    kms: ws.kmsOf(app).kind,
+    ownerIsSigner: app.ownerIsSigner,
+  };
 }
