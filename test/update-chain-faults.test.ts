@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { awaitEnvUpdate, getEnvUpdateStatus, retryEnvUpdate, startEnvUpdate, type UpdateEnvResult, type UpdateStatus } from '../src/client.ts';
 import type { SimCvmSummary } from '../src/simulator/admin-client.ts';
 import { registrationsOf } from './support/registrations.ts';
+import { anvilRpc } from '../src/dev/anvil.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 import { createHarness, type Harness } from './support/update-harness.ts';
 
@@ -20,18 +21,7 @@ after(async () => {
   await stack?.release();
 });
 
-let rpcId = 0;
-async function rpc<T = unknown>(method: string, params: unknown[] = []): Promise<T> {
-  const res = await fetch(stack.info.rpcUrl, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: ++rpcId, method, params }),
-  });
-  const body = (await res.json()) as { result?: T; error?: { message: string } };
-  if (body.error) throw new Error(`${method}: ${body.error.message}`);
-  return body.result as T;
-}
-
+const rpc = <T = unknown>(method: string, params: unknown[] = []) => anvilRpc<T>(stack.info.rpcUrl, method, params);
 const latestBlock = async () => Number(BigInt(await rpc<string>('eth_blockNumber')));
 const mine = (blocks = 1) => rpc('anvil_mine', [`0x${blocks.toString(16)}`]);
 

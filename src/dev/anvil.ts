@@ -40,16 +40,22 @@ export interface StartAnvilOptions {
   stateFile?: string;
 }
 
-async function rpc(url: string, method: string, params: unknown[] = []): Promise<unknown> {
+let rpcId = 0;
+
+/**
+ * A raw JSON-RPC call, for the node's own methods (anvil_mine, evm_setAutomine, …) that
+ * viem has no typed action for, and for readiness probes before any client exists.
+ */
+export async function anvilRpc<T = unknown>(url: string, method: string, params: unknown[] = [], timeoutMs?: number): Promise<T> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-    signal: AbortSignal.timeout(1000),
+    body: JSON.stringify({ jsonrpc: '2.0', id: ++rpcId, method, params }),
+    ...(timeoutMs ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
   });
-  const body = (await res.json()) as { result?: unknown; error?: { message: string } };
-  if (body.error) throw new Error(body.error.message);
-  return body.result;
+  const body = (await res.json()) as { result?: T; error?: { message: string } };
+  if (body.error) throw new Error(`${method}: ${body.error.message}`);
+  return body.result as T;
 }
 
 export async function startAnvil(opts: StartAnvilOptions): Promise<Anvil> {
@@ -71,7 +77,7 @@ export async function startAnvil(opts: StartAnvilOptions): Promise<Anvil> {
     args,
     logFile: opts.logFile,
     readyTimeoutMs: 20_000,
-    isReady: async () => Number(await rpc(rpcUrl, 'eth_chainId')) === chainId,
+    isReady: async () => Number(await anvilRpc<string>(rpcUrl, 'eth_chainId', [], 1000)) === chainId,
   });
   return { rpcUrl, chainId, process: proc, stop: () => proc.stop(5000) };
 }
