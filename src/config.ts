@@ -82,6 +82,8 @@ export interface ChainSettings {
   rpcUrl: string;
   confirmations: number;
   stallMs: number;
+  /** The transaction manager never signs above this maxFeePerGas (wei); at the cap it waits. */
+  maxFeePerGasWei?: string;
 }
 
 function parsePairs(name: string, raw: string | undefined): Map<number, string> {
@@ -106,13 +108,32 @@ export function loadChainConfig(env: NodeJS.ProcessEnv = process.env): Map<numbe
   const confirmations = parsePairs('CHAIN_CONFIRMATIONS', env.CHAIN_CONFIRMATIONS);
   const stallSeconds = env.CHAIN_STALL_SECONDS ? Number(env.CHAIN_STALL_SECONDS) : 60;
   if (!Number.isFinite(stallSeconds) || stallSeconds <= 0) throw new ConfigError('CHAIN_STALL_SECONDS must be a positive number');
+  const feeCaps = parsePairs('CHAIN_MAX_FEE_GWEI', env.CHAIN_MAX_FEE_GWEI);
+  for (const id of feeCaps.keys()) {
+    if (!rpcs.has(id)) throw new ConfigError(`CHAIN_MAX_FEE_GWEI names chain ${id}, which has no RPC in CHAIN_RPC_URLS`);
+  }
   const out = new Map<number, ChainSettings>();
   for (const [chainId, rpcUrl] of rpcs) {
     const c = Number(confirmations.get(chainId) ?? DEFAULT_CONFIRMATIONS[chainId] ?? 3);
     if (!Number.isInteger(c) || c < 1) throw new ConfigError(`CHAIN_CONFIRMATIONS for chain ${chainId} must be a positive integer`);
-    out.set(chainId, { chainId, rpcUrl, confirmations: c, stallMs: stallSeconds * 1000 });
+    const cap = feeCaps.get(chainId);
+    out.set(chainId, {
+      chainId,
+      rpcUrl,
+      confirmations: c,
+      stallMs: stallSeconds * 1000,
+      ...(cap !== undefined ? { maxFeePerGasWei: gweiToWei(cap, chainId) } : {}),
+    });
   }
   return out;
+}
+
+/** Decimal gwei (up to 9 decimals) to wei, exactly: no floating point near money. */
+function gweiToWei(raw: string, chainId: number): string {
+  const m = /^\s*(\d+)(?:\.(\d{1,9}))?\s*$/.exec(raw);
+  const wei = m ? BigInt(m[1]!) * 1_000_000_000n + BigInt((m[2] ?? '').padEnd(9, '0') || '0') : 0n;
+  if (wei <= 0n) throw new ConfigError(`CHAIN_MAX_FEE_GWEI for chain ${chainId} must be a positive number of gwei (e.g. 50 or 0.5)`);
+  return wei.toString();
 }
 
 /** The signer key from SIGNER_PRIVATE_KEY or SIGNER_PRIVATE_KEY_FILE; never from workflow input. */

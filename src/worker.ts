@@ -7,7 +7,6 @@ import { createActivities, type ActivityDeps } from './activities/index.ts';
 import { createDataConverter } from './codec.ts';
 import { loadChainConfig, loadPhalaConfig, loadSignerKey, loadTemporalConfig, ConfigError } from './config.ts';
 import { PhalaCloudClient } from './phala/api-client.ts';
-import { crashInterceptorFromEnv } from './dev/crash-interceptor.ts';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
 
@@ -51,7 +50,6 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
       activities: createActivities(deps),
       dataConverter: createDataConverter(temporal.payloadKeys),
       shutdownGraceTime: SHUTDOWN_GRACE,
-      interceptors: { activity: [crashInterceptorFromEnv(env)].filter((f) => f !== undefined) },
       ...opts.worker,
     });
     return { worker, connection };

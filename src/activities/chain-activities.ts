@@ -39,8 +39,27 @@ async function chainCall<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createChainActivities(deps: ChainActivityDeps) {
+/** One viem client per chain, made on first use. */
+export function chainClientCache(deps: ChainActivityDeps): (chainId: number) => PublicClient {
   const clients = new Map<number, PublicClient>();
+  return (chainId) => {
+    let client = clients.get(chainId);
+    if (!client) {
+      const settings = deps.chains.get(chainId);
+      if (!settings) {
+        throw ApplicationFailure.nonRetryable(
+          `no RPC configured for chain ${chainId}; set CHAIN_RPC_URLS (e.g. "${chainId}=https://…") on the worker`,
+          'ChainNotConfigured',
+        );
+      }
+      client = createChainClients({ chainId, rpcUrl: settings.rpcUrl, pollingIntervalMs: deps.chainPollIntervalMs ?? 1000 }).publicClient;
+      clients.set(chainId, client);
+    }
+    return client;
+  };
+}
+
+export function createChainActivities(deps: ChainActivityDeps, clientFor: (chainId: number) => PublicClient = chainClientCache(deps)) {
   const pollMs = deps.chainPollIntervalMs ?? 1000;
 
   const settingsFor = (chainId: number): ChainSettings => {
@@ -52,14 +71,6 @@ export function createChainActivities(deps: ChainActivityDeps) {
       );
     }
     return s;
-  };
-  const clientFor = (chainId: number): PublicClient => {
-    let client = clients.get(chainId);
-    if (!client) {
-      client = createChainClients({ chainId, rpcUrl: settingsFor(chainId).rpcUrl, pollingIntervalMs: pollMs }).publicClient;
-      clients.set(chainId, client);
-    }
-    return client;
   };
   const signer = (): LocalAccount => {
     if (!deps.signer) throw ApplicationFailure.nonRetryable('this worker has no signer key (SIGNER_PRIVATE_KEY)', 'NoSigner');
@@ -98,6 +109,7 @@ export function createChainActivities(deps: ChainActivityDeps) {
         signerIsOwner: pre.signerIsOwner,
         alreadyAllowed: pre.composeHashAllowed,
         existing,
+        blockNumber: pre.blockNumber,
         confirmations: settings.confirmations,
         stallMs: settings.stallMs,
       };

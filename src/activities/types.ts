@@ -65,6 +65,8 @@ export interface ChainPreflight {
   signerIsOwner: boolean;
   alreadyAllowed: boolean;
   existing?: MinedTx;
+  /** The block every read was pinned to (absent in histories recorded before it was reported). */
+  blockNumber?: number;
   /** The worker's settings for this chain, unless the input overrides them. */
   confirmations: number;
   stallMs: number;
@@ -105,3 +107,56 @@ export type ApplyObservation =
   | { state: 'applied' }
   | { state: 'failed'; message: string }
   | { state: 'pending'; detail: string };
+
+// ---- The per-signer transaction manager ----
+
+/** What a transaction of the manager carries: a registration, or a 0-value self-send. */
+export type TxPayload = { kind: 'register'; appId: string; composeHash: string } | { kind: 'self' };
+
+export interface SignerSettings {
+  chainId: number;
+  /** Depth for requests that name none. */
+  confirmations: number;
+  stallMs: number;
+  maxFeePerGasWei?: string;
+}
+
+export type NewRegistrationResult = { appId: string; composeHash: string } & (
+  | { outcome: 'signed'; signed: SignedTx }
+  | { outcome: 'already_allowed' }
+  | { outcome: 'rejected'; reason: string }
+);
+
+export type ReplacementResult = { outcome: 'signed'; signed: SignedTx } | { outcome: 'at_cap'; capWei: string; wantedWei: string };
+
+export type BroadcastOutcome = { result: 'sent' | 'known' | 'underpriced' } | { result: 'rejected'; reason: string };
+
+export interface ObserveSignerInput {
+  chainId: number;
+  from: string;
+  /** Wait for a block after this one first (at most maxWaitMs); absent: look at once. */
+  afterBlock?: number;
+  maxWaitMs: number;
+  pending: { nonce: number; hashes: string[] }[];
+  mined: { nonce: number; hash: string; blockNumber: number; blockHash: string; confirmations: number }[];
+}
+
+export interface SignerObservationResult {
+  head: number;
+  accountNonce: number;
+  pending: (
+    | { nonce: number; state: 'mined'; hash: string; blockNumber: number; blockHash: string; success: boolean }
+    | { nonce: number; state: 'pending'; pendingHashes: string[] }
+    | { nonce: number; state: 'dropped' | 'consumed' }
+  )[];
+  mined: (
+    | { nonce: number; hash: string; state: 'pending' | 'confirmed'; confirmations: number; latestBlock: number }
+    | {
+        nonce: number;
+        hash: string;
+        state: 'reorged';
+        reason: 'receipt-missing' | 'moved' | 'block-replaced';
+        current?: { blockNumber: number; blockHash: string; status: 'success' | 'reverted' };
+      }
+  )[];
+}

@@ -1,2 +1,3 @@
 // The worker's workflow bundle entry point.
 export { updateCvmEnvWorkflow } from './update-cvm-env.ts';
+export { signerManagerWorkflow } from './signer-manager/workflow.ts';

@@ -1,34 +1,13 @@
-import {
-  ApplicationFailure,
-  CancellationScope,
-  condition,
-  proxyActivities,
-  setHandler,
-  sleep,
-  upsertSearchAttributes,
-  ActivityFailure,
-} from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, sleep, upsertSearchAttributes } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.ts';
-import type { MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
-import {
-  abortSignal,
-  AppIdAttribute,
-  CvmIdAttribute,
-  retrySignal,
-  statusQuery,
-  UpdatePhaseAttribute,
-  useTransactionSignal,
-  type UpdateEnvInput,
-  type UpdateEnvResult,
-  type UpdatePhase,
-  type UpdateStatus,
-} from './definitions.ts';
-import { REGISTRATION_REVERTED, RegistrationSender, waitForConfirmations, type ChainActivities } from './chain-sender.ts';
+import type { ChainPreflight, MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
+import { AppIdAttribute, type UpdateEnvInput, type UpdateEnvResult } from './definitions.ts';
+import { waitForConfirmations } from './confirmations.ts';
+import { ManagedRegistration } from './managed-registration.ts';
+import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
+import { FINAL_FAILURES, UpdateTracker } from './update-tracker.ts';
 
 type Activities = ReturnType<typeof createActivities>;
-
-/** Failure types that end the workflow at once: the input or the API said no for good. */
-const FINAL_FAILURES = ['InvalidInput', 'ApiRejected'];
 
 // Every activity heartbeats while it runs (activities/heartbeat.ts): a dead worker's step
 // is retried elsewhere after the heartbeat timeout, not the whole start-to-close.
@@ -56,160 +35,90 @@ const pollers = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 12 },
 });
 
-const chain: ChainActivities = proxyActivities<Activities>({
+const chain = proxyActivities<Activities>({
   startToCloseTimeout: '60 seconds',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: STEP_RETRY,
 });
 
+/**
+ * New registrations go through the per-signer transaction manager; updates started before
+ * it replay through the legacy sender. Remove that branch (deprecatePatch) once none is open.
+ */
+const SIGNER_MANAGER_PATCH = 'signer-manager';
+
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
 
+/**
+ * validate → resolve → encrypt → phase 1 → (compose-hash check → registration → confirmations
+ * → phase 2) → applied. Every arrow is an activity; what retries cannot cure waits for an
+ * operator in `awaiting_operator`.
+ */
 export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<UpdateEnvResult> {
-  const startedAt = Date.now();
-  const status: UpdateStatus = {
-    cvmId: input.cvmId,
-    phase: 'validating',
-    sentTransactions: [],
-    attempts: {},
-    timings: { startedAt: new Date(startedAt).toISOString(), apiMs: 0, chainMs: 0, operatorMs: 0, phases: [] },
-  };
-  let phaseStarted = startedAt;
-  // Operator input. Abort cancels whatever runs, in any phase; retry only answers a
-  // wait; a transaction handed over early is kept until the flow can use it.
-  let retryRequested = false;
-  let offeredTx: string | undefined;
-  let abortReason: string | undefined;
-  const work = new CancellationScope();
-
-  // What an operator looks for first comes first in the UI's query view.
-  setHandler(statusQuery, () => {
-    const { cvmId, phase, waitingFor, lastError, ...rest } = status;
-    return { cvmId, phase, waitingFor, lastError, ...rest };
-  });
-  setHandler(retrySignal, () => {
-    if (status.phase === 'awaiting_operator') retryRequested = true;
-  });
-  setHandler(abortSignal, (arg) => {
-    abortReason ??= arg?.reason || 'aborted by an operator';
-    work.cancel();
-  });
-  setHandler(useTransactionSignal, ({ transactionHash }) => {
-    offeredTx = transactionHash;
-  });
-
-  const enter = (phase: UpdatePhase) => {
-    const now = Date.now();
-    if (status.phase !== phase) {
-      status.timings.phases.push({ phase: status.phase, ms: now - phaseStarted });
-      phaseStarted = now;
-    }
-    status.phase = phase;
-    upsertSearchAttributes([{ key: UpdatePhaseAttribute, value: phase }]);
-  };
-
-  /** Runs an activity call and books its wall time to the API or chain bucket. */
-  const timed = async <T>(bucket: 'apiMs' | 'chainMs', name: string, fn: () => Promise<T>): Promise<T> => {
-    status.attempts[name] = (status.attempts[name] ?? 0) + 1;
-    const t0 = Date.now();
-    try {
-      return await fn();
-    } finally {
-      status.timings[bucket] += Date.now() - t0;
-    }
-  };
-
-  /** Parks the workflow in a named state until an operator acts, and says which action came. */
-  const awaitOperator = async (
-    why: string,
-    accept: ('retry' | 'useTransaction')[],
-  ): Promise<{ kind: 'retry' } | { kind: 'useTransaction'; hash: string }> => {
-    const resumeTo = status.phase;
-    status.waitingFor = why;
-    enter('awaiting_operator');
-    const t0 = Date.now();
-    retryRequested = false;
-    const canRetry = accept.includes('retry');
-    const canUseTx = accept.includes('useTransaction');
-    try {
-      await condition(() => (canRetry && retryRequested) || (canUseTx && offeredTx !== undefined));
-    } finally {
-      status.timings.operatorMs += Date.now() - t0;
-      status.waitingFor = undefined;
-    }
-    enter(resumeTo);
-    if (canUseTx && offeredTx !== undefined) {
-      const hash = offeredTx;
-      offeredTx = undefined;
-      return { kind: 'useTransaction', hash };
-    }
-    retryRequested = false;
-    return { kind: 'retry' };
-  };
-
-  /** A step whose retries ran out waits for an operator instead of failing the change. */
-  const step = async <T>(bucket: 'apiMs' | 'chainMs', name: string, fn: () => Promise<T>): Promise<T> => {
-    for (;;) {
-      try {
-        return await timed(bucket, name, fn);
-      } catch (err) {
-        if (isFinal(err)) throw err;
-        status.lastError = oneLine(err);
-        await awaitOperator(`${name} kept failing: ${status.lastError}; signal retry or abort`, ['retry']);
-      }
-    }
-  };
-
-  upsertSearchAttributes([
-    { key: CvmIdAttribute, value: input.cvmId },
-    { key: UpdatePhaseAttribute, value: status.phase },
-  ]);
-
+  const t = new UpdateTracker(input.cvmId);
+  const { status } = t;
+  const managed = new ManagedRegistration(t, chain);
   try {
-    return await work.run(() => run());
+    return await t.work.run(() => run());
   } catch (err) {
-    if (abortReason !== undefined) {
-      enter('aborted');
-      status.lastError = abortReason;
-      finish(status, startedAt);
-      throw ApplicationFailure.nonRetryable(`update of ${input.cvmId} aborted: ${abortReason}`, 'Aborted');
-    }
-    enter('failed');
-    status.lastError = oneLine(err);
-    finish(status, startedAt);
-    throw err;
+    if (t.abortReason !== undefined) await managed.withdraw();
+    throw t.failed(err);
   }
 
-  /** A reverted registration spent its nonce and registered nothing: a person decides to sign again. */
-  async function sendRegistration(sender: RegistrationSender): Promise<MinedTx> {
+  /** Our registration through the signer's manager, confirmed; undefined: an operator's turn. */
+  async function registerWithManager(
+    ask: { chainId: number; appId: string; composeHash: string; confirmations: number },
+    pre: ChainPreflight,
+  ): Promise<MinedTx | undefined> {
+    for (;;) {
+      const answer = await managed.obtain({ ...ask, signer: pre.signer, ...(pre.blockNumber !== undefined ? { notAllowedAtBlock: pre.blockNumber } : {}) });
+      if (answer.kind === 'confirmed') {
+        status.confirmations = answer.confirmations;
+        return answer.tx;
+      }
+      if (answer.kind === 'already_allowed') {
+        // Allowed since our preflight, by someone else: use that registration.
+        const again = await t.step('chainMs', 'chainPreflight', () => chain.chainPreflight(ask));
+        if (again.existing) return again.existing;
+        status.lastError = `compose hash ${ask.composeHash} is allowed on app ${ask.appId} but its registration was not found`;
+        return undefined;
+      }
+      status.lastError = answer.reason;
+      await t.awaitOperator(`the registration failed: ${answer.reason}; signal retry to ask the signer again, or abort`, ['retry']);
+    }
+  }
+
+  /** A reverted legacy registration spent its nonce and registered nothing: a person decides. */
+  async function sendLegacy(sender: RegistrationSender): Promise<MinedTx> {
     for (;;) {
       try {
         return await sender.run();
       } catch (err) {
         if (!(err instanceof ApplicationFailure && err.type === REGISTRATION_REVERTED)) throw err;
         status.lastError = err.message;
-        await awaitOperator(`${err.message}; signal retry to sign a new registration, or abort`, ['retry']);
+        await t.awaitOperator(`${err.message}; signal retry to sign a new registration, or abort`, ['retry']);
       }
     }
   }
 
   async function run(): Promise<UpdateEnvResult> {
-    const validated = await timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys }));
+    const validated = await t.timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys }));
 
-    enter('resolving');
-    const target = await step('apiMs', 'resolveCvm', () => api.resolveCvm({ cvmId: input.cvmId }));
+    t.enter('resolving');
+    const target = await t.step('apiMs', 'resolveCvm', () => api.resolveCvm({ cvmId: input.cvmId }));
     status.appId = target.appId;
     status.kms = target.kms;
     status.chainId = target.chainId;
     upsertSearchAttributes([{ key: AppIdAttribute, value: target.appId }]);
 
-    enter('encrypting');
-    const key = await step('apiMs', 'getEncryptionKey', () => api.getEncryptionKey(target));
+    t.enter('encrypting');
+    const key = await t.step('apiMs', 'getEncryptionKey', () => api.getEncryptionKey(target));
     // Encrypted once: both phases and every retry send the same ciphertext.
-    const { encryptedEnv } = await step('apiMs', 'encryptEnv', () => api.encryptEnv({ env: validated.env, publicKey: key.publicKey }));
+    const { encryptedEnv } = await t.step('apiMs', 'encryptEnv', () => api.encryptEnv({ env: validated.env, publicKey: key.publicKey }));
 
     const submit = (extra: { composeHash?: string; transactionHash?: string }) =>
-      step('apiMs', extra.transactionHash ? 'phase2' : 'phase1', () =>
+      t.step('apiMs', extra.transactionHash ? 'phase2' : 'phase1', () =>
         api.submitEnvUpdate({
           cvmId: target.cvmId,
           encryptedEnv,
@@ -222,7 +131,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     let accepted: Extract<SubmitEnvOutcome, { kind: 'in_progress' }> | undefined;
     let registration: MinedTx | undefined;
     for (let round = 1; !accepted; round++) {
-      enter('phase1');
+      t.enter('phase1');
       const first = await submit({});
       if (first.kind === 'in_progress') {
         accepted = first;
@@ -238,8 +147,8 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       }
       status.chainId = chainId;
 
-      enter('checking');
-      const check = await step('apiMs', 'checkComposeHash', () =>
+      t.enter('checking');
+      const check = await t.step('apiMs', 'checkComposeHash', () =>
         api.checkComposeHash({
           cvmId: target.cvmId,
           envKeys: validated.envKeys,
@@ -249,7 +158,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       );
       let operatorTx: string | undefined;
       if (!check.matches && check.policy === 'strict') {
-        const action = await awaitOperator(
+        const action = await t.awaitOperator(
           `compose hash ${first.composeHash} does not match the compose we expect (${check.detail}); ` +
             'retry to check again, useTransaction with a registration you made, or abort',
           ['retry', 'useTransaction'],
@@ -259,14 +168,16 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       }
 
       const appId = first.appId || target.appId;
-      const pre = await step('chainMs', 'chainPreflight', () => chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }));
+      const pre = await t.step('chainMs', 'chainPreflight', () => chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }));
       const confirmations = input.confirmations ?? pre.confirmations;
       status.requiredConfirmations = confirmations;
 
-      enter('registering');
+      t.enter('registering');
       registration = undefined;
+      const ours = operatorTx === undefined && !pre.existing && pre.signerIsOwner;
+      const viaManager = ours && patched(SIGNER_MANAGER_PATCH);
       const sender =
-        operatorTx === undefined && !pre.existing && pre.signerIsOwner
+        ours && !viaManager
           ? new RegistrationSender({
               chain,
               status,
@@ -275,17 +186,20 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
               composeHash: first.composeHash,
               from: pre.signer,
               stallMs: pre.stallMs,
-              timed: (name, fn) => step('chainMs', name, fn),
+              timed: (name, fn) => t.step('chainMs', name, fn),
             })
           : undefined;
+      const ask = { chainId, appId, composeHash: first.composeHash, confirmations };
+      let managedTx: MinedTx | undefined;
       if (operatorTx === undefined && pre.existing) registration = pre.existing;
-      else if (sender) registration = await sendRegistration(sender);
+      else if (viaManager) registration = managedTx = await registerWithManager(ask, pre);
+      else if (sender) registration = await sendLegacy(sender);
       for (;;) {
         if (!registration) {
           let txHash = operatorTx;
           operatorTx = undefined;
           if (!txHash) {
-            const action = await awaitOperator(
+            const action = await t.awaitOperator(
               pre.signerIsOwner
                 ? `register compose hash ${first.composeHash} on app ${appId} and signal useTransaction`
                 : `${pre.signer ? `the signer ${pre.signer} is not the owner` : 'the worker has no signer key and cannot act for the owner'} ` +
@@ -296,7 +210,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
             if (action.kind !== 'useTransaction') continue;
             txHash = action.hash;
           }
-          const verdict = await step('chainMs', 'verifyRegistration', () =>
+          const verdict = await t.step('chainMs', 'verifyRegistration', () =>
             chain.verifyRegistration({ chainId, appId, composeHash: first.composeHash, transactionHash: txHash }),
           );
           if (!verdict.ok) {
@@ -308,7 +222,9 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         status.transactionHash = registration.hash;
         status.blockNumber = registration.blockNumber;
 
-        enter('confirming');
+        t.enter('confirming');
+        // The manager answers at our depth, just checked canonical: no second wait.
+        if (registration === managedTx) break;
         const confirmed = await waitForConfirmations({
           chain,
           status,
@@ -316,7 +232,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
           tx: registration,
           confirmations,
           sliceMs: POLL_SLICE_MS,
-          timed: (name, fn) => step('chainMs', name, fn),
+          timed: (name, fn) => t.step('chainMs', name, fn),
         });
         if (confirmed) {
           registration = confirmed;
@@ -325,13 +241,13 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         // A reorg took the registration out of the chain: our own is sent again from the
         // bytes already signed; someone else's has to be handed over again.
         status.lastError = `registration ${registration.hash} was reorganised out of the chain`;
-        enter('registering');
-        registration = sender ? await sendRegistration(sender) : undefined;
+        t.enter('registering');
+        registration = sender ? await sendLegacy(sender) : viaManager ? (managedTx = await registerWithManager(ask, pre)) : undefined;
       }
 
       let notVerified = 0;
       for (;;) {
-        enter('phase2');
+        t.enter('phase2');
         const second = await submit({ composeHash: first.composeHash, transactionHash: registration.hash });
         if (second.kind === 'in_progress') {
           accepted = second;
@@ -344,61 +260,42 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
           continue;
         }
         if (second.kind === 'hash_expired' || second.kind === 'precondition_required') break;
-        await awaitOperator(`phase 2 was refused (${status.lastError}); signal retry once fixed, or abort`, ['retry']);
+        await t.awaitOperator(`phase 2 was refused (${status.lastError}); signal retry once fixed, or abort`, ['retry']);
         notVerified = 0;
       }
       if (!accepted && round >= MAX_PHASE1_ROUNDS) {
-        await awaitOperator(`the compose hash expired ${round} times; signal retry to start phase 1 again`, ['retry']);
+        await t.awaitOperator(`the compose hash expired ${round} times; signal retry to start phase 1 again`, ['retry']);
       }
     }
-    status.correlationId = accepted.correlationId;
+    const done = accepted!;
+    status.correlationId = done.correlationId;
 
     let applied = false;
     if (input.waitForApplied !== false) {
-      enter('applying');
+      t.enter('applying');
       for (;;) {
-        const obs = await step('apiMs', 'observeApplied', () =>
-          pollers.observeApplied({ cvmId: target.cvmId, correlationId: accepted!.correlationId, maxWaitMs: POLL_SLICE_MS }),
+        const obs = await t.step('apiMs', 'observeApplied', () =>
+          pollers.observeApplied({ cvmId: target.cvmId, correlationId: done.correlationId, maxWaitMs: POLL_SLICE_MS }),
         );
         if (obs.state === 'applied') break;
         if (obs.state === 'failed') {
           status.lastError = obs.message;
-          await awaitOperator(`the CVM reported the operation failed: ${obs.message}; signal retry to check again, or abort`, ['retry']);
+          await t.awaitOperator(`the CVM reported the operation failed: ${obs.message}; signal retry to check again, or abort`, ['retry']);
         }
       }
       applied = true;
     }
 
-    enter('completed');
-    return finish(status, startedAt, {
+    t.enter('completed');
+    return t.finish({
       cvmId: target.cvmId,
       kms: target.kms,
-      correlationId: accepted.correlationId,
+      correlationId: done.correlationId,
       composeHash: status.composeHash,
       transactionHash: status.transactionHash,
       blockNumber: status.blockNumber,
-      allowedEnvsChanged: accepted.allowedEnvsChanged,
+      allowedEnvsChanged: done.allowedEnvsChanged,
       applied,
     });
   }
-}
-
-function finish(status: UpdateStatus, startedAt: number): void;
-function finish(status: UpdateStatus, startedAt: number, result: Omit<UpdateEnvResult, 'timings'>): UpdateEnvResult;
-function finish(status: UpdateStatus, startedAt: number, result?: Omit<UpdateEnvResult, 'timings'>): UpdateEnvResult | void {
-  const now = Date.now();
-  status.timings.finishedAt = new Date(now).toISOString();
-  status.timings.totalMs = now - startedAt;
-  if (result) return { ...result, timings: status.timings };
-}
-
-function isFinal(err: unknown): boolean {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  return cause instanceof ApplicationFailure && FINAL_FAILURES.includes(cause.type ?? '');
-}
-
-function oneLine(err: unknown): string {
-  const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
-  const message = cause instanceof Error ? cause.message : String(cause);
-  return message.split('\n')[0]!.slice(0, 300);
 }

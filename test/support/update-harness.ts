@@ -82,7 +82,7 @@ export async function createHarness(stack: TestStack): Promise<Harness> {
       return handle;
     },
     spawnWorker(extraEnv = {}) {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/crashing-worker.ts'], {
         env: { ...process.env, ...env, ...extraEnv },
         stdio: ['ignore', 'ignore', 'inherit'],
       });

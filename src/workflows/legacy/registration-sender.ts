@@ -1,46 +1,22 @@
-// The crash-safe sending state machine, as deterministic workflow code. Every signed
-// transaction is an activity result, so its raw bytes are in history before any
-// broadcast; a retry or a new worker rebroadcasts those bytes instead of signing again.
+// The per-workflow sender of the first release, kept only so that updates started before
+// the per-signer transaction manager replay and finish as they began (see the
+// 'signer-manager' patch in update-cvm-env.ts). New updates never run it. Delete it once
+// no workflow started by that release is open.
+//
+// Every signed transaction is an activity result, so its raw bytes are in history before
+// any broadcast; a retry or a new worker rebroadcasts those bytes instead of signing again.
 import { ApplicationFailure } from '@temporalio/workflow';
-import type {
-  ChainPreflight,
-  ConfirmationCheck,
-  MinedTx,
-  RegistrationVerification,
-  SignedTx,
-  TxObservation,
-} from '../activities/types.ts';
-import type { UpdateStatus } from './definitions.ts';
+import type { createActivities } from '../../activities/index.ts';
+import type { MinedTx, SignedTx } from '../../activities/types.ts';
+import type { UpdateStatus } from '../definitions.ts';
 
 export const REGISTRATION_REVERTED = 'RegistrationReverted';
 
-export interface ChainActivities {
-  chainPreflight(a: { chainId: number; appId: string; composeHash: string }): Promise<ChainPreflight>;
-  signRegistration(a: {
-    chainId: number;
-    appId: string;
-    composeHash: string;
-    /** Reuse this nonce (a replacement); omitted: the account's pending nonce. */
-    nonce?: number;
-    /** The transaction being replaced: the new one pays at least 10% more on both fees and keeps its gas. */
-    replacing?: { maxFeePerGas: string; maxPriorityFeePerGas: string; gas: string };
-  }): Promise<SignedTx>;
-  broadcastTransaction(a: { chainId: number; raw: string }): Promise<{ result: 'sent' | 'known' | 'underpriced' }>;
-  observeTransactions(a: {
-    chainId: number;
-    from: string;
-    nonce: number;
-    hashes: string[];
-    maxWaitMs: number;
-  }): Promise<TxObservation>;
-  checkConfirmations(a: { chainId: number; tx: MinedTx; confirmations: number; maxWaitMs: number }): Promise<ConfirmationCheck>;
-  verifyRegistration(a: {
-    chainId: number;
-    appId: string;
-    composeHash: string;
-    transactionHash: string;
-  }): Promise<RegistrationVerification>;
-}
+/** The chain activities this file drives, typed from the activity factory itself. */
+export type ChainActivities = Pick<
+  ReturnType<typeof createActivities>,
+  'chainPreflight' | 'signRegistration' | 'broadcastTransaction' | 'observeTransactions' | 'checkConfirmations' | 'verifyRegistration'
+>;
 
 type Timed = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
 
@@ -157,24 +133,3 @@ export class RegistrationSender {
   }
 }
 
-export interface ConfirmationOptions {
-  chain: ChainActivities;
-  status: UpdateStatus;
-  chainId: number;
-  tx: MinedTx;
-  confirmations: number;
-  sliceMs: number;
-  timed: Timed;
-}
-
-/** Resolves with the confirmed transaction, or undefined when a reorg removed it. */
-export async function waitForConfirmations(o: ConfirmationOptions): Promise<MinedTx | undefined> {
-  for (;;) {
-    const check = await o.timed('checkConfirmations', () =>
-      o.chain.checkConfirmations({ chainId: o.chainId, tx: o.tx, confirmations: o.confirmations, maxWaitMs: o.sliceMs }),
-    );
-    if (check.state === 'reorged') return undefined;
-    o.status.confirmations = check.confirmations;
-    if (check.state === 'confirmed') return o.tx;
-  }
-}

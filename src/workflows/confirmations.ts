@@ -1,0 +1,30 @@
+// Waiting for a registration's depth in workflow code: one activity per slice, so a long
+// wait is a handful of events, and a reorg comes back as an answer, not an error.
+import type { createActivities } from '../activities/index.ts';
+import type { MinedTx } from '../activities/types.ts';
+import type { UpdateStatus } from './definitions.ts';
+
+type Activities = ReturnType<typeof createActivities>;
+type Timed = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
+
+export interface ConfirmationOptions {
+  chain: Pick<Activities, 'checkConfirmations'>;
+  status: UpdateStatus;
+  chainId: number;
+  tx: MinedTx;
+  confirmations: number;
+  sliceMs: number;
+  timed: Timed;
+}
+
+/** Resolves with the confirmed transaction, or undefined when a reorg removed it. */
+export async function waitForConfirmations(o: ConfirmationOptions): Promise<MinedTx | undefined> {
+  for (;;) {
+    const check = await o.timed('checkConfirmations', () =>
+      o.chain.checkConfirmations({ chainId: o.chainId, tx: o.tx, confirmations: o.confirmations, maxWaitMs: o.sliceMs }),
+    );
+    if (check.state === 'reorged') return undefined;
+    o.status.confirmations = check.confirmations;
+    if (check.state === 'confirmed') return o.tx;
+  }
+}

@@ -1,0 +1,121 @@
+// The update workflow's side of the per-signer transaction manager: ask it to register
+// (app, hash), follow its answers, ask again if none comes, and withdraw on abort.
+import {
+  CancellationScope,
+  condition,
+  getExternalWorkflowHandle,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createActivities } from '../activities/index.ts';
+import type { MinedTx } from '../activities/types.ts';
+import {
+  registrationKey,
+  registrationNoticeSignal,
+  signerWorkflowId,
+  withdrawSignal,
+  type RegistrationNotice,
+} from './signer-manager/definitions.ts';
+import type { UpdateTracker } from './update-tracker.ts';
+
+type Activities = ReturnType<typeof createActivities>;
+
+/** Without an answer for this long, ask again: the ask is idempotent, a lost one costs nothing. */
+const ASK_AGAIN_AFTER = '2 minutes';
+
+export interface RegistrationAsk {
+  chainId: number;
+  signer: string;
+  appId: string;
+  composeHash: string;
+  confirmations: number;
+  /** The block at which preflight read the hash as not allowed. */
+  notAllowedAtBlock?: number;
+}
+
+export type RegistrationAnswer =
+  | { kind: 'confirmed'; tx: MinedTx; confirmations: number }
+  | { kind: 'already_allowed' }
+  | { kind: 'failed'; reason: string };
+
+export class ManagedRegistration {
+  private readonly latest = new Map<string, RegistrationNotice>();
+  private outstanding: RegistrationAsk | undefined;
+
+  constructor(
+    private readonly tracker: UpdateTracker,
+    private readonly acts: Pick<Activities, 'requestRegistration'>,
+  ) {
+    setHandler(registrationNoticeSignal, (n) => {
+      const key = registrationKey(n.appId, n.composeHash);
+      this.latest.set(key, n);
+      const status = this.tracker.status;
+      if (n.state === 'sent' && !status.sentTransactions.some((t) => t.hash === n.tx.hash)) status.sentTransactions.push(n.tx);
+      if (n.state === 'mined') {
+        status.transactionHash = n.tx.hash;
+        status.blockNumber = n.tx.blockNumber;
+      }
+    });
+  }
+
+  /** Resolves when the manager answers for good: confirmed at our depth, or why not. */
+  async obtain(ask: RegistrationAsk): Promise<RegistrationAnswer> {
+    const key = registrationKey(ask.appId, ask.composeHash);
+    const { workflowId, runId } = workflowInfo();
+    this.latest.delete(key);
+    this.outstanding = ask;
+    const final = () => {
+      const n = this.latest.get(key);
+      return n && (n.state === 'confirmed' || n.state === 'already_allowed' || n.state === 'failed') ? n : undefined;
+    };
+    for (;;) {
+      await this.tracker.step('chainMs', 'requestRegistration', () =>
+        this.acts.requestRegistration({
+          chainId: ask.chainId,
+          signer: ask.signer,
+          request: {
+            requestId: `${workflowId}/${runId}`,
+            appId: ask.appId,
+            composeHash: ask.composeHash,
+            confirmations: ask.confirmations,
+            notifyWorkflowId: workflowId,
+            ...(ask.notAllowedAtBlock !== undefined ? { notAllowedAtBlock: ask.notAllowedAtBlock } : {}),
+          },
+        }),
+      );
+      const t0 = Date.now();
+      const answered = await condition(() => final() !== undefined || this.latest.get(key)?.state === 'mined', ASK_AGAIN_AFTER);
+      this.tracker.status.timings.chainMs += Date.now() - t0;
+      if (!answered) continue;
+      if (!final()) {
+        // Mined: the rest is depth.
+        this.tracker.enter('confirming');
+        const t1 = Date.now();
+        const deep = await condition(() => final() !== undefined, ASK_AGAIN_AFTER);
+        this.tracker.status.timings.chainMs += Date.now() - t1;
+        if (!deep) continue;
+      }
+      const n = final()!;
+      this.outstanding = undefined;
+      if (n.state === 'confirmed') return { kind: 'confirmed', tx: n.tx, confirmations: n.confirmations };
+      if (n.state === 'failed') return { kind: 'failed', reason: n.reason };
+      return { kind: 'already_allowed' };
+    }
+  }
+
+  /**
+   * After an abort: tell the manager nobody here waits any more, so it sends nothing new for
+   * this change. Runs outside the cancelled scope; once it returns the manager has the word.
+   */
+  async withdraw(): Promise<void> {
+    const ask = this.outstanding;
+    if (!ask) return;
+    this.outstanding = undefined;
+    const { workflowId, runId } = workflowInfo();
+    await CancellationScope.nonCancellable(() =>
+      getExternalWorkflowHandle(signerWorkflowId(ask.chainId, ask.signer))
+        .signal(withdrawSignal, { requestId: `${workflowId}/${runId}`, appId: ask.appId, composeHash: ask.composeHash })
+        .catch(() => undefined),
+    );
+  }
+}

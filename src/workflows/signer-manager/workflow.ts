@@ -1,0 +1,237 @@
+// One long-lived workflow per (chain, key): the only thing that signs with the key. It
+// hands out nonces, records every signed transaction in history before broadcasting it,
+// follows all of them at once, one look per block, and answers the update workflows.
+import {
+  ActivityFailure,
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createActivities } from '../../activities/index.ts';
+import type { SignerObservationResult, SignerSettings } from '../../activities/types.ts';
+import { emptySignerState, SignerBook } from './book.ts';
+import {
+  registerSignal,
+  registrationNoticeSignal,
+  SignerAttribute,
+  signerStatusQuery,
+  withdrawSignal,
+  type SignerManagerInput,
+} from './definitions.ts';
+
+type Activities = ReturnType<typeof createActivities>;
+
+/** Configuration errors: retrying cannot help until an operator fixes the worker. */
+const CONFIG_FAILURES = ['NoSigner', 'SignerMismatch', 'ChainNotConfigured'];
+
+// The manager must outlive any outage: its activities retry without a limit, backing off.
+const acts = proxyActivities<Activities>({
+  startToCloseTimeout: '60 seconds',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes: CONFIG_FAILURES },
+});
+
+/** Longest wait for the next block inside one watcher call. */
+const WATCH_SLICE_MS = 15_000;
+/** History length at which a run hands its books to a fresh run, unless the server asks earlier. */
+const DEFAULT_MAX_HISTORY_EVENTS = 10_000;
+/** With nothing to do the manager sleeps this long before it looks at its history size again. */
+const IDLE_WAIT = '1 hour';
+
+export async function signerManagerWorkflow(input: SignerManagerInput): Promise<void> {
+  const { chainId, signer } = input;
+  const book = new SignerBook(input.state ?? emptySignerState());
+  const now = () => Date.now();
+  let asked = 0;
+
+  setHandler(registerSignal, (r) => {
+    book.request(r, now());
+    asked++;
+  });
+  setHandler(withdrawSignal, (w) => {
+    book.withdraw(w, now());
+    asked++;
+  });
+  setHandler(signerStatusQuery, () => book.status(chainId, signer, now(), workflowInfo().historyLength));
+  upsertSearchAttributes([{ key: SignerAttribute, value: `${chainId}:${signer}` }]);
+
+  const settings = await loadSettings();
+  book.setDefaultConfirmations(settings.confirmations);
+
+  let watching: Promise<void> | undefined;
+  let seen: { obs: SignerObservationResult; asked: ReturnType<SignerBook['observeInput']> } | undefined;
+  let watchFailed = false;
+  for (;;) {
+    const work = asked;
+    const ok =
+      (await guarded(signQueued, (reason) => book.queued().forEach((reg) => book.fail(reg, reason, now())))) &&
+      (await guarded(replaceDue)) &&
+      (await guarded(fillGaps));
+    await answer();
+    book.retire(now());
+    if (!ok) {
+      // Not retryable (e.g. the chain refuses the input): said in the status; look again later.
+      await condition(() => asked !== work, '1 minute');
+      continue;
+    }
+
+    if (!watching && timeToMoveOn()) break;
+    if (book.idle()) {
+      await condition(() => asked !== work, IDLE_WAIT);
+      continue;
+    }
+    if (!watching) {
+      const question = book.observeInput();
+      watching = acts
+        .observeSignerTransactions({ chainId, from: signer, afterBlock: book.state.head, maxWaitMs: WATCH_SLICE_MS, ...question })
+        .then(
+          (obs) => void (seen = { obs, asked: question }),
+          (err: unknown) => {
+            book.state.lastError = `watching the chain failed: ${messageOf(err)}`;
+            watchFailed = true;
+          },
+        );
+    }
+    // A new request is signed at once, not after the next block.
+    await condition(() => seen !== undefined || watchFailed || asked !== work);
+    if (watchFailed) {
+      watchFailed = false;
+      watching = undefined;
+      await condition(() => asked !== work, '1 minute');
+    }
+    if (seen) {
+      const rebroadcast = book.applyObservation(seen.obs, seen.asked, now());
+      seen = undefined;
+      watching = undefined;
+      await guarded(() => broadcast(rebroadcast, true));
+    }
+  }
+
+  await condition(allHandlersFinished);
+  book.state.generation++;
+  await continueAsNew<typeof signerManagerWorkflow>({ ...input, state: book.state });
+
+  async function loadSettings(): Promise<SignerSettings> {
+    for (;;) {
+      try {
+        return await acts.signerSettings({ chainId, signer });
+      } catch (err) {
+        // A worker without this key (or this chain) cannot serve anyone: say so to every
+        // asker, and try again when asked again.
+        const reason = messageOf(err);
+        book.state.lastError = reason;
+        for (const reg of book.queued()) book.fail(reg, reason, now());
+        await answer();
+        const before = asked;
+        await condition(() => asked !== before);
+      }
+    }
+  }
+
+  async function signQueued(): Promise<void> {
+    const queued = book.queued();
+    if (queued.length === 0) return;
+    const { results } = await acts.signNewRegistrations({
+      chainId,
+      signer,
+      nextNonce: book.state.nextNonce,
+      registrations: queued.map((r) => ({ appId: r.appId, composeHash: r.composeHash })),
+    });
+    const toSend: number[] = [];
+    for (const res of results) {
+      const reg = queued.find((r) => r.appId === res.appId && r.composeHash === res.composeHash);
+      if (!reg) continue;
+      if (res.outcome === 'signed') {
+        book.applyNewSigning(reg, res.signed, now());
+        toSend.push(res.signed.nonce);
+      } else if (res.outcome === 'already_allowed') {
+        book.markAllowedElsewhere(reg, now());
+      } else {
+        book.fail(reg, res.reason, now());
+      }
+    }
+    // Signed bytes are in history (the activity's result) before any of them is broadcast.
+    await broadcast(toSend, false);
+  }
+
+  async function replaceDue(): Promise<void> {
+    for (const r of book.dueReplacements(now(), settings.stallMs)) {
+      const res = await acts.signReplacement({ chainId, signer, nonce: r.nonce, payload: r.payload, previous: r.previous });
+      if (res.outcome === 'at_cap') {
+        book.applyAtCap(r.nonce, res, now());
+        continue;
+      }
+      book.applyReplacement(r.nonce, res.signed, r.payload.kind, now());
+      await broadcast([r.nonce], false);
+    }
+  }
+
+  async function fillGaps(): Promise<void> {
+    for (const nonce of book.dueFills(now(), settings.stallMs)) {
+      const res = await acts.signReplacement({ chainId, signer, nonce, payload: { kind: 'self' } });
+      if (res.outcome === 'at_cap') {
+        book.postponeFill(nonce, now());
+        continue;
+      }
+      book.applyFill(res.signed, now());
+      await broadcast([nonce], false);
+    }
+  }
+
+  /** Sends the latest signing of each nonce, all in one activity. */
+  async function broadcast(nonces: number[], again: boolean): Promise<void> {
+    const slots = nonces.map((n) => book.slot(n)).filter((s) => s !== undefined && s.txs.length > 0);
+    if (slots.length === 0) return;
+    const outcomes = await acts.broadcastTransactions({ chainId, raws: slots.map((s) => s!.txs.at(-1)!.raw) });
+    slots.forEach((s, i) => book.applyBroadcast(s!.nonce, outcomes[i]!));
+    if (again) book.state.stats.rebroadcast += slots.length;
+  }
+
+  /** Signals every asker what changed for it; an asker that has closed is forgotten. */
+  async function answer(): Promise<void> {
+    const notices = book.notices();
+    await Promise.all(
+      notices.map(async (n) => {
+        let delivered = true;
+        try {
+          await getExternalWorkflowHandle(n.workflowId).signal(registrationNoticeSignal, n.notice);
+        } catch {
+          delivered = false;
+        }
+        book.markTold(n, delivered);
+      }),
+    );
+  }
+
+  /** Runs a step; a failure its retries could not cure is recorded, not fatal to the manager. */
+  async function guarded(step: () => Promise<void>, onFailure?: (reason: string) => void): Promise<boolean> {
+    try {
+      await step();
+      return true;
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      const reason = messageOf(err);
+      book.state.lastError = reason;
+      onFailure?.(reason);
+      return false;
+    }
+  }
+
+  function timeToMoveOn(): boolean {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength >= (input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS);
+  }
+}
+
+function messageOf(err: unknown): string {
+  const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
+  if (cause instanceof ApplicationFailure || cause instanceof Error) return cause.message.split('\n')[0]!.slice(0, 300);
+  return String(cause);
+}
