@@ -19,8 +19,10 @@ import {
   type UpdateStatus,
 } from './workflows/definitions.ts';
 import type { updateCvmEnvWorkflow } from './workflows/update-cvm-env.ts';
+import { SIGNER_WORKFLOW_TYPE, signerStatusQuery, signerWorkflowId, type SignerStatus } from './workflows/signer-manager/definitions.ts';
 
 export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus } from './workflows/definitions.ts';
+export type { SignerStatus } from './workflows/signer-manager/definitions.ts';
 
 export type EnvUpdateHandle = WorkflowHandle<typeof updateCvmEnvWorkflow>;
 
@@ -137,4 +139,19 @@ export function useRegistrationTransaction(client: Client, cvmOrWorkflowId: stri
     return Promise.reject(new TypeError(`transaction hash must be 0x followed by 64 hex digits, got ${JSON.stringify(transactionHash)}`));
   }
   return envUpdateHandle(client, cvmOrWorkflowId).signal(useTransactionSignal, { transactionHash });
+}
+
+/** The status of one key's transaction manager (pending nonces, fees, ages, counters). */
+export function getSignerStatus(client: Client, chainId: number, address: string): Promise<SignerStatus> {
+  return client.workflow.getHandle(signerWorkflowId(chainId, address)).query(signerStatusQuery);
+}
+
+/** Every running transaction manager of the namespace, found through its `Signer` search attribute. */
+export async function listSigners(client: Client): Promise<{ workflowId: string; chainId: number; address: string }[]> {
+  const out: { workflowId: string; chainId: number; address: string }[] = [];
+  for await (const wf of client.workflow.list({ query: `WorkflowType = '${SIGNER_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'` })) {
+    const m = /^signer-(\d+)-(0x[0-9a-f]{40})$/.exec(wf.workflowId);
+    if (m) out.push({ workflowId: wf.workflowId, chainId: Number(m[1]), address: m[2]! });
+  }
+  return out;
 }

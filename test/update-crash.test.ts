@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate } from '../src/client.ts';
+import { awaitEnvUpdate, getEnvUpdateStatus, getSignerStatus, startEnvUpdate } from '../src/client.ts';
 import { registrationsOf } from './support/registrations.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 import { createHarness } from './support/update-harness.ts';
@@ -19,8 +19,8 @@ after(async () => {
 
 const STAGES = [
   { stage: 'after phase 1', crashBefore: 'checkComposeHash' },
-  { stage: 'after signing, before broadcast', crashBefore: 'broadcastTransaction' },
-  { stage: 'while waiting for confirmations', crashBefore: 'checkConfirmations' },
+  { stage: 'after signing, before broadcast', crashBefore: 'broadcastTransactions' },
+  { stage: 'while the registration is followed', crashBefore: 'observeSignerTransactions' },
   { stage: 'after phase 2', crashBefore: 'observeApplied' },
 ];
 
@@ -50,12 +50,12 @@ for (const { stage, crashBefore } of STAGES) {
       assert.deepEqual(await registrationsOf(stack.info.rpcUrl, cvm.appId, result.composeHash), [result.transactionHash]);
       assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
       const status = await getEnvUpdateStatus(h.client, cvm.id);
-      // The signed bytes are sent again after the crash, not signed anew. The cases run
-      // concurrently with one key, so a case may lose its nonce to another and re-sign at
-      // the next one; it never signs twice for one nonce without a stall.
+      // The signed bytes are sent again after the crash, not signed anew.
       const sent = status.sentTransactions;
-      assert.ok(sent.some((t) => t.hash === result.transactionHash), 'the mined registration is one we signed');
-      assert.equal(new Set(sent.map((t) => t.nonce)).size, sent.length, JSON.stringify(sent));
+      assert.deepEqual(sent.map((t) => t.hash), [result.transactionHash], JSON.stringify(sent));
+      const manager = await getSignerStatus(h.client, stack.info.chainId, h.signer.address);
+      assert.equal(manager.stats.signed, 1, JSON.stringify(manager.stats));
+      assert.equal(manager.stats.replaced, 0, JSON.stringify(manager.stats));
       if (before) assert.notEqual(before.phase, 'completed');
     } finally {
       await rescuer.stop();

@@ -7,7 +7,10 @@ import { after, before } from 'node:test';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import type { Worker, NativeConnection } from '@temporalio/worker';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createDataConverter } from '../../src/codec.ts';
+import { anvilRpc } from '../../src/dev/anvil.ts';
+import { deployApps } from '../../src/dev/deploy-apps.ts';
 import { createWorker, WORKFLOWS_PATH } from '../../src/worker.ts';
 import { SimAdminClient, type NewSimCvm, type SimCvmSummary } from '../../src/simulator/admin-client.ts';
 import { useStack, type TestStack } from './stack.ts';
@@ -20,8 +23,10 @@ export interface Harness {
   sim: SimAdminClient;
   /** A fresh CVM, so test files sharing the simulator never touch each other's. */
   newCvm(spec: NewSimCvm): Promise<SimCvmSummary>;
-  /** The app contract of the given ownership from the stack's deployments. */
+  /** The harness's own app (owned by its signer key), or one its key does not own. */
   appId(ownerIsSigner: boolean): string;
+  /** The harness's own signer key: one transaction manager per harness, so test files never share nonces. */
+  signer: { address: string; key: `0x${string}` };
   startWorker(extraEnv?: Record<string, string>): Promise<{ worker: Worker; stop(): Promise<void> }>;
   /** A worker in a process of its own, for tests that SIGKILL it. */
   spawnWorker(extraEnv?: Record<string, string>): { child: ChildProcess; exited: Promise<number | null> };
@@ -44,7 +49,22 @@ function workflowBundle(): Promise<string> {
 export async function createHarness(stack: TestStack): Promise<Harness> {
   const taskQueue = `test-${randomUUID()}`;
   const bundlePath = await workflowBundle();
-  const env: Record<string, string> = { ...stack.env, TEMPORAL_TASK_QUEUE: taskQueue, WORKFLOW_BUNDLE_PATH: bundlePath };
+  const key = generatePrivateKey();
+  const account = privateKeyToAccount(key);
+  await anvilRpc(stack.info.rpcUrl, 'anvil_setBalance', [account.address, '0x56bc75e2d63100000']);
+  const [ownApp] = await deployApps({
+    rpcUrl: stack.info.rpcUrl,
+    chainId: stack.info.chainId,
+    deployer: account,
+    owners: { signer: account.address, other: account.address },
+    apps: [{ name: `harness-${taskQueue}`, owner: 'signer' }],
+  });
+  const env: Record<string, string> = {
+    ...stack.env,
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    WORKFLOW_BUNDLE_PATH: bundlePath,
+    SIGNER_PRIVATE_KEY: key,
+  };
   const connection = await Connection.connect({ address: stack.info.temporalAddress });
   const client = new Client({
     connection,
@@ -61,9 +81,11 @@ export async function createHarness(stack: TestStack): Promise<Harness> {
     client,
     sim,
     newCvm: (spec) => sim.createCvm(spec),
+    signer: { address: account.address, key },
     appId(ownerIsSigner) {
-      const app = stack.info.apps.find((a) => a.ownerIsSigner === ownerIsSigner && a.name !== 'app-signer-shared');
-      if (!app) throw new Error(`the stack has no app with ownerIsSigner=${ownerIsSigner}`);
+      if (ownerIsSigner) return ownApp!.appId;
+      const app = stack.info.apps.find((a) => !a.ownerIsSigner);
+      if (!app) throw new Error('the stack has no app its signer does not own');
       return app.appId;
     },
     async startWorker(extraEnv = {}) {

@@ -393,6 +393,13 @@ export class SignerBook {
     for (const reg of done.slice(0, Math.max(0, done.length - REMEMBERED_DONE))) this.removeReg(reg);
   }
 
+  /** Workflow time of the next stall or gap-fill deadline (Infinity: none). */
+  nextDeadline(now: number, stallMs: number): number {
+    const stalls = this.state.slots.filter((s) => s.state === 'pending').map((s) => s.sentAt + stallMs);
+    const gaps = Object.values(this.state.gaps).map((since) => since + stallMs);
+    return Math.min(Infinity, ...stalls, ...gaps, now + 3_600_000);
+  }
+
   /** Nothing in flight and nothing owed: the manager can sleep until asked. */
   idle(): boolean {
     return this.state.slots.length === 0 && this.queued().length === 0 && this.notices().length === 0 && Object.keys(this.state.gaps).length === 0;

@@ -38,8 +38,11 @@ const acts = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes: CONFIG_FAILURES },
 });
 
-/** Longest wait for the next block inside one watcher call. */
-const WATCH_SLICE_MS = 15_000;
+/**
+ * Longest wait for the next block inside one watcher call. On a chain that mines nothing a
+ * dropped transaction is only noticed by looking, so this is also how often we look.
+ */
+const WATCH_SLICE_MS = 5_000;
 /** History length at which a run hands its books to a fresh run, unless the server asks earlier. */
 const DEFAULT_MAX_HISTORY_EVENTS = 10_000;
 /** With nothing to do the manager sleeps this long before it looks at its history size again. */
@@ -90,7 +93,14 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
     if (!watching) {
       const question = book.observeInput();
       watching = acts
-        .observeSignerTransactions({ chainId, from: signer, afterBlock: book.state.head, maxWaitMs: WATCH_SLICE_MS, ...question })
+        .observeSignerTransactions({
+          chainId,
+          from: signer,
+          afterBlock: book.state.head,
+          // Back in time for the next stall or gap deadline, whatever the chain does.
+          maxWaitMs: Math.max(250, Math.min(WATCH_SLICE_MS, book.nextDeadline(now(), settings.stallMs) - now())),
+          ...question,
+        })
         .then(
           (obs) => void (seen = { obs, asked: question }),
           (err: unknown) => {
