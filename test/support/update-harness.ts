@@ -25,6 +25,8 @@ export interface Harness {
   newCvm(spec: NewSimCvm): Promise<SimCvmSummary>;
   /** The harness's own app (owned by its signer key), or one its key does not own. */
   appId(ownerIsSigner: boolean): string;
+  /** Another app owned by the harness's key. */
+  newApp(): Promise<string>;
   /** The harness's own signer key: one transaction manager per harness, so test files never share nonces. */
   signer: { address: string; key: `0x${string}` };
   startWorker(extraEnv?: Record<string, string>): Promise<{ worker: Worker; stop(): Promise<void> }>;
@@ -52,13 +54,18 @@ export async function createHarness(stack: TestStack): Promise<Harness> {
   const key = generatePrivateKey();
   const account = privateKeyToAccount(key);
   await anvilRpc(stack.info.rpcUrl, 'anvil_setBalance', [account.address, '0x56bc75e2d63100000']);
-  const [ownApp] = await deployApps({
-    rpcUrl: stack.info.rpcUrl,
-    chainId: stack.info.chainId,
-    deployer: account,
-    owners: { signer: account.address, other: account.address },
-    apps: [{ name: `harness-${taskQueue}`, owner: 'signer' }],
-  });
+  let apps = 0;
+  const deployApp = async () => {
+    const [app] = await deployApps({
+      rpcUrl: stack.info.rpcUrl,
+      chainId: stack.info.chainId,
+      deployer: account,
+      owners: { signer: account.address, other: account.address },
+      apps: [{ name: `harness-${taskQueue}-${apps++}`, owner: 'signer' }],
+    });
+    return app!.appId;
+  };
+  const ownApp = await deployApp();
   const env: Record<string, string> = {
     ...stack.env,
     TEMPORAL_TASK_QUEUE: taskQueue,
@@ -82,8 +89,9 @@ export async function createHarness(stack: TestStack): Promise<Harness> {
     sim,
     newCvm: (spec) => sim.createCvm(spec),
     signer: { address: account.address, key },
+    newApp: deployApp,
     appId(ownerIsSigner) {
-      if (ownerIsSigner) return ownApp!.appId;
+      if (ownerIsSigner) return ownApp;
       const app = stack.info.apps.find((a) => !a.ownerIsSigner);
       if (!app) throw new Error('the stack has no app its signer does not own');
       return app.appId;
