@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { startStack } from '../src/dev/stack.ts';
 import { defaultServices } from '../src/dev/services.ts';
 import { SHARED_STACK_ENV } from '../test/support/stack.ts';
+import { installTestServer, TestServerInstallError } from './install-test-server.ts';
 
 // Node 20's runner takes no globs: find the test files ourselves.
 function testFiles(dir: string): string[] {
@@ -18,6 +19,15 @@ function testFiles(dir: string): string[] {
 
 const requested = process.argv.slice(2);
 const files = requested.length > 0 ? requested : [...testFiles('src'), ...testFiles('test')].sort();
+
+// The time-skipping test server (a no-op once installed). Without it the tests that need it fail
+// saying why; the others still run.
+try {
+  installTestServer((line) => process.stderr.write(`[test-server] ${line}\n`));
+} catch (err) {
+  if (!(err instanceof TestServerInstallError)) throw err;
+  process.stderr.write(`[test-server] not installed, the time-skipping tests will fail: ${err.message}\n`);
+}
 
 const dataDir = mkdtempSync(join(tmpdir(), 'dce-suite-'));
 const log = (line: string) => process.stderr.write(`[stack] ${line}\n`);

@@ -7,6 +7,7 @@ import { ANVIL_MNEMONIC } from '../../src/dev/anvil.ts';
 import { readEnvFile } from '../../src/dev/env-file.ts';
 import { startStack, type StackInfo, type StackOptions } from '../../src/dev/stack.ts';
 import { defaultServices } from '../../src/dev/services.ts';
+import { quietTemporalRuntime } from './runtime.ts';
 
 export interface TestStack {
   info: StackInfo;
@@ -53,17 +54,4 @@ export async function useStack(options: Omit<StackOptions, 'dataDir'> & { privat
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-}
-
-// Worker logs at INFO drown the test report; warnings and errors still show.
-import { DefaultLogger, Runtime } from '@temporalio/worker';
-let runtimeInstalled = false;
-export function quietTemporalRuntime(): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
-  try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
-  } catch {
-    // Already installed by another module in this process: keep that one.
-  }
 }

@@ -1,0 +1,64 @@
+// Fast workflow tests on Temporal's time-skipping test server (a JVM started per environment),
+// installed by `npm run setup:test-server` (`npm test` installs it when missing).
+import { connect } from 'node:net';
+import { TestWorkflowEnvironment, type TimeSkippingTestWorkflowEnvironmentOptions } from '@temporalio/testing';
+import {
+  TEST_SERVER_EXECUTABLE,
+  TEST_SERVER_INSTALL_COMMAND,
+  TEST_SERVER_VERSION,
+  testServerInstalled,
+} from '../../scripts/install-test-server.ts';
+import { quietTemporalRuntime } from './runtime.ts';
+
+/** How long teardown waits for the server's port to close before it reports the server as still running. */
+const STOPPED_WITHIN_MS = 5_000;
+
+/**
+ * A `TestWorkflowEnvironment.createTimeSkipping` environment on the test server from
+ * `.cache/temporal-test-server/`. Its `teardown()` may be called more than once, and resolves only
+ * once the server no longer accepts connections (it rejects otherwise, unlike the SDK's, which logs
+ * and returns). Stop every Worker on `env.nativeConnection` before tearing down.
+ */
+export async function createTimeSkippingEnv(
+  options: TimeSkippingTestWorkflowEnvironmentOptions = {},
+): Promise<TestWorkflowEnvironment> {
+  if (!testServerInstalled()) {
+    throw new Error(
+      `The Temporal time-skipping test server ${TEST_SERVER_VERSION} is not installed (${TEST_SERVER_EXECUTABLE} is missing): ` +
+        `run \`${TEST_SERVER_INSTALL_COMMAND}\` (needs Java and Maven; \`npm test\` runs it by itself).`,
+    );
+  }
+  quietTemporalRuntime();
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
+    ...options,
+    server: { ...options.server, executable: { type: 'existing-path', path: TEST_SERVER_EXECUTABLE } },
+  });
+
+  const sdkTeardown = env.teardown.bind(env);
+  let stopping: Promise<void> | undefined;
+  env.teardown = () => (stopping ??= sdkTeardown().then(() => waitUntilClosed(env.address, STOPPED_WITHIN_MS)));
+  return env;
+}
+
+/** Resolves once nothing accepts connections at `address` (`host:port`); rejects after `timeoutMs`. */
+async function waitUntilClosed(address: string, timeoutMs: number): Promise<void> {
+  const separator = address.lastIndexOf(':');
+  const host = address.slice(0, separator);
+  const port = Number(address.slice(separator + 1));
+  const deadline = Date.now() + timeoutMs;
+  while (await accepts(host, port)) {
+    if (Date.now() > deadline) throw new Error(`the time-skipping test server at ${address} still runs ${timeoutMs} ms after teardown`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
