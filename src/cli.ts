@@ -12,6 +12,8 @@ import {
   startEnvUpdate,
   UpdateAlreadyRunningError,
   useRegistrationTransaction,
+  getSignerStatus,
+  listSigners,
   type UpdateEnvInput,
 } from './client.ts';
 import { createDataConverter, PayloadKeyConfigError } from './codec.ts';
@@ -28,6 +30,7 @@ import {
   queryStatus,
 } from './progress.ts';
 import type { ComposeHashPolicy, UpdateStatus } from './workflows/definitions.ts';
+import { formatSignerStatus } from './signer-status-format.ts';
 
 export const USAGE = `Usage: npm run cli -- <command> [options]
 
@@ -48,6 +51,9 @@ Commands:
   use-tx <cvm-id|workflow-id> <0xhash>
                                 Hand over a registration transaction someone else sent
                                 (e.g. the app's multisig owner); it is verified before use.
+  signer status [--chain N] [--address 0x…]
+                                Show the transaction manager of each signer key: pending nonces,
+                                their transactions and fees, the oldest age, counters, last error.
   help                          This text.
 
 Options for every command:
@@ -102,6 +108,7 @@ const COMMAND_OPTIONS: Record<string, OptionSpec> = {
   retry: {},
   abort: { reason: { type: 'string' } },
   'use-tx': {},
+  signer: { chain: { type: 'string' }, address: { type: 'string' } },
   help: {},
 };
 
@@ -111,6 +118,7 @@ const POSITIONALS: Record<string, string[]> = {
   retry: ['<cvm-id|workflow-id>'],
   abort: ['<cvm-id|workflow-id>'],
   'use-tx': ['<cvm-id|workflow-id>', '<0xhash>'],
+  signer: ['status'],
   help: [],
 };
 
@@ -412,6 +420,25 @@ async function runSignal(ctx: Context, command: string, id: string, values: Valu
   return EXIT.ok;
 }
 
+function parseSignerFilter(values: Values): { chainId?: number; address?: string } {
+  const chain = values.chain as string | undefined;
+  const address = values.address as string | undefined;
+  if (chain !== undefined && !/^[1-9][0-9]{0,15}$/.test(chain)) throw new UsageError('signer: --chain must be a chain id (a positive integer)');
+  if (address !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(address)) throw new UsageError('signer: --address must be 0x followed by 40 hex digits');
+  return { ...(chain ? { chainId: Number(chain) } : {}), ...(address ? { address: address.toLowerCase() } : {}) };
+}
+
+async function runSignerStatus(ctx: Context, filter: { chainId?: number; address?: string }): Promise<number> {
+  const running = (await listSigners(ctx.client)).filter(
+    (s) => (filter.chainId === undefined || s.chainId === filter.chainId) && (filter.address === undefined || s.address === filter.address),
+  );
+  const statuses = await Promise.all(running.map((s) => getSignerStatus(ctx.client, s.chainId, s.address)));
+  if (ctx.json) ctx.out(JSON.stringify({ signers: statuses }));
+  else if (statuses.length === 0) ctx.out('no transaction manager is running' + (filter.chainId || filter.address ? ' for that filter' : ''));
+  else for (const s of statuses) ctx.out(formatSignerStatus(s));
+  return EXIT.ok;
+}
+
 function commandOf(args: string[]): { command: string; rest: string[] } {
   // The npm script passes a leading `--`: Node 20 itself scans every argument for
   // `--env-file <path>` up to the first `--` and exits when that file is missing.
@@ -436,7 +463,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (command === '') throw new UsageError('no command given; try: help');
     if (!(command in COMMAND_OPTIONS)) {
       const shown = /^[a-z][a-z-]{0,30}$/i.test(command) ? `"${command}"` : '(not shown)';
-      throw new UsageError(`unknown command ${shown}; commands: update, status, retry, abort, use-tx, help`);
+      throw new UsageError(`unknown command ${shown}; commands: update, status, retry, abort, use-tx, signer, help`);
     }
     const { values, positionals } = parseCommandLine(command, rest);
     json = values.json === true;
@@ -456,6 +483,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
       if (values['request-id'] !== undefined && !/^[\x21-\x7e]{1,200}$/.test(values['request-id'] as string)) {
         throw new UsageError('update: --request-id must be 1-200 printable characters without spaces');
       }
+    } else if (command === 'signer') {
+      if (positionals[0] !== 'status') throw new UsageError('signer: the only subcommand is status');
+      parseSignerFilter(values);
     } else {
       target = checkId(command, positionals[0]!);
       if (command === 'use-tx' && !/^0x[0-9a-fA-F]{64}$/.test(positionals[1]!)) {
@@ -469,6 +499,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const ctx: Context = { io, env, cfg, json, out, err, client };
     if (command === 'update') return await runUpdate(ctx, values, newEnv);
     if (command === 'status') return await runStatus(ctx, positionals[0]!);
+    if (command === 'signer') return await runSignerStatus(ctx, parseSignerFilter(values));
     return await runSignal(ctx, command, positionals[0]!, values, positionals);
   } catch (e) {
     if (e instanceof UsageError || e instanceof ConfigError || e instanceof PayloadKeyConfigError) {

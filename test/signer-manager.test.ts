@@ -10,6 +10,7 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
 import { abortEnvUpdate, awaitEnvUpdate, getEnvUpdateStatus, getSignerStatus, startEnvUpdate } from '../src/client.ts';
 import { anvilRpc } from '../src/dev/anvil.ts';
+import { main as cli } from '../src/cli.ts';
 import { registrationsOf } from './support/registrations.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 import { createHarness, type Harness } from './support/update-harness.ts';
@@ -24,6 +25,10 @@ after(async () => {
 
 const rpc = <T = unknown>(method: string, params: unknown[] = []) => anvilRpc<T>(stack.info.rpcUrl, method, params);
 const mine = (blocks = 1) => rpc('anvil_mine', [`0x${blocks.toString(16)}`]);
+async function inPool(hash: string): Promise<boolean> {
+  const pool = await rpc<{ pending: Record<string, Record<string, { hash: string }>> }>('txpool_content');
+  return Object.values(pool.pending ?? {}).some((byNonce) => Object.values(byNonce).some((tx) => tx.hash.toLowerCase() === hash.toLowerCase()));
+}
 const managerOf = (h: Harness) => getSignerStatus(h.client, stack.info.chainId, h.signer.address);
 
 /** Empty blocks in the background: under automine nothing else would deepen a registration. */
@@ -93,6 +98,31 @@ test('concurrent updates of CVMs that share a compose hash: one registration per
       const manager = await managerOf(h);
       assert.equal(manager.stats.signed, 2, JSON.stringify(manager.stats));
       assert.equal(manager.stats.replaced, 0, JSON.stringify(manager.stats));
+
+      // The operator's view of the same manager, found through its search attribute.
+      const run = async (...args: string[]) => {
+        let stdout = '';
+        let stderr = '';
+        const code = await cli(['signer', 'status', ...args], {
+          stdout: (t) => void (stdout += t),
+          stderr: (t) => void (stderr += t),
+          env: h.env,
+          cwd: process.cwd(),
+          signal: new AbortController().signal,
+        });
+        return { code, stdout, stderr };
+      };
+      const asJson = await waitFor('the manager to be listed', async () => {
+        const r = await run('--address', h.signer.address, '--json');
+        const parsed = JSON.parse(r.stdout) as { signers: { signer: string; stats: { signed: number } }[] };
+        return r.code === 0 && parsed.signers.length === 1 ? parsed : undefined;
+      });
+      assert.equal(asJson.signers[0]!.signer, h.signer.address.toLowerCase());
+      assert.equal(asJson.signers[0]!.stats.signed, 2);
+      const text = await run('--chain', String(stack.info.chainId), '--address', h.signer.address);
+      assert.match(text.stdout, /signed 2, replaced 0/);
+      assert.ok(!text.stdout.includes(h.signer.key.slice(2)), 'no key in the output');
+      assert.equal((await run('--chain', 'abc')).code, 2);
     } finally {
       await stopMiner();
     }
@@ -113,14 +143,17 @@ test('an aborted update withdraws: its pending registration is cancelled by a se
       const slot = m.pending.find((p) => p.nonce === sent.nonce);
       return slot && slot.txs.some((t) => t.kind === 'self') ? slot : undefined;
     });
-    assert.ok(cancelling.txs.at(-1)!.kind === 'self', JSON.stringify(cancelling));
+    const cancel = cancelling.txs.at(-1)!;
+    assert.equal(cancel.kind, 'self', JSON.stringify(cancelling));
+    await waitFor('the self-send to replace the registration in the pool', () => inPool(cancel.hash));
 
     await rpc('evm_setAutomine', [true]);
-    await mine();
+    const stopBlocks = startMiner();
     const settled = await waitFor('the manager to settle the nonce', async () => {
       const m = await managerOf(h);
       return m.pending.length === 0 && m.registrations.length === 0 ? m : undefined;
-    });
+    }).finally(stopBlocks);
+    assert.ok(await rpc('eth_getTransactionReceipt', [cancel.hash]), 'the self-send took the nonce');
     assert.equal(await rpc('eth_getTransactionReceipt', [sent.hash]), null, 'the withdrawn registration was not mined');
     const after = await getEnvUpdateStatus(h.client, cvm.id);
     assert.equal(after.phase, 'aborted');

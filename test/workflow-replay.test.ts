@@ -13,7 +13,7 @@ import proto from '@temporalio/proto';
 import { AesGcmPayloadCodec, createDataConverter, ENCRYPTED_ENCODING, parsePayloadKeys } from '../src/codec.ts';
 import { WORKFLOWS_PATH } from '../src/worker.ts';
 import { FIXTURE_PAYLOAD_KEYS, FIXTURE_SECRET_PREFIX } from './histories/fixture-key.ts';
-import { quietTemporalRuntime } from './support/stack.ts';
+import { quietTemporalRuntime } from './support/runtime.ts';
 
 quietTemporalRuntime();
 
