@@ -23,7 +23,7 @@ const files = requested.length > 0 ? requested : [...testFiles('src'), ...testFi
 // The time-skipping test server (a no-op once installed). Without it the tests that need it fail
 // saying why; the others still run.
 try {
-  installTestServer((line) => process.stderr.write(`[test-server] ${line}\n`));
+  await installTestServer((line) => process.stderr.write(`[test-server] ${line}\n`));
 } catch (err) {
   if (!(err instanceof TestServerInstallError)) throw err;
   process.stderr.write(`[test-server] not installed, the time-skipping tests will fail: ${err.message}\n`);

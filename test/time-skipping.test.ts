@@ -62,7 +62,7 @@ test('a workflow that sleeps 2 days completes in seconds of wall time', { timeou
   assert.deepEqual(reminders, ['ops']);
   assert.ok(result.workflowElapsedMs >= 2 * DAY_MS, `workflow time passed: ${result.workflowElapsedMs} ms`);
   assert.ok((await env.currentTimeMs()) - serverTimeBefore >= 2 * DAY_MS, 'the server clock moved by the 2 days');
-  assert.ok(wallMs < 15_000, `took ${Math.round(wallMs)} ms of wall time`);
+  assert.ok(wallMs < 30_000, `took ${Math.round(wallMs)} ms of wall time`);
 });
 
 test('a condition timeout is skipped too, unless the signal arrives before the result is awaited', { timeout: 60_000 }, async () => {
@@ -82,7 +82,8 @@ test('a condition timeout is skipped too, unless the signal arrives before the r
     args: ['7 days'],
   });
   assert.equal(unanswered, 'timed out');
-  assert.ok(performance.now() - started < 15_000);
+  const wallMs = performance.now() - started;
+  assert.ok(wallMs < 30_000, `the 7-day timeout took ${Math.round(wallMs)} ms of wall time`);
 });
 
 test('teardown stops the worker, the server JVM and its watcher', { timeout: 30_000 }, async () => {
