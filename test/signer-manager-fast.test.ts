@@ -154,13 +154,12 @@ test('below the base fee: replaced at once with both fees at least 10% higher', 
   const chain = new FakeChain();
   await withManager(chain, async (c) => {
     chain.baseFee = 10n;
+    // The first signing bids 21; the base fee jumps past it before the broadcast.
+    chain.afterNewSignings = () => void (chain.baseFee = 22n);
     const a = await c.ask(hashOf(1));
-    await c.until('the first signing', () => chain.signed.length === 1);
-    // The first signing bids 21; the base fee jumps past it before the broadcast lands.
-    chain.baseFee = 22n;
     confirmedOf(await a.answers);
-    // Refused at the broadcast or stuck in the pool, the first can never be mined at this base fee.
     const [first, second] = chain.signed;
+    assert.equal(chain.broadcasts[0], first?.raw, 'the first signing was broadcast and refused');
     assert.ok(first && second, JSON.stringify(chain.signed));
     assert.equal(second.nonce, first.nonce);
     assert.ok(BigInt(second.maxFeePerGas) >= min110(first.maxFeePerGas));

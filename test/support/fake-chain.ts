@@ -28,6 +28,8 @@ export class FakeChain {
   forgetBroadcasts = 0;
   /** A transaction of someone else holds this many nonces above ours in the node's pending count. */
   strayPending = 0;
+  /** Called after new registrations are signed, before they are broadcast (a base fee that jumps). */
+  afterNewSignings: (() => void) | undefined;
   confirmations = 2;
   stallMs = 1000;
   maxFeePerGasWei: string | undefined;
@@ -117,6 +119,7 @@ export class FakeChain {
           if (this.allowed.has(key)) return { ...r, outcome: 'already_allowed' as const };
           return { ...r, outcome: 'signed' as const, signed: this.sign(nonce++, 'register', this.suggested(), key) };
         });
+        this.afterNewSignings?.();
         return { results, nextNonce: nonce };
       },
       signReplacement: async (a) => {
