@@ -165,7 +165,12 @@ async function main(): Promise<number> {
       progress(`  ${ms(singleMs)} ms (floor ${ms(floor.floorMs)} ms)`);
 
       progress(`fleet: ${opts.apps} apps × ${opts.cvmsPerApp} CVMs = ${opts.apps * opts.cvmsPerApp} updates at once through the service…`);
-      const fleetRun = await step(runFleetThroughService(ctx, fleetApps, { rpcUrl, workerPid: worker.pid }));
+      const fleetRun = await step(runFleetThroughService(ctx, fleetApps, {
+          rpcUrl,
+          workerPid: worker.pid,
+          signer: { chainId: stack.info.chainId, address: stack.info.signerAddress },
+          progress,
+        }));
       fleet = scenarioFigures(fleetRun, singleMs, fleetApps.length);
       progress(`  ${fleet.succeeded}/${fleet.updates} succeeded in ${ms(fleet.wallMs)} ms`);
 

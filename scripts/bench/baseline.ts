@@ -43,17 +43,24 @@ const statusOf = (err: unknown): number | undefined => {
   return typeof s === 'number' ? s : undefined;
 };
 
+type RetryOn = (status: number | undefined) => boolean;
+
+/** 409 (another operation), 429 and 5xx; and no status at all: the request never got an answer (timeout, reset). */
+const TRANSIENT: RetryOn = (s) => s === undefined || s === 409 || s === 429 || s >= 500;
+
 /**
- * What a careful backend does with the API's transient answers: 409 (another operation),
- * 429 and 5xx are retried with backoff; phase 2's 467 (the API's RPC has not seen the
- * transaction yet) too. Anything else fails the update.
+ * What a careful backend does with the API's transient answers: retried with backoff, six
+ * attempts in all. Anything else fails the update, with the status in the message.
  */
-async function withRetries<T>(what: string, fn: () => Promise<T>, retryOn = (s: number | undefined) => s === 409 || s === 429 || (s !== undefined && s >= 500)): Promise<T> {
+async function withRetries<T>(what: string, fn: () => Promise<T>, retryOn: RetryOn = TRANSIENT): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
-      if (attempt >= 6 || !retryOn(statusOf(err))) throw new Error(`${what}: ${(err as Error).message}`);
+      const status = statusOf(err);
+      if (attempt >= 6 || !retryOn(status)) {
+        throw new Error(`${what}: ${status ?? 'no answer'} after ${attempt} attempt(s): ${(err as Error).message}`);
+      }
       await sleep(Math.min(4000, 250 * 2 ** attempt));
     }
   }
@@ -104,6 +111,8 @@ export function createBaselineBackend(setup: BaselineSetup, signerKey: Hex) {
       const second = await withRetries(
         'phase 2',
         () => updateCvmEnvs(sdk, { id: u.cvmId, encrypted_env: encrypted, env_keys: u.envKeys, compose_hash: first.compose_hash, transaction_hash: txHash }),
+        // 467: the API's RPC has not seen the transaction yet. Not a request that got no answer:
+        // it may have been accepted, and a second one would start a second operation.
         (s) => s === 467 || s === 409 || s === 429 || (s !== undefined && s >= 500),
       );
       if (second.status !== 'in_progress') throw new Error(`phase 2 answered ${second.status}`);

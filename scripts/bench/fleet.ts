@@ -64,12 +64,16 @@ function watchFleet(ctx: Ctx, cvmIds: string[], giveUp: (cvmId: string, reason: 
   };
 }
 
-export async function runFleetThroughService(ctx: Ctx, apps: FleetApp[], opts: { rpcUrl: string; workerPid: number }): Promise<ScenarioRun> {
+export async function runFleetThroughService(
+  ctx: Ctx,
+  apps: FleetApp[],
+  opts: { rpcUrl: string; workerPid: number; signer: { chainId: number; address: string }; progress: (line: string) => void },
+): Promise<ScenarioRun> {
   const prepared = apps.flatMap((a) => a.cvms);
   const cvmIds = prepared.map((p) => p.cvm.id);
   const chain = chainClient(opts.rpcUrl);
   const fromBlock = await chain.getBlockNumber({ cacheTime: 0 });
-  const countSigned = await beginSignedCount(ctx.client);
+  const countSigned = await beginSignedCount(ctx.client, opts.signer);
   const peakReset = resetPeak(opts.workerPid);
 
   const failures: Record<string, number> = {};
@@ -82,6 +86,7 @@ export async function runFleetThroughService(ctx: Ctx, apps: FleetApp[], opts: {
   });
   const t0 = performance.now();
   let lastSettled = t0;
+  let settled = 0;
   try {
     await Promise.race([
       Promise.all(
@@ -96,6 +101,7 @@ export async function runFleetThroughService(ctx: Ctx, apps: FleetApp[], opts: {
             countFailure(failures, reason ? new BenchFailure(reason) : err);
           } finally {
             lastSettled = Math.max(lastSettled, performance.now());
+            if (++settled % 50 === 0 || settled === prepared.length) opts.progress(`  ${settled}/${prepared.length} settled`);
           }
         }),
       ),

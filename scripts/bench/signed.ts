@@ -11,10 +11,13 @@ import { getEnvUpdateStatus } from '../../src/client.ts';
  * Today every update workflow signs its own registration and lists what it signed in its
  * `status` query (`sentTransactions`), so the count is the sum over the scenario's workflows
  * and needs nothing from before. With one transaction manager per signer, the count moves to
- * the manager: read its status here (before) and again in the returned function, and return
- * the difference.
+ * the manager: query the status of workflow `signer-<chainId>-<address>` (from `_signer`) here
+ * and again in the returned function, and return the difference of its signed-transaction count.
  */
-export async function beginSignedCount(client: Client): Promise<(cvmIds: string[]) => Promise<number>> {
+export async function beginSignedCount(
+  client: Client,
+  _signer: { chainId: number; address: string },
+): Promise<(cvmIds: string[]) => Promise<number>> {
   return async (cvmIds) => {
     let signed = 0;
     // A few at a time: each query of a finished workflow makes the worker replay it.
