@@ -1,5 +1,6 @@
-// What `npm run demo` and `npm run bench` share: a throwaway local stack with an in-process
-// worker and a client, which Ctrl-C stops cleanly however far the start-up got.
+// What `npm run demo` and `npm run bench` share: a throwaway local stack with a worker (in
+// process, or a child process for the bench) and a client, which Ctrl-C stops cleanly however
+// far the start-up got.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
