@@ -20,7 +20,7 @@ import type {
 
 export interface PhalaActivityDeps {
   phala: PhalaCloudClient;
-  /** How often the apply watcher polls the API. */
+  /** The longest pause between two polls of the apply watcher (it starts shorter: see applyPollDelayMs). */
   pollIntervalMs?: number;
   /** Oldest KMS signature on an env-encryption key that is still trusted. */
   kmsSignatureMaxAgeSeconds?: number;
@@ -30,6 +30,22 @@ const ONCHAIN_KMS_TYPES = new Set(['ethereum', 'base']);
 
 function normaliseAppId(appId: string): string {
   return /^(0x)?[0-9a-fA-F]{40}$/.test(appId) ? `0x${appId.replace(/^0x/, '').toLowerCase()}` : appId;
+}
+
+/** The first pauses of the apply watcher; the pause then grows with the time already waited. */
+export const APPLY_POLL_MIN_MS = 150;
+/** Pause as a share of the time waited so far: the time lost to polling stays under this share. */
+export const APPLY_POLL_FRACTION = 1 / 8;
+
+/**
+ * The pause before the next apply poll, `elapsedMs` after the watcher started: short at first
+ * (an apply often lands within a second or two, and a fixed 1 s tick lost ~0.5 s of it on
+ * average), then a fixed share of the time waited, capped at `maxMs`. A long apply costs about
+ * as many requests as fixed `maxMs` polling plus a few dozen early ones.
+ */
+export function applyPollDelayMs(elapsedMs: number, maxMs: number): number {
+  const min = Math.min(APPLY_POLL_MIN_MS, maxMs);
+  return Math.round(Math.min(maxMs, Math.max(min, elapsedMs * APPLY_POLL_FRACTION)));
 }
 
 function toEnvList(env: unknown): EnvVar[] {
@@ -46,6 +62,16 @@ function toEnvList(env: unknown): EnvVar[] {
 export function createPhalaActivities(deps: PhalaActivityDeps) {
   const { phala } = deps;
   const pollIntervalMs = deps.pollIntervalMs ?? 1000;
+  // The workflow watches an apply in slices of one activity each; keeping when the watch of a
+  // correlation id began lets a later slice go on at the long pause instead of starting short
+  // again. In memory only: a slice on another worker just starts short once more.
+  const watchStartedAt = new Map<string, number>();
+  const watchStart = (correlationId: string, now: number): number => {
+    for (const [id, at] of watchStartedAt) if (now - at > 3_600_000) watchStartedAt.delete(id);
+    const at = watchStartedAt.get(correlationId) ?? now;
+    watchStartedAt.set(correlationId, at);
+    return at;
+  };
 
   return {
     async validateInput(input: { env: unknown; allowedKeys?: unknown }): Promise<ValidatedInput> {
@@ -203,6 +229,11 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
 
     async observeApplied(input: { cvmId: string; correlationId: string; maxWaitMs: number }): Promise<ApplyObservation> {
       const deadline = Date.now() + input.maxWaitMs;
+      const started = watchStart(input.correlationId, Date.now());
+      const settled = (obs: ApplyObservation): ApplyObservation => {
+        watchStartedAt.delete(input.correlationId);
+        return obs;
+      };
       let detail = 'not seen yet';
       for (;;) {
         const ops = await phala.getCvmOperations(input.cvmId, { limit: 20 }).catch((err) => {
@@ -211,9 +242,9 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         const op = ops.items.find((o) => o.correlation_id === input.correlationId);
         if (op) {
           const s = op.status.toLowerCase();
-          if (['completed', 'succeeded', 'success', 'done'].includes(s)) return { state: 'applied' };
+          if (['completed', 'succeeded', 'success', 'done'].includes(s)) return settled({ state: 'applied' });
           if (['failed', 'error', 'cancelled', 'canceled'].includes(s)) {
-            return { state: 'failed', message: op.error_message ?? `operation ${input.correlationId} ${op.status}` };
+            return settled({ state: 'failed', message: op.error_message ?? `operation ${input.correlationId} ${op.status}` });
           }
           detail = `operation ${op.status}`;
         } else {
@@ -221,12 +252,13 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           const cvm = await phala.getCvm(input.cvmId).catch((err) => {
             throw apiFailure(err, `GET /cvms/${input.cvmId}`);
           });
-          if (!cvm.in_progress && cvm.progress?.correlation_id !== input.correlationId) return { state: 'applied' };
+          if (!cvm.in_progress && cvm.progress?.correlation_id !== input.correlationId) return settled({ state: 'applied' });
           detail = `CVM ${cvm.status}${cvm.in_progress ? ' (in progress)' : ''}`;
         }
         heartbeat(detail);
-        if (Date.now() + pollIntervalMs > deadline) return { state: 'pending', detail };
-        await sleep(pollIntervalMs);
+        const pauseMs = applyPollDelayMs(Date.now() - started, pollIntervalMs);
+        if (Date.now() + pauseMs > deadline) return { state: 'pending', detail };
+        await sleep(pauseMs);
         if (Context.current().cancellationSignal.aborted) return { state: 'pending', detail };
       }
     },

@@ -1,13 +1,16 @@
-// What `npm run demo` and `npm run bench` share: a throwaway local stack with an in-process
-// worker and a client, which Ctrl-C stops cleanly however far the start-up got.
+// What `npm run demo` and `npm run bench` share: a throwaway local stack with a worker (in
+// process, or a child process for the bench) and a client, which Ctrl-C stops cleanly however
+// far the start-up got.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
 import { createDataConverter } from '../codec.ts';
-import { createWorker } from '../worker.ts';
+import { createWorker, WORKFLOWS_PATH } from '../worker.ts';
+import { startService, type ServiceProcess } from './service-process.ts';
 import { defaultServices } from './services.ts';
 import { startStack, type Stack } from './stack.ts';
 
@@ -85,6 +88,7 @@ export class LocalSession {
   #worker: ReturnType<typeof createWorker> | undefined;
   #workerRun: Promise<void> | undefined;
   #connection: Connection | undefined;
+  #workerProcess: Promise<ServiceProcess> | undefined;
 
   /** `name` tags the temp dir (`dce-<name>-…`) and the task queue (`<name>-…`). */
   constructor(opts: { name: string; say: Say; step: Step }) {
@@ -107,6 +111,38 @@ export class LocalSession {
     const { worker } = await this.#step(this.#worker);
     this.#workerRun = worker.run();
     this.#workerRun.catch(() => {});
+    return this.#client(stack);
+  }
+
+  /**
+   * Runs the worker as a child process (`node --import tsx src/worker.ts` with the stack's
+   * environment, log in the data dir), so its memory can be measured on its own, and resolves
+   * to it and a client once it polls this session's task queue. The workflow bundle is built
+   * here first and handed over with WORKFLOW_BUNDLE_PATH, as a deployment would: the worker's
+   * memory is then its own work's, not the bundler's.
+   */
+  async startWorkerProcessAndClient(stack: Stack): Promise<{ client: Client; worker: ServiceProcess }> {
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const logFile = join(this.dataDir, 'worker.log');
+    const bundlePath = join(this.dataDir, 'workflow-bundle.js');
+    const { code } = await this.#step(bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') }));
+    writeFileSync(bundlePath, code);
+    this.#workerProcess = startService({
+      name: 'worker',
+      command: process.execPath,
+      args: ['--import', 'tsx', join(root, 'src', 'worker.ts')],
+      cwd: root,
+      logFile,
+      env: { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: this.taskQueue, LOG_LEVEL: 'WARN', WORKFLOW_BUNDLE_PATH: bundlePath },
+      // worker.ts says so once its worker runs.
+      isReady: async () => readFileSync(logFile, 'utf8').includes('[worker] polling task queue'),
+      readyTimeoutMs: 120_000,
+    });
+    const worker = await this.#step(this.#workerProcess);
+    return { client: await this.#client(stack), worker };
+  }
+
+  async #client(stack: Stack): Promise<Client> {
     this.#connection = await this.#step(Connection.connect({ address: stack.info.temporalAddress }));
     return new Client({
       connection: this.#connection,
@@ -128,9 +164,11 @@ export class LocalSession {
       await this.#workerRun?.catch(() => {});
       await created.connection.close().catch(() => {});
     }
+    // SIGTERM drains it (nothing is in flight at the end of a run); SIGKILL if it takes longer.
+    await (await this.#workerProcess?.catch(() => undefined))?.stop(10_000);
     const stack = await this.#stack?.catch(() => undefined);
     await stack?.stop().catch((err: unknown) => this.#say(`could not stop the stack cleanly: ${(err as Error).message}`));
-    if (keepLogs) this.#say(`logs kept in ${this.dataDir} (temporal.log, anvil.log)`);
+    if (keepLogs) this.#say(`logs kept in ${this.dataDir} (temporal.log, anvil.log${this.#workerProcess ? ', worker.log' : ''})`);
     else rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

@@ -16,6 +16,7 @@ export interface StartServiceOptions {
   args: string[];
   logFile: string;
   env?: NodeJS.ProcessEnv;
+  cwd?: string;
   /** Resolves true once the service answers; polled until readyTimeoutMs. */
   isReady: () => Promise<boolean>;
   readyTimeoutMs?: number;
@@ -29,7 +30,11 @@ export async function startService(opts: StartServiceOptions): Promise<ServicePr
   const fd = openSync(opts.logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(opts.command, opts.args, { stdio: ['ignore', fd, fd], env: opts.env ?? process.env });
+    child = spawn(opts.command, opts.args, {
+      stdio: ['ignore', fd, fd],
+      env: opts.env ?? process.env,
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    });
   } finally {
     closeSync(fd);
   }
