@@ -115,6 +115,16 @@ export class SignerBook {
     this.state.stats.signed++;
   }
 
+  /**
+   * Signed for a request withdrawn while the signing ran: the bytes are never broadcast, and
+   * the nonce they took is handed back at once with a self-send.
+   */
+  applyWithdrawnSigning(signed: SignedTx, now: number): void {
+    this.state.slots.push({ nonce: signed.nonce, txs: [record(signed, 'register')], state: 'pending', sentAt: now, cancelled: true, replaceNow: true });
+    this.state.nextNonce = Math.max(this.state.nextNonce, signed.nonce + 1);
+    this.state.stats.signed++;
+  }
+
   markAllowedElsewhere(reg: Registration, now: number): void {
     reg.state = 'failed';
     reg.reason = 'already allowed on chain';

@@ -159,8 +159,12 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
       const reg = queued.find((r) => r.appId === res.appId && r.composeHash === res.composeHash);
       if (!reg) continue;
       if (res.outcome === 'signed') {
-        book.applyNewSigning(reg, res.signed, now());
-        toSend.push(res.signed.nonce);
+        if (book.reg(reg.key) === reg && reg.subscribers.length > 0) {
+          book.applyNewSigning(reg, res.signed, now());
+          toSend.push(res.signed.nonce);
+        } else {
+          book.applyWithdrawnSigning(res.signed, now());
+        }
       } else if (res.outcome === 'already_allowed') {
         book.markAllowedElsewhere(reg, now());
       } else {
@@ -179,6 +183,12 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
         continue;
       }
       book.applyReplacement(r.nonce, res.signed, r.payload.kind, now());
+      const slot = book.slot(r.nonce);
+      if (r.payload.kind === 'register' && slot?.cancelled) {
+        // Withdrawn while this signing ran: these bytes stay unsent; a self-send follows.
+        slot.replaceNow = true;
+        continue;
+      }
       await broadcast([r.nonce], false);
     }
   }
