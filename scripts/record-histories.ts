@@ -19,7 +19,15 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
 import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
 import { anvilRpc } from '../src/dev/anvil.ts';
-import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, useRegistrationTransaction, type UpdateStatus } from '../src/client.ts';
+import {
+  awaitEnvUpdate,
+  getEnvUpdateStatus,
+  getSignerStatus,
+  startEnvUpdate,
+  useRegistrationTransaction,
+  type UpdateStatus,
+} from '../src/client.ts';
+import { signerWorkflowId } from '../src/workflows/signer-manager/definitions.ts';
 import { useStack, type TestStack } from '../test/support/stack.ts';
 import { createHarness, type Harness } from '../test/support/update-harness.ts';
 import { FIXTURE_PAYLOAD_KEYS, FIXTURE_SECRET_PREFIX } from '../test/histories/fixture-key.ts';
@@ -44,6 +52,14 @@ async function waitForStatus(h: Harness, cvmId: string, pred: (s: UpdateStatus) 
     last = await getEnvUpdateStatus(h.client, cvmId).catch(() => last);
     if (last && pred(last)) return last;
     if (Date.now() > deadline) throw new Error(`status never matched; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function waitFor(probe: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -98,6 +114,21 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
       return handle;
     },
   },
+  // The manager of the signer key, after three updates of two apps at once (two share a hash):
+  // one registration per app. The manager runs on, so its history is recorded up to that point.
+  'signer-manager': {
+    async run(h, stack) {
+      const apps = [h.appId(true), h.appId(true), await h.newApp()];
+      const cvms = await Promise.all(apps.map((appId) => h.newCvm({ kms: 'onchain', appId, allowedEnvs: ['BASE'] })));
+      const started = await Promise.all(
+        cvms.map((cvm) => startEnvUpdate(h.client, { cvmId: cvm.id, env: { BASE: secret(), K_FLEET: secret() } }, { taskQueue: h.taskQueue })),
+      );
+      await Promise.all(started.map((s) => awaitEnvUpdate(s.handle)));
+      const workflowId = signerWorkflowId(stack.info.chainId, h.signer.address);
+      await waitFor(async () => (await getSignerStatus(h.client, stack.info.chainId, h.signer.address)).registrations.every((r) => r.state === 'done'));
+      return { workflowId };
+    },
+  },
   'reorg-during-confirmations': {
     workerEnv: { CHAIN_CONFIRMATIONS: '31337=4' },
     async run(h, stack) {
@@ -107,7 +138,8 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
       const confirming = await waitForStatus(h, cvm.id, (s) => s.phase === 'confirming' && s.blockNumber !== undefined);
       const head = Number(BigInt(await rpc<string>('eth_blockNumber')));
       await rpc('anvil_reorg', [head - confirming.blockNumber! + 1, []]);
-      await waitForStatus(h, cvm.id, (s) => /reorganised/.test(s.lastError ?? ''));
+      // The signer's transaction manager notices the reorg and sends the same bytes again.
+      await waitFor(async () => (await getSignerStatus(h.client, stack.info.chainId, h.signer.address)).stats.reorgs >= 1);
       const stopMiner = startMiner(stack.info.rpcUrl);
       try {
         await awaitEnvUpdate(handle);
