@@ -18,6 +18,8 @@ import {
   CvmDetailSchema,
   CvmOperationsPageSchema,
   CvmStateSchema,
+  KmsContractInfoSchema,
+  KmsContractListResponseSchema,
   KmsInfoSchema,
   KmsListResponseSchema,
   StructuredErrorBodySchema,
@@ -201,9 +203,9 @@ test('auth: API routes need the X-API-Key, KMS lookups are public, /_sim needs t
   assert.equal((await api('DELETE', `/cvms/${cvm.id}/envs`)).status, 405);
 });
 
-test('GET /cvms/{id}: 2026-01-21 and 2026-05-22 shapes, legacy 2025-10-28, lookups by name/uuid/app id, unknown version', async () => {
+test('GET /cvms/{id}: 2026-01-21, 2026-05-22 and 2026-06-23 shapes, legacy 2025-10-28, lookups by name/uuid/app id, unknown version', async () => {
   const { cvm, app } = await freshOnchainCvm();
-  for (const version of ['2026-01-21', '2026-05-22']) {
+  for (const version of ['2026-01-21', '2026-05-22', '2026-06-23']) {
     const a = await api('GET', `/cvms/${cvm.id}`, { version });
     assert.equal(a.status, 200);
     assert.equal(a.headers.get('x-phala-version'), version);
@@ -245,7 +247,7 @@ test('GET /cvms/{id}/compose_file: the served bytes hash to the CVM compose_hash
   assert.deepEqual(detail.compose_file, compose);
 });
 
-test('KMS: GET /kms lists the on-chain KMS (slug, chain_id, contract), lookups by id and slug, signed pubkey; kms_type words are not KMS ids', async () => {
+test('KMS: GET /kms lists the on-chain KMS (slug, chain_id, contract), lookups by id and slug, signed pubkey; a kms_type word names the only KMS of that type', async () => {
   const list = KmsListResponseSchema.parse((await api('GET', '/kms')).json);
   const onchain = list.items.find((k) => k.chain_id === stack.info.chainId);
   assert.ok(onchain?.slug && onchain.kms_contract_address && onchain.k256_pubkey);
@@ -265,10 +267,37 @@ test('KMS: GET /kms lists the on-chain KMS (slug, chain_id, contract), lookups b
     assert.match(pub.json.signature, /^[0-9a-f]{130}$/);
     assert.ok(verifyEnvEncryptPublicKey({ publicKey: pub.json.public_key, signature: pub.json.signature, appId, kmsPublicKey: onchain.k256_pubkey }));
   }
+  // The CLI sends the CVM's kms_type as {kms}: it resolves when exactly one KMS has that type.
+  const byWord = await api('GET', `/kms/ethereum/pubkey/${appId}`);
+  assert.equal(byWord.status, 200, byWord.text);
+  assert.ok(verifyEnvEncryptPublicKey({ publicKey: byWord.json.public_key, signature: byWord.json.signature, appId, kmsPublicKey: onchain.k256_pubkey }));
   const notFound = await api('GET', `/kms/base/pubkey/${appId}`);
-  assert.equal(notFound.status, 404);
+  assert.equal(notFound.status, 404, 'no KMS of type base in this workspace');
   assert.equal(notFound.json.detail, 'KMS not found');
   assert.equal((await api('GET', `/kms/${onchain.slug}/pubkey/xyz`)).status, 400);
+});
+
+test('API 2026-06-23: /kms is contract-centric, /kms/{slug}/nodes lists nodes, the pubkey endpoint keeps its shape', async () => {
+  const nodes = KmsListResponseSchema.parse((await api('GET', '/kms', { version: '2026-05-22' })).json);
+  const node = nodes.items.find((k) => k.chain_id === stack.info.chainId)!;
+  const a = await api('GET', '/kms', { version: '2026-06-23' });
+  assert.equal(a.headers.get('x-phala-version'), '2026-06-23');
+  const contracts = KmsContractListResponseSchema.parse(a.json);
+  const contract = contracts.items.find((k) => k.chain_id === stack.info.chainId);
+  assert.ok(contract, 'the on-chain KMS is listed as a contract');
+  assert.equal(contract.contract_address.toLowerCase(), node.kms_contract_address!.toLowerCase());
+  assert.equal(contract.k256_pubkey, node.k256_pubkey);
+  assert.equal(contract.node_count, 1);
+  assert.ok(!('url' in a.json.items[0]), 'nodes fields are not part of the contract shape');
+  const phala = contracts.items.find((k) => k.chain_id === 0);
+  assert.equal(phala?.contract_address, 'phala', 'the off-chain KMS is the sentinel contract');
+  assert.deepEqual(KmsContractInfoSchema.parse((await api('GET', `/kms/${contract.slug}`, { version: '2026-06-23' })).json), contract);
+  const list = (await api('GET', `/kms/${contract.slug}/nodes`, { version: '2026-06-23' })).json;
+  assert.deepEqual(list, { items: [{ id: node.id, slug: node.slug, url: node.url, version: node.version, kms_type: 'ethereum' }], total: 1 });
+  assert.equal((await api('GET', `/kms/${contract.slug}/nodes`, { version: '2026-05-22' })).status, 404, 'no nodes route before 2026-06-23');
+  const appId = randomBytes(20).toString('hex');
+  const pub = await api('GET', `/kms/${node.slug}/pubkey/${appId}`, { version: '2026-06-23' });
+  assert.deepEqual(Object.keys(pub.json).sort(), ['public_key', 'signature']);
 });
 
 test('Phala-KMS CVM: changed keys go straight to 202; in progress, then running with the env filtered by allowed_envs', async () => {
@@ -290,6 +319,11 @@ test('Phala-KMS CVM: changed keys go straight to 202; in progress, then running 
   assert.deepEqual(Object.keys(batch), [cvm.vmUuid]);
   assert.equal(batch[cvm.vmUuid]!.in_progress, true);
   assert.equal(batch[cvm.vmUuid]!.correlation_id, accepted.correlation_id);
+  // 2026-06-23 carries the operation as one object instead of the flat fields.
+  const batchNew = BatchStatusResponseSchema.parse((await api('POST', '/status/batch', { version: '2026-06-23', body: { vm_uuids: [cvm.vmUuid] } })).json);
+  assert.equal(batchNew[cvm.vmUuid]!.operation?.correlation_id, accepted.correlation_id);
+  assert.equal(batchNew[cvm.vmUuid]!.operation?.type, 'compose_update');
+  assert.equal(batchNew[cvm.vmUuid]!.correlation_id, undefined);
   const opsDuring = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations`)).json);
   assert.equal(opsDuring.items[0]?.status, 'in_progress');
 

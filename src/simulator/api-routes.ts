@@ -3,12 +3,12 @@
  */
 import { signEnvEncryptPublicKey } from '../phala/kms-signature.ts';
 import { serializeCompose } from './compose.ts';
-import type { ApiVersion, BehaviourConfig } from './config.ts';
+import { kmsIsContractCentric, type ApiVersion, type BehaviourConfig } from './config.ts';
 import { detailError, validationError } from './errors.ts';
 import { patchEnvs, type EnvsDeps } from './envs-route.ts';
 import { deriveAppEnvKeyPair } from './keys.ts';
 import type { CvmRecord, Workspace } from './state.ts';
-import { renderCvmDetail, renderCvmState, renderCvmStatus, renderKmsInfo, renderOperation, type ViewContext } from './views.ts';
+import { renderCvmDetail, renderCvmState, renderCvmStatus, renderKmsContract, renderKmsInfo, renderKmsNode, renderOperation, type ViewContext } from './views.ts';
 import { getAddress } from 'viem';
 
 export interface ApiRequest {
@@ -80,11 +80,12 @@ function listKms(deps: ApiDeps, req: ApiRequest): ApiResponse {
   else if (onchain === 'false') items = items.filter((k) => k.kind === 'phala');
   const total = items.length;
   const slice = items.slice((page - 1) * pageSize, page * pageSize);
-  return ok({ items: slice.map(renderKmsInfo), total, page, page_size: pageSize, pages: Math.max(1, Math.ceil(total / pageSize)) });
+  const render = kmsIsContractCentric(req.version) ? renderKmsContract : renderKmsInfo;
+  return ok({ items: slice.map(render), total, page, page_size: pageSize, pages: Math.max(1, Math.ceil(total / pageSize)) });
 }
 
 function kmsPubkey(deps: ApiDeps, req: ApiRequest): ApiResponse {
-  const kms = deps.ws.kms(req.params.kms_id!);
+  const kms = deps.ws.kmsByRef(req.params.kms_id!);
   if (!kms) throw detailError(404, 'KMS not found');
   const rawAppId = req.params.app_id!;
   const appId = /^(0x)?[0-9a-fA-F]{40}$/.test(rawAppId) ? rawAppId.replace(/^0x/, '').toLowerCase() : null;
@@ -172,7 +173,7 @@ function statusBatch(deps: ApiDeps, req: ApiRequest): ApiResponse {
     }
     const dashless = u.replace(/-/g, '').toLowerCase();
     const cvm = deps.ws.data.cvms.find((c) => c.vmUuid.replace(/-/g, '') === dashless);
-    if (cvm) out[u] = renderCvmStatus(ctx, cvm, u);
+    if (cvm) out[u] = renderCvmStatus(ctx, cvm, u, req.version);
   });
   return ok(out);
 }
@@ -200,7 +201,18 @@ export const API_ROUTES: RouteDef[] = [
     handler: (d, r) => {
       const kms = d.ws.kms(r.params.kms_id!);
       if (!kms) throw detailError(404, 'KMS not found');
-      return ok(renderKmsInfo(kms));
+      return ok(kmsIsContractCentric(r.version) ? renderKmsContract(kms) : renderKmsInfo(kms));
+    },
+  },
+  {
+    method: 'GET',
+    template: '/kms/{kms_id}/nodes',
+    public: true,
+    handler: (d, r) => {
+      if (!kmsIsContractCentric(r.version)) throw detailError(404, 'Not Found');
+      const kms = d.ws.kms(r.params.kms_id!);
+      if (!kms) throw detailError(404, 'KMS not found');
+      return ok({ items: [renderKmsNode(kms)], total: 1 });
     },
   },
   { method: 'GET', template: '/kms/{kms_id}/pubkey/{app_id}', handler: kmsPubkey, public: true },

@@ -6,7 +6,12 @@
 import type { ErrorEnvelope } from './errors.ts';
 import type { FaultConfigInput } from './faults.ts';
 
-export const API_VERSIONS = ['2025-10-28', '2026-01-21', '2026-05-22'] as const;
+export const API_VERSIONS = ['2025-10-28', '2026-01-21', '2026-05-22', '2026-06-23'] as const;
+
+/** From this version `/kms` and `/kms/{id}` describe KMS contracts rather than nodes. */
+export function kmsIsContractCentric(version: ApiVersion): boolean {
+  return version >= '2026-06-23';
+}
 export type ApiVersion = (typeof API_VERSIONS)[number];
 
 /**

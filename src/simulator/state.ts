@@ -172,6 +172,18 @@ export class Workspace {
     return this.data.kms.find((k) => k.id === key || k.slug === key);
   }
 
+  /**
+   * A KMS named by id, slug, or the `kms_type` word the CLI sends (`base`, `ethereum`); a word
+   * resolves only when exactly one KMS has that type, so it never picks one of several.
+   */
+  kmsByRef(ref: string): KmsRecord | undefined {
+    const direct = this.kms(ref);
+    if (direct) return direct;
+    const word = ref.trim().toLowerCase();
+    const typed = this.data.kms.filter((k) => k.kmsType === word);
+    return typed.length === 1 ? typed[0] : undefined;
+  }
+
   kmsOf(app: AppRecord): KmsRecord {
     const kms = this.data.kms.find((k) => k.id === app.kmsId);
     if (!kms) throw new Error(`app ${app.name} refers to an unknown KMS`);
