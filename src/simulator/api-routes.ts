@@ -2,7 +2,7 @@
  * The public API routes under /api/v1 (everything but PATCH envs' logic, which has its own module).
  */
 import { signEnvEncryptPublicKey } from '../phala/kms-signature.ts';
-import { serializeCompose } from './compose.ts';
+import { servedCompose, serializeCompose } from './compose.ts';
 import { kmsIsContractCentric, type ApiVersion, type BehaviourConfig } from './config.ts';
 import { detailError, validationError } from './errors.ts';
 import { patchEnvs, type EnvsDeps } from './envs-route.ts';
@@ -123,8 +123,8 @@ function composeFile(deps: ApiDeps, req: ApiRequest): ApiResponse {
   if (raw !== null && raw !== '' && raw !== 'false' && raw !== '0') {
     return { status: 200, body: null, text: { contentType: 'text/plain; charset=utf-8', value: bytes } };
   }
-  // Parsed back from the served bytes: the JSON form carries exactly what the hash covers.
-  return ok(JSON.parse(bytes));
+  // Parsed back from the written bytes, unless the writer leaves fields out of the file.
+  return ok(servedCompose(cvm.compose, behaviour(deps).composeSerialization));
 }
 
 function operations(deps: ApiDeps, req: ApiRequest): ApiResponse {

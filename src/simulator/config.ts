@@ -3,6 +3,7 @@
  * public is a setting here rather than a constant, so a test can pin down what our client must
  * tolerate instead of relying on one guess.
  */
+import { COMPOSE_SERIALISATION_NAMES } from '../phala/compose-serialisations.ts';
 import type { ErrorEnvelope } from './errors.ts';
 import type { FaultConfigInput } from './faults.ts';
 
@@ -15,13 +16,22 @@ export function kmsIsContractCentric(version: ApiVersion): boolean {
 export type ApiVersion = (typeof API_VERSIONS)[number];
 
 /**
- * How the simulator writes `app-compose.json` (and so what `compose_hash` hashes):
- * - compact: keys sorted recursively, no whitespace — what @phala/dstack-sdk getComposeHash
- *   (re-exported by @phala/cloud) produces;
- * - indented: keys sorted, 4-space indent with `":` separators — what @phala/cloud's
- *   compose-file `getHash()` helper produces.
+ * How the simulator writes `app-compose.json` (and so what `compose_hash` hashes): one of the
+ * known writers of src/phala/compose-serialisations.ts (`dstack-js`, `phala-cloud`, the
+ * `python…` json.dumps variants), optionally followed by `+preprocessed` (the file is written
+ * after @phala/cloud's preprocessAppCompose, while compose_file still serves the full document)
+ * or `+nulls-dropped` (fields set to null are left out of the file). Aliases kept from before:
+ * `compact` = `dstack-js`, `indented` = sorted 4-space indent without preprocessing.
  */
-export type ComposeSerialization = 'compact' | 'indented';
+export type ComposeSerialization = string;
+
+const COMPOSE_TRANSFORM_SUFFIXES = ['', '+preprocessed', '+nulls-dropped'];
+
+export function isComposeSerialization(value: unknown): value is ComposeSerialization {
+  if (typeof value !== 'string') return false;
+  if (value === 'compact' || value === 'indented') return true;
+  return COMPOSE_SERIALISATION_NAMES.some((n) => COMPOSE_TRANSFORM_SUFFIXES.some((t) => value === `${n}${t}`));
+}
 
 /**
  * Body of GET /kms/{kms}/pubkey/{app_id}:
@@ -44,6 +54,11 @@ export interface BehaviourConfig {
   requiredConfirmations: number;
   /** Phase 2 rejects a tx not addressed to the app contract itself (false: a multisig may relay it). */
   txMustTargetApp: boolean;
+  /**
+   * Fault: the compose a 465 asks to register also flips `public_logs`, a change nobody asked
+   * for (what a backend bug, or a compromised API, would look like to the hash check).
+   */
+  composeDrift: boolean;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: number;
 }
@@ -57,6 +72,7 @@ export const DEFAULT_BEHAVIOUR: BehaviourConfig = {
   defaultApiVersion: '2025-10-28',
   requiredConfirmations: 1,
   txMustTargetApp: true,
+  composeDrift: false,
   maxBodyBytes: 4 * 1024 * 1024,
 };
 
@@ -107,7 +123,14 @@ export function mergeBehaviour(base: BehaviourConfig, patch: Record<string, unkn
         out.pendingTtlMs = intSetting(key, value, 0, 30 * 24 * 3_600_000);
         break;
       case 'composeSerialization':
-        out.composeSerialization = oneOf(key, value, ['compact', 'indented'] as const);
+        if (!isComposeSerialization(value)) {
+          throw new SettingError(`${key} must be compact, indented, or one of ${COMPOSE_SERIALISATION_NAMES.join(', ')} optionally with +preprocessed or +nulls-dropped`);
+        }
+        out.composeSerialization = value;
+        break;
+      case 'composeDrift':
+        if (typeof value !== 'boolean') throw new SettingError(`${key} must be a boolean`);
+        out.composeDrift = value;
         break;
       case 'errorEnvelope':
         out.errorEnvelope = oneOf(key, value, ['top-level', 'detail'] as const);

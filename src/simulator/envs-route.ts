@@ -132,7 +132,8 @@ async function handle(deps: EnvsDeps, cvm: CvmRecord, body: UpdateEnvsBody): Pro
   const current = allowedEnvsOf(cvm.compose);
   const requested = body.env_keys ?? current;
   const changed = !sameKeySet(requested, current);
-  const newCompose = changed ? withAllowedEnvs(cvm.compose, requested) : cvm.compose;
+  let newCompose = changed ? withAllowedEnvs(cvm.compose, requested) : cvm.compose;
+  if (changed && behaviour.composeDrift) newCompose = { ...newCompose, public_logs: newCompose.public_logs !== true };
   const app = ws.appOf(cvm);
   const kms = ws.kmsOf(app);
 

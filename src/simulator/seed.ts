@@ -178,6 +178,8 @@ export interface NewCvmSpec {
   name?: string;
   app: AppRecord;
   allowedEnvs?: readonly string[];
+  /** Extra compose fields (tests of the hash check: non-ASCII, nulls, scripts a runner ignores). */
+  composeExtra?: Record<string, unknown>;
   overrides?: CvmRecord['overrides'];
 }
 
@@ -202,7 +204,10 @@ export function createCvm(ws: Workspace, spec: NewCvmSpec): CvmRecord {
     envPrivateKey: keys.privateKey,
     envPublicKey: keys.publicKey,
     // Replicas of an app boot the same compose, so they share its hash (and its on-chain registration).
-    compose: sibling && !spec.allowedEnvs ? structuredClone(sibling.compose) : newAppCompose(spec.app.name, spec.allowedEnvs ?? DEFAULT_ALLOWED_ENVS),
+    compose:
+      sibling && !spec.allowedEnvs && !spec.composeExtra
+        ? structuredClone(sibling.compose)
+        : { ...newAppCompose(spec.app.name, spec.allowedEnvs ?? DEFAULT_ALLOWED_ENVS), ...(spec.composeExtra ?? {}) },
     status: 'running',
     createdAt: now,
     bootedAt: now,
