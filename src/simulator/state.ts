@@ -109,7 +109,7 @@ export interface WorkspaceData {
   workspace: { id: string; name: string; slug: string };
   user: { id: string; numericId: number; username: string; email: string };
   /** The one simulated TEE host; its device id is what a 465 reports as `device_id`. */
-  node: { id: number; name: string; region: string; deviceId: string; version: string };
+  node: { id: number; name: string; region: string; deviceId: string; version: string; osImageHash?: string };
   kms: KmsRecord[];
   apps: AppRecord[];
   cvms: CvmRecord[];

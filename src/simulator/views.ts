@@ -170,7 +170,7 @@ export function renderCvmDetail(ctx: ViewContext, cvm: CvmRecord, version: ApiVe
       status: 'ONLINE',
       version: node.version,
     },
-    os: { name: `dstack-${node.version}`, version: node.version, is_dev: false, os_image_hash: null },
+    os: { name: `dstack-${node.version}`, version: node.version, is_dev: false, os_image_hash: node.osImageHash?.replace(/^0x/, '') ?? null },
     kms_type: kms.kmsType,
     kms_info: cvmKmsInfo(ctx, cvm, kms, app.owner),
     status: cvm.status,
