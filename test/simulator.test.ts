@@ -10,7 +10,6 @@ import { mnemonicToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
 import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
 import { ANVIL_MNEMONIC } from '../src/dev/anvil.ts';
-import { loadArtifact } from '../src/dev/compile-contracts.ts';
 import {
   AppComposeSchema,
   AppEnvEncryptPubkeySchema,
@@ -30,6 +29,8 @@ import { getComposeHash } from '../src/phala/compose-hash.ts';
 import { encryptEnvVars } from '../src/phala/env-crypto.ts';
 import { verifyEnvEncryptPublicKey } from '../src/phala/kms-signature.ts';
 import { SimAdminClient, type SimCvmSummary } from '../src/simulator/admin-client.ts';
+import { loadArtifact } from '../src/dev/compile-contracts.ts';
+import { deployRegisteredApp } from './support/apps.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 
 let stack: TestStack;
@@ -61,13 +62,8 @@ function chainClients() {
   };
 }
 
-async function deployApp(): Promise<Address> {
-  const { publicClient, ownerWallet } = chainClients();
-  const { abi, bytecode } = loadArtifact('DstackApp');
-  const hash = await ownerWallet.deployContract({ abi, bytecode, args: [owner.address, true] });
-  const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
-  assert.ok(receipt.contractAddress);
-  return getAddress(receipt.contractAddress);
+function deployApp(): Promise<Address> {
+  return deployRegisteredApp(stack, owner);
 }
 
 async function send(fn: 'addComposeHash' | 'removeComposeHash', app: Address, composeHash: string, from: 'owner' | 'stranger' = 'owner'): Promise<Hex> {
@@ -489,9 +485,10 @@ test('467: receipt missing, reverted, sent to another contract, or without Compo
   const reverted = await send('addComposeHash', app, p.composeHash, 'stranger');
   assert.match(expectStructured(await phase2(reverted), 467, 'ERR-01-007').body.message, /reverted/);
 
+  // Another app's registration of the same hash: relays are accepted, but not someone else's event.
   const otherApp = await deployApp();
   const elsewhere = await send('addComposeHash', otherApp, p.composeHash);
-  assert.match(expectStructured(await phase2(elsewhere), 467, 'ERR-01-007').body.message, /not sent to the app contract/);
+  assert.match(expectStructured(await phase2(elsewhere), 467, 'ERR-01-007').body.message, /no ComposeHashAdded event of the app contract/);
 
   const wrongHash = await send('addComposeHash', app, randomHash());
   assert.match(expectStructured(await phase2(wrongHash), 467, 'ERR-01-007').body.message, /no ComposeHashAdded/);
@@ -512,6 +509,43 @@ test('468: the registration transaction is valid but the hash was removed from t
   const { fields } = expectStructured(a, 468, 'ERR-01-008');
   assert.equal(fields.get('compose_hash'), p.composeHash);
   assert.equal((await admin.cvm(cvm.id)).inProgress, false);
+});
+
+test('boot check at apply: a hash removed after phase 2 makes the restart fail, the old env and compose stay', async () => {
+  const { cvm, app } = await freshOnchainCvm({ applyDelayMs: 2500 });
+  const before = await admin.appliedEnv(cvm.id);
+  const keys = ['APP_MODE', 'LATE'];
+  const p = await phase1(cvm, keys, { LATE: 'x' });
+  const tx = await send('addComposeHash', app, p.composeHash);
+  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx } });
+  assert.equal(a.status, 202, a.text);
+  await send('removeComposeHash', app, p.composeHash);
+  await admin.waitUntilIdle(cvm.id);
+  const op = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations`)).json).items[0]!;
+  assert.equal(op.correlation_id, a.json.correlation_id);
+  assert.equal(op.status, 'failed');
+  assert.equal(op.error_message, 'boot refused by the KMS: Compose hash not allowed');
+  const after = await admin.appliedEnv(cvm.id);
+  assert.deepEqual(after.allowed_envs, before.allowed_envs, 'the CVM still runs the old compose');
+  assert.deepEqual(after.env, before.env);
+});
+
+test('boot check at apply: an app the KMS never registered does not boot, whatever its contract allows', async () => {
+  // A constructor-deployed app: its own contract allows the hash, but DstackKms does not know it.
+  const { publicClient, ownerWallet } = chainClients();
+  const { abi, bytecode } = loadArtifact('DstackApp');
+  const deployed = await publicClient.waitForTransactionReceipt({ hash: await ownerWallet.deployContract({ abi, bytecode, args: [owner.address, true] }), pollingInterval: 50 });
+  const app = getAddress(deployed.contractAddress!);
+  const cvm = await admin.createCvm({ kms: 'onchain', appId: app, applyDelayMs: 100 });
+  const keys = ['APP_MODE', 'UNREG'];
+  const p = await phase1(cvm, keys, { UNREG: 'x' });
+  const tx = await send('addComposeHash', app, p.composeHash);
+  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx } });
+  assert.equal(a.status, 202, a.text);
+  await admin.waitUntilIdle(cvm.id);
+  const op = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations`)).json).items[0]!;
+  assert.equal(op.status, 'failed');
+  assert.equal(op.error_message, 'boot refused by the KMS: App not registered');
 });
 
 test('409: no second update while one runs on the CVM; other CVMs are unaffected', async () => {

@@ -11,6 +11,7 @@ import { inspect } from 'node:util';
 import type { z } from 'zod';
 import {
   AppComposeSchema,
+  AppKmsInfoSchema,
   AppEnvEncryptPubkeySchema,
   BatchStatusResponseSchema,
   CvmDetailSchema,
@@ -27,6 +28,7 @@ import {
   UpdateCvmEnvsAcceptedSchema,
   type ApiVersion,
   type AppCompose,
+  type AppKmsInfo,
   type AppEnvEncryptPubkey,
   type BatchStatusResponse,
   type CvmDetail,
@@ -430,6 +432,14 @@ export class PhalaCloudClient {
     }
     const json = this.#okJson(ctx, raw);
     return this.#validate(ctx, raw, UpdateCvmEnvsAcceptedSchema, json);
+  }
+
+  /** GET /apps/{app_id}/kms-info: the app's owner and its kind (eoa, safe, …), with a Safe link. */
+  async getAppKmsInfo(appId: string, opts: CallOptions = {}): Promise<AppKmsInfo> {
+    if (!APP_ID_RE.test(requireNonEmpty(appId, 'appId'))) {
+      throw invalidArgumentError('appId must be 40 hex characters, optionally 0x-prefixed', 'appId');
+    }
+    return this.#call('GET', `/apps/${segment(appId.replace(/^0x/, '').toLowerCase())}/kms-info`, AppKmsInfoSchema, opts);
   }
 
   /** GET /cvms/{id}/operations (cursor-paginated, newest first). */

@@ -325,6 +325,19 @@ export type PreconditionRequired = z.infer<typeof PreconditionRequiredSchema>;
 
 export type UpdateCvmEnvsResult = UpdateCvmEnvsAccepted | PreconditionRequired;
 
+/** GET /apps/{app_id}/kms-info (AppKmsInfoResponse): who owns the app and how it signs. */
+export const AppKmsInfoSchema = z.looseObject({
+  is_onchain_kms: z.boolean().default(false),
+  chain_id: nullishInt,
+  kms_contract_address: nullishString,
+  app_contract_address: nullishString,
+  deployer_address: nullishString,
+  deployer_type: z.enum(['eoa', 'safe', 'legacy_multisig', 'erc4337', 'contract']).nullish(),
+  is_contract: z.boolean().default(false),
+  safe_app_url: nullishString,
+});
+export type AppKmsInfo = z.infer<typeof AppKmsInfoSchema>;
+
 // ---------------------------------------------------------------------------
 // Operations and status
 // ---------------------------------------------------------------------------

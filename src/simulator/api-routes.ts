@@ -10,6 +10,7 @@ import { deriveAppEnvKeyPair } from './keys.ts';
 import type { CvmRecord, Workspace } from './state.ts';
 import { renderCvmDetail, renderCvmState, renderCvmStatus, renderKmsContract, renderKmsInfo, renderKmsNode, renderOperation, type ViewContext } from './views.ts';
 import { getAddress } from 'viem';
+import { ChainRpcError, classifyOwner } from './chain-verifier.ts';
 
 export interface ApiRequest {
   params: Record<string, string>;
@@ -99,20 +100,34 @@ function kmsPubkey(deps: ApiDeps, req: ApiRequest): ApiResponse {
   return ok({ public_key: publicKey, signature, timestamp, signature_v1: signatureV1 });
 }
 
-function appKmsInfo(deps: ApiDeps, req: ApiRequest): ApiResponse {
+// Safe's EIP-3770 chain prefixes for the chains the on-chain KMS runs on; others get no link.
+const SAFE_CHAIN_PREFIX: Record<number, string> = { 1: 'eth', 8453: 'base' };
+
+async function appKmsInfo(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
   const app = deps.ws.app(req.params.app_id!);
   if (!app) throw detailError(404, 'App not found');
   const kms = deps.ws.kmsOf(app);
   const onchain = kms.kind === 'onchain';
+  const owner = onchain && app.owner ? getAddress(app.owner) : null;
+  let kind: 'eoa' | 'safe' | 'contract' | null = owner ? 'eoa' : null;
+  if (owner && deps.rpcUrl) {
+    try {
+      kind = await classifyOwner(deps.rpcUrl, owner);
+    } catch (err) {
+      if (err instanceof ChainRpcError) throw detailError(500, err.message);
+      throw err;
+    }
+  }
+  const prefix = kms.chainId === null ? undefined : SAFE_CHAIN_PREFIX[kms.chainId];
   return ok({
     is_onchain_kms: onchain,
     chain_id: kms.chainId,
     kms_contract_address: kms.contractAddress,
     app_contract_address: onchain ? getAddress(`0x${app.appId}`) : null,
-    deployer_address: onchain && app.owner ? getAddress(app.owner) : null,
-    deployer_type: onchain && app.owner ? 'eoa' : null,
-    is_contract: false,
-    safe_app_url: null,
+    deployer_address: owner,
+    deployer_type: kind,
+    is_contract: kind === 'safe' || kind === 'contract',
+    safe_app_url: kind === 'safe' && prefix ? `https://app.safe.global/home?safe=${prefix}:${owner}` : null,
   });
 }
 

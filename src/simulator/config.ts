@@ -52,13 +52,24 @@ export interface BehaviourConfig {
   defaultApiVersion: ApiVersion;
   /** Blocks (including the receipt's own) a registration tx needs before phase 2 accepts it. */
   requiredConfirmations: number;
-  /** Phase 2 rejects a tx not addressed to the app contract itself (false: a multisig may relay it). */
+  /**
+   * true: phase 2 rejects (467) a transaction not addressed to the app contract itself.
+   * false (default): a registration relayed through another contract (a Safe's execTransaction,
+   * a timelock) is accepted when its receipt holds the app's ComposeHashAdded(hash) and the app
+   * allows the hash now. The real API's rule is not public; the chain's truth is the event and
+   * the allow-list, and Phala's docs send Safe owners to register from their Safe.
+   */
   txMustTargetApp: boolean;
   /**
    * Fault: the compose a 465 asks to register also flips `public_logs`, a change nobody asked
    * for (what a backend bug, or a compromised API, would look like to the hash check).
    */
   composeDrift: boolean;
+  /**
+   * When an update applies (the CVM restarts), ask the chain what the KMS asks at boot: app
+   * registered, OS image and compose hash allowed now, device allowed. False skips it.
+   */
+  bootChecks: boolean;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: number;
 }
@@ -71,8 +82,9 @@ export const DEFAULT_BEHAVIOUR: BehaviourConfig = {
   pubkeyResponse: 'legacy',
   defaultApiVersion: '2025-10-28',
   requiredConfirmations: 1,
-  txMustTargetApp: true,
+  txMustTargetApp: false,
   composeDrift: false,
+  bootChecks: true,
   maxBodyBytes: 4 * 1024 * 1024,
 };
 
@@ -131,6 +143,10 @@ export function mergeBehaviour(base: BehaviourConfig, patch: Record<string, unkn
       case 'composeDrift':
         if (typeof value !== 'boolean') throw new SettingError(`${key} must be a boolean`);
         out.composeDrift = value;
+        break;
+      case 'bootChecks':
+        if (typeof value !== 'boolean') throw new SettingError(`${key} must be a boolean`);
+        out.bootChecks = value;
         break;
       case 'errorEnvelope':
         out.errorEnvelope = oneOf(key, value, ['top-level', 'detail'] as const);

@@ -14,6 +14,8 @@ import { ChainVerifier } from './chain-verifier.ts';
 import { API_VERSIONS, DEFAULT_BEHAVIOUR, mergeBehaviour, type ApiVersion, type BehaviourConfig, type SimulatorOptions } from './config.ts';
 import { detailError, HttpError, validationError, type ErrorEnvelope } from './errors.ts';
 import { applyInFlight } from './envs-route.ts';
+import { BootChecker } from './boot-check.ts';
+import { composeHash, type AppCompose } from './compose.ts';
 import { Faults } from './faults.ts';
 import { applySeed, readSeedFile, type SeedConfig, type SeededCvmInfo } from './seed.ts';
 import { Workspace, type CvmRecord } from './state.ts';
@@ -109,6 +111,20 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
   const now = () => Date.now();
   let closed = false;
 
+  const booter = rpcUrl === null ? null : new BootChecker(rpcUrl);
+  const bootRefusal = async (cvm: CvmRecord, compose: AppCompose): Promise<string | null> => {
+    const kms = ws.kmsOf(ws.appOf(cvm));
+    if (booter === null || !behaviour.bootChecks || kms.kind !== 'onchain') return null;
+    return booter.refusal({
+      kmsAddress: kms.contractAddress,
+      appId: cvm.appId,
+      instanceId: cvm.instanceId,
+      composeHash: composeHash(compose, behaviour.composeSerialization),
+      deviceId: cvm.deviceId,
+      osImageHash: ws.data.node.osImageHash ?? null,
+    });
+  };
+
   const schedule = (cvm: CvmRecord) => {
     const flight = cvm.inFlight;
     if (flight === null || closed) return;
@@ -117,7 +133,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
       timers.delete(cvm.id);
       const current = ws.data.cvms.find((c) => c.id === cvm.id);
       if (!current || current.inFlight?.correlationId !== flight.correlationId) return;
-      applyInFlight(ws, current, now()).catch((err: unknown) => log(`applying the update of ${cvm.id} failed: ${(err as Error).message}`));
+      applyInFlight(ws, current, now(), bootRefusal).catch((err: unknown) => log(`applying the update of ${cvm.id} failed: ${(err as Error).message}`));
     }, Math.max(0, flight.applyAt - now()));
     timers.set(cvm.id, timer);
   };
