@@ -24,7 +24,7 @@ import {
   StructuredErrorBodySchema,
   UpdateCvmEnvsAcceptedSchema,
 } from '../src/phala/api-schemas.ts';
-import { readPreconditionRequired } from '../src/phala/api-client.ts';
+import { PhalaCloudClient, readPreconditionRequired } from '../src/phala/api-client.ts';
 import { getComposeHash } from '../src/phala/compose-hash.ts';
 import { encryptEnvVars } from '../src/phala/env-crypto.ts';
 import { verifyEnvEncryptPublicKey } from '../src/phala/kms-signature.ts';
@@ -191,6 +191,12 @@ test('auth: API routes need the X-API-Key, KMS lookups are public, /_sim needs t
   assert.equal((await api('POST', '/status/batch', { key: null, body: { vm_uuids: [] } })).status, 401);
   assert.equal((await api('GET', '/kms', { key: null })).status, 200);
   assert.equal((await api('GET', '/kms', { key: 'wrong' })).status, 401, 'a wrong key is refused even where none is needed');
+  // Bearer auth (the SDK's OIDC path) and the workspace header, as our client sends them.
+  const cvmId = (stack.info.cvms as { id: string }[])[0]!.id;
+  assert.equal((await api('GET', `/cvms/${cvmId}`, { key: null, headers: { Authorization: `Bearer ${apiKey}` } })).status, 200);
+  assert.equal((await api('GET', `/cvms/${cvmId}`, { key: null, headers: { Authorization: 'Bearer wrong' } })).status, 401);
+  const viaClient = new PhalaCloudClient({ baseUrl: apiUrl, bearerToken: apiKey, workspace: 'simulator' });
+  assert.equal((await viaClient.getCvm(cvmId)).id, cvmId);
   assert.equal((await api('GET', `/cvms/${cvm.id}`)).status, 200);
   const res = await fetch(`${admin.simUrl}/_sim/cvms/${cvm.id}/env`, { headers: { Authorization: `Bearer ${apiKey}` } });
   assert.equal(res.status, 401, 'the API key is not an admin token');
@@ -297,7 +303,8 @@ test('API 2026-06-23: /kms is contract-centric, /kms/{slug}/nodes lists nodes, t
 });
 
 test('Phala-KMS CVM: changed keys go straight to 202; in progress, then running with the env filtered by allowed_envs', async () => {
-  const cvm = await admin.createCvm({ kms: 'phala', applyDelayMs: 300 });
+  // Long enough for the in-progress reads below even on a loaded machine.
+  const cvm = await admin.createCvm({ kms: 'phala', applyDelayMs: 3000 });
   const encrypted = await encrypt(cvm.id, { API_TOKEN: 'sim-value-1', DB_URL: 'postgres://x', NOT_ALLOWED: 'dropped' });
   const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: encrypted, env_keys: ['API_TOKEN', 'DB_URL'] } });
   assert.equal(a.status, 202, a.text);

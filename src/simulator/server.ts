@@ -255,7 +255,9 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
 
     let outcome: { status: number; body: unknown; text?: { contentType: string; value: string } } | HttpError;
     try {
-      const key = headerValue(req, 'x-api-key');
+      // X-API-Key, or a bearer token (the SDK's OIDC path) when no key is sent; one credential here.
+      const bearer = headerValue(req, 'authorization');
+      const key = headerValue(req, 'x-api-key') ?? (bearer?.startsWith('Bearer ') ? bearer.slice(7) : undefined);
       if (key !== undefined ? !sameSecret(key, opts.apiKey) : !route.public) {
         throw detailError(401, key === undefined ? 'Not authenticated' : 'Invalid API key');
       }
