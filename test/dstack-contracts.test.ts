@@ -21,6 +21,7 @@ import {
   type Hex,
 } from 'viem';
 import { mnemonicToAccount } from 'viem/accounts';
+import { deployAppAuth } from '@phala/cloud';
 import { foundry } from 'viem/chains';
 import { ANVIL_MNEMONIC } from '../src/dev/anvil.ts';
 import { loadArtifact } from '../src/dev/compile-contracts.ts';
@@ -276,4 +277,23 @@ test("the boot check: DstackKms.isAppAllowed refuses each missing condition with
   assert.deepEqual(await ask(boot({ tcbStatus: 'OutOfDate' })), [false, 'TCB status is not up to date']);
   await pub.waitForTransactionReceipt({ hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'removeComposeHash', args: [compose] }) });
   assert.deepEqual(await ask(boot()), [false, 'Compose hash not allowed'], 'a hash removed later no longer boots');
+});
+
+test("the official SDK's deployAppAuth creates an app through our DstackKms", async () => {
+  const { pub } = clients();
+  const chain = { ...foundry, id: stack.info.chainId };
+  const privateKey = toHex(owner.getHdKey().privateKey!);
+  // The SDK logs its progress with console.log; keep the report readable.
+  const log = console.log;
+  console.log = () => {};
+  let result;
+  try {
+    result = await deployAppAuth({ chain, rpcUrl: stack.info.rpcUrl, kmsContractAddress: kmsAddress(), privateKey, allowAnyDevice: true });
+  } finally {
+    console.log = log;
+  }
+  const app = getAddress(result.appId as Address);
+  assert.equal(await pub.readContract({ address: kmsAddress(), abi: kmsAbi, functionName: 'registeredApps', args: [app] }), true);
+  assert.equal(getAddress((await pub.readContract({ address: app, abi: appAbi, functionName: 'owner' })) as Address), owner.address);
+  assert.equal(await pub.readContract({ address: app, abi: appAbi, functionName: 'allowAnyDevice' }), true);
 });
