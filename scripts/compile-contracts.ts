@@ -1,8 +1,12 @@
 // Regenerates contracts/artifacts from the Solidity sources; a test keeps them in step.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { ARTIFACTS_DIR, artifactPath, compileContract } from '../src/dev/compile-contracts.ts';
+import { dirname } from 'node:path';
+import { CONTRACT_ARTIFACTS, artifactPath, compileContract } from '../src/dev/compile-contracts.ts';
 
-mkdirSync(ARTIFACTS_DIR, { recursive: true });
-const artifact = compileContract('DstackApp.sol', 'DstackApp');
-writeFileSync(artifactPath(artifact.contractName), `${JSON.stringify(artifact, null, 2)}\n`);
-console.log(`wrote ${artifactPath(artifact.contractName)} (${(artifact.bytecode.length - 2) / 2} bytes of bytecode, ${artifact.compiler})`);
+for (const { artifact: name, source, contract } of CONTRACT_ARTIFACTS) {
+  const artifact = compileContract(source, contract);
+  const path = artifactPath(name);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(artifact, null, 2)}\n`);
+  console.log(`wrote ${path} (${(artifact.bytecode.length - 2) / 2} bytes of bytecode, ${artifact.compiler})`);
+}

@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseChainRpcConfig } from './chain/clients.ts';
+import { DEFAULT_API_VERSION } from './phala/api-client.ts';
+import { SUPPORTED_API_VERSIONS, type ApiVersion } from './phala/api-schemas.ts';
 
 const nonEmpty = (name: string) => z.string({ error: `${name} is required` }).trim().min(1, `${name} is required`);
 
@@ -46,17 +48,26 @@ export function loadTemporalConfig(env: NodeJS.ProcessEnv = process.env): Tempor
   };
 }
 
-const PhalaSchema = z.object({
-  PHALA_API_URL: z.url({ error: 'PHALA_API_URL must be a URL including /api/v1' }).default('https://cloud-api.phala.com/api/v1'),
-  PHALA_API_KEY: nonEmpty('PHALA_API_KEY'),
-  PHALA_API_VERSION: z.enum(['2026-01-21', '2026-05-22']).default('2026-01-21'),
-  PHALA_API_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
-});
+const PhalaSchema = z
+  .object({
+    PHALA_API_URL: z.url({ error: 'PHALA_API_URL must be a URL including /api/v1' }).default('https://cloud-api.phala.com/api/v1'),
+    PHALA_API_KEY: z.string().optional(),
+    PHALA_BEARER_TOKEN: z.string().optional(),
+    PHALA_WORKSPACE: z.string().optional(),
+    PHALA_API_VERSION: z.enum(SUPPORTED_API_VERSIONS).default(DEFAULT_API_VERSION),
+    PHALA_API_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
+  })
+  .refine((c) => Boolean(c.PHALA_API_KEY || c.PHALA_BEARER_TOKEN), {
+    path: ['PHALA_API_KEY'],
+    message: 'PHALA_API_KEY is required (or PHALA_BEARER_TOKEN)',
+  });
 
 export interface PhalaConfig {
   baseUrl: string;
-  apiKey: string;
-  apiVersion: '2026-01-21' | '2026-05-22';
+  apiKey?: string | undefined;
+  bearerToken?: string | undefined;
+  workspace?: string | undefined;
+  apiVersion: ApiVersion;
   timeoutMs: number;
 }
 
@@ -65,7 +76,9 @@ export function loadPhalaConfig(env: NodeJS.ProcessEnv = process.env): PhalaConf
   if (!r.success) fail(r.error, 'Phala Cloud API');
   return {
     baseUrl: r.data.PHALA_API_URL,
-    apiKey: r.data.PHALA_API_KEY,
+    apiKey: r.data.PHALA_API_KEY || undefined,
+    bearerToken: r.data.PHALA_BEARER_TOKEN || undefined,
+    workspace: r.data.PHALA_WORKSPACE || undefined,
     apiVersion: r.data.PHALA_API_VERSION,
     timeoutMs: r.data.PHALA_API_TIMEOUT_MS,
   };

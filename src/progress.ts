@@ -1,6 +1,7 @@
 // Following one env update as it runs, shared by the operator CLI and the demo so both
 // tell an operator the same thing in the same words.
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
+import { buildRegistrationProposal, describeRegistrationProposal } from './chain/registration-proposal.ts';
 import type { EnvUpdateHandle } from './client.ts';
 import { statusQuery, type UpdateEnvResult, type UpdateStatus, type UpdateTimings } from './workflows/definitions.ts';
 
@@ -47,6 +48,20 @@ export function operatorHints(cvmId: string, reason: string, cli = DEFAULT_CLI):
   if (wantsRetry || all) out.push(`run the waiting step again:           ${cli} retry ${cvmId}`);
   out.push(`give up on this change:               ${cli} abort ${cvmId} --reason "<why>"`);
   return out;
+}
+
+/**
+ * While the app's owner must register the hash itself, exactly what to propose from its wallet
+ * or Safe: chain, to, value, data. Empty when the wait is about something else.
+ */
+export function ownerProposalLines(s: Pick<UpdateStatus, 'waitingFor' | 'chainId' | 'appId' | 'composeHash'>): string[] {
+  if (!s.waitingFor || !/\bowner\b/.test(s.waitingFor) || s.chainId === undefined || !s.appId || !s.composeHash) return [];
+  try {
+    const proposal = buildRegistrationProposal({ chainId: s.chainId, appId: s.appId, composeHash: s.composeHash });
+    return ["the owner's transaction:", ...describeRegistrationProposal(proposal).map((l) => `  ${l}`)];
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -107,6 +122,7 @@ export class ProgressPrinter {
     if (s.lastError && s.lastError !== prev?.lastError && s.phase !== 'failed') this.line(`error: ${s.lastError}`);
     if (s.waitingFor && s.waitingFor !== prev?.waitingFor) {
       this.line(`WAITING FOR AN OPERATOR: ${s.waitingFor}`);
+      for (const line of ownerProposalLines(s)) this.line(`  ${line}`);
       for (const hint of operatorHints(this.cvmId, s.waitingFor, this.options.cli)) this.line(`  ${hint}`);
     }
   }

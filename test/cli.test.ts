@@ -383,6 +383,7 @@ describe('against the local stack', () => {
     await waitFor('the update to wait for an operator', () => /WAITING FOR AN OPERATOR/.test(run.output().stderr) || run.output().code !== null);
     const { stderr } = run.output();
     assert.match(stderr, /is not the owner/);
+    assert.match(stderr, /the owner's transaction:[\s\S]*to: +0x[0-9a-fA-F]{40}[\s\S]*value: 0[\s\S]*data: +0xdfc77223[0-9a-f]{64}/, 'what to propose is printed');
     assert.ok(stderr.includes(`npm run cli -- use-tx ${cvmId} 0x`), 'the use-tx command is printed');
     assert.ok(stderr.includes(`npm run cli -- abort ${cvmId}`), 'the abort command is printed');
     return run;

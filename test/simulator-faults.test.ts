@@ -4,14 +4,14 @@
 // so the shared simulator stays clean for the other test files.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPublicClient, createWalletClient, getAddress, http, type Address, type Hex } from 'viem';
+import { createPublicClient, createWalletClient, http, type Address, type Hex } from 'viem';
 import { mnemonicToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
 import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
 import { ANVIL_MNEMONIC } from '../src/dev/anvil.ts';
-import { loadArtifact } from '../src/dev/compile-contracts.ts';
 import { encryptEnvVars } from '../src/phala/env-crypto.ts';
 import { SimAdminClient, type SimCvmSummary } from '../src/simulator/admin-client.ts';
+import { deployRegisteredApp } from './support/apps.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 
 let stack: TestStack;
@@ -134,9 +134,7 @@ test('RPC lag: the first K phase-2 calls answer 467, then the same request is ac
   const transport = http(stack.info.rpcUrl);
   const publicClient = createPublicClient({ chain, transport });
   const wallet = createWalletClient({ chain, transport, account: owner });
-  const { abi, bytecode } = loadArtifact('DstackApp');
-  const deploy = await wallet.deployContract({ abi, bytecode, args: [owner.address, true] });
-  const app: Address = getAddress((await publicClient.waitForTransactionReceipt({ hash: deploy, pollingInterval: 50 })).contractAddress!);
+  const app: Address = await deployRegisteredApp(stack, owner);
   const c = await cvm('onchain', app);
 
   const detail = (await (await get(`/cvms/${c.id}`)).json()) as { app_id: string; kms_info: { chain_id: number } };

@@ -25,6 +25,7 @@ import { loadArtifact } from '../src/dev/compile-contracts.ts';
 import { SimAdminClient } from '../src/simulator/admin-client.ts';
 import { startSimulator } from '../src/simulator/server.ts';
 import type { SeedConfig } from '../src/simulator/seed.ts';
+import { deployRegisteredApp } from './support/apps.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 
 let stack: TestStack;
@@ -67,7 +68,7 @@ async function quietly<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 test('official SDK: getCvmInfo → env key → encryptEnvVars → updateCvmEnvs (465) → addComposeHash → updateCvmEnvs → in_progress → applied', async () => {
-  const app = await deployApp();
+  const app = await deployRegisteredApp(stack, ownerAccount);
   const sim = await admin.createCvm({ kms: 'onchain', appId: app, applyDelayMs: 300 });
   const client = createClient({ apiKey: stack.info.apiKey as string, baseURL: stack.info.apiUrl as string });
   assert.equal(client.config.version, '2026-01-21', 'the npm release talks API 2026-01-21');

@@ -10,7 +10,6 @@ import { mnemonicToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
 import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
 import { ANVIL_MNEMONIC } from '../src/dev/anvil.ts';
-import { loadArtifact } from '../src/dev/compile-contracts.ts';
 import {
   AppComposeSchema,
   AppEnvEncryptPubkeySchema,
@@ -18,16 +17,20 @@ import {
   CvmDetailSchema,
   CvmOperationsPageSchema,
   CvmStateSchema,
+  KmsContractInfoSchema,
+  KmsContractListResponseSchema,
   KmsInfoSchema,
   KmsListResponseSchema,
   StructuredErrorBodySchema,
   UpdateCvmEnvsAcceptedSchema,
 } from '../src/phala/api-schemas.ts';
-import { readPreconditionRequired } from '../src/phala/api-client.ts';
+import { PhalaCloudClient, readPreconditionRequired } from '../src/phala/api-client.ts';
 import { getComposeHash } from '../src/phala/compose-hash.ts';
 import { encryptEnvVars } from '../src/phala/env-crypto.ts';
 import { verifyEnvEncryptPublicKey } from '../src/phala/kms-signature.ts';
 import { SimAdminClient, type SimCvmSummary } from '../src/simulator/admin-client.ts';
+import { loadArtifact } from '../src/dev/compile-contracts.ts';
+import { deployRegisteredApp } from './support/apps.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 
 let stack: TestStack;
@@ -59,13 +62,8 @@ function chainClients() {
   };
 }
 
-async function deployApp(): Promise<Address> {
-  const { publicClient, ownerWallet } = chainClients();
-  const { abi, bytecode } = loadArtifact('DstackApp');
-  const hash = await ownerWallet.deployContract({ abi, bytecode, args: [owner.address, true] });
-  const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
-  assert.ok(receipt.contractAddress);
-  return getAddress(receipt.contractAddress);
+function deployApp(): Promise<Address> {
+  return deployRegisteredApp(stack, owner);
 }
 
 async function send(fn: 'addComposeHash' | 'removeComposeHash', app: Address, composeHash: string, from: 'owner' | 'stranger' = 'owner'): Promise<Hex> {
@@ -193,6 +191,12 @@ test('auth: API routes need the X-API-Key, KMS lookups are public, /_sim needs t
   assert.equal((await api('POST', '/status/batch', { key: null, body: { vm_uuids: [] } })).status, 401);
   assert.equal((await api('GET', '/kms', { key: null })).status, 200);
   assert.equal((await api('GET', '/kms', { key: 'wrong' })).status, 401, 'a wrong key is refused even where none is needed');
+  // Bearer auth (the SDK's OIDC path) and the workspace header, as our client sends them.
+  const cvmId = (stack.info.cvms as { id: string }[])[0]!.id;
+  assert.equal((await api('GET', `/cvms/${cvmId}`, { key: null, headers: { Authorization: `Bearer ${apiKey}` } })).status, 200);
+  assert.equal((await api('GET', `/cvms/${cvmId}`, { key: null, headers: { Authorization: 'Bearer wrong' } })).status, 401);
+  const viaClient = new PhalaCloudClient({ baseUrl: apiUrl, bearerToken: apiKey, workspace: 'simulator' });
+  assert.equal((await viaClient.getCvm(cvmId)).id, cvmId);
   assert.equal((await api('GET', `/cvms/${cvm.id}`)).status, 200);
   const res = await fetch(`${admin.simUrl}/_sim/cvms/${cvm.id}/env`, { headers: { Authorization: `Bearer ${apiKey}` } });
   assert.equal(res.status, 401, 'the API key is not an admin token');
@@ -201,9 +205,9 @@ test('auth: API routes need the X-API-Key, KMS lookups are public, /_sim needs t
   assert.equal((await api('DELETE', `/cvms/${cvm.id}/envs`)).status, 405);
 });
 
-test('GET /cvms/{id}: 2026-01-21 and 2026-05-22 shapes, legacy 2025-10-28, lookups by name/uuid/app id, unknown version', async () => {
+test('GET /cvms/{id}: 2026-01-21, 2026-05-22 and 2026-06-23 shapes, legacy 2025-10-28, lookups by name/uuid/app id, unknown version', async () => {
   const { cvm, app } = await freshOnchainCvm();
-  for (const version of ['2026-01-21', '2026-05-22']) {
+  for (const version of ['2026-01-21', '2026-05-22', '2026-06-23']) {
     const a = await api('GET', `/cvms/${cvm.id}`, { version });
     assert.equal(a.status, 200);
     assert.equal(a.headers.get('x-phala-version'), version);
@@ -245,7 +249,7 @@ test('GET /cvms/{id}/compose_file: the served bytes hash to the CVM compose_hash
   assert.deepEqual(detail.compose_file, compose);
 });
 
-test('KMS: GET /kms lists the on-chain KMS (slug, chain_id, contract), lookups by id and slug, signed pubkey; kms_type words are not KMS ids', async () => {
+test('KMS: GET /kms lists the on-chain KMS (slug, chain_id, contract), lookups by id and slug, signed pubkey; a kms_type word names the only KMS of that type', async () => {
   const list = KmsListResponseSchema.parse((await api('GET', '/kms')).json);
   const onchain = list.items.find((k) => k.chain_id === stack.info.chainId);
   assert.ok(onchain?.slug && onchain.kms_contract_address && onchain.k256_pubkey);
@@ -265,14 +269,42 @@ test('KMS: GET /kms lists the on-chain KMS (slug, chain_id, contract), lookups b
     assert.match(pub.json.signature, /^[0-9a-f]{130}$/);
     assert.ok(verifyEnvEncryptPublicKey({ publicKey: pub.json.public_key, signature: pub.json.signature, appId, kmsPublicKey: onchain.k256_pubkey }));
   }
+  // The CLI sends the CVM's kms_type as {kms}: it resolves when exactly one KMS has that type.
+  const byWord = await api('GET', `/kms/ethereum/pubkey/${appId}`);
+  assert.equal(byWord.status, 200, byWord.text);
+  assert.ok(verifyEnvEncryptPublicKey({ publicKey: byWord.json.public_key, signature: byWord.json.signature, appId, kmsPublicKey: onchain.k256_pubkey }));
   const notFound = await api('GET', `/kms/base/pubkey/${appId}`);
-  assert.equal(notFound.status, 404);
+  assert.equal(notFound.status, 404, 'no KMS of type base in this workspace');
   assert.equal(notFound.json.detail, 'KMS not found');
   assert.equal((await api('GET', `/kms/${onchain.slug}/pubkey/xyz`)).status, 400);
 });
 
+test('API 2026-06-23: /kms is contract-centric, /kms/{slug}/nodes lists nodes, the pubkey endpoint keeps its shape', async () => {
+  const nodes = KmsListResponseSchema.parse((await api('GET', '/kms', { version: '2026-05-22' })).json);
+  const node = nodes.items.find((k) => k.chain_id === stack.info.chainId)!;
+  const a = await api('GET', '/kms', { version: '2026-06-23' });
+  assert.equal(a.headers.get('x-phala-version'), '2026-06-23');
+  const contracts = KmsContractListResponseSchema.parse(a.json);
+  const contract = contracts.items.find((k) => k.chain_id === stack.info.chainId);
+  assert.ok(contract, 'the on-chain KMS is listed as a contract');
+  assert.equal(contract.contract_address.toLowerCase(), node.kms_contract_address!.toLowerCase());
+  assert.equal(contract.k256_pubkey, node.k256_pubkey);
+  assert.equal(contract.node_count, 1);
+  assert.ok(!('url' in a.json.items[0]), 'nodes fields are not part of the contract shape');
+  const phala = contracts.items.find((k) => k.chain_id === 0);
+  assert.equal(phala?.contract_address, 'phala', 'the off-chain KMS is the sentinel contract');
+  assert.deepEqual(KmsContractInfoSchema.parse((await api('GET', `/kms/${contract.slug}`, { version: '2026-06-23' })).json), contract);
+  const list = (await api('GET', `/kms/${contract.slug}/nodes`, { version: '2026-06-23' })).json;
+  assert.deepEqual(list, { items: [{ id: node.id, slug: node.slug, url: node.url, version: node.version, kms_type: 'ethereum' }], total: 1 });
+  assert.equal((await api('GET', `/kms/${contract.slug}/nodes`, { version: '2026-05-22' })).status, 404, 'no nodes route before 2026-06-23');
+  const appId = randomBytes(20).toString('hex');
+  const pub = await api('GET', `/kms/${node.slug}/pubkey/${appId}`, { version: '2026-06-23' });
+  assert.deepEqual(Object.keys(pub.json).sort(), ['public_key', 'signature']);
+});
+
 test('Phala-KMS CVM: changed keys go straight to 202; in progress, then running with the env filtered by allowed_envs', async () => {
-  const cvm = await admin.createCvm({ kms: 'phala', applyDelayMs: 300 });
+  // Long enough for the in-progress reads below even on a loaded machine.
+  const cvm = await admin.createCvm({ kms: 'phala', applyDelayMs: 3000 });
   const encrypted = await encrypt(cvm.id, { API_TOKEN: 'sim-value-1', DB_URL: 'postgres://x', NOT_ALLOWED: 'dropped' });
   const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: encrypted, env_keys: ['API_TOKEN', 'DB_URL'] } });
   assert.equal(a.status, 202, a.text);
@@ -290,6 +322,11 @@ test('Phala-KMS CVM: changed keys go straight to 202; in progress, then running 
   assert.deepEqual(Object.keys(batch), [cvm.vmUuid]);
   assert.equal(batch[cvm.vmUuid]!.in_progress, true);
   assert.equal(batch[cvm.vmUuid]!.correlation_id, accepted.correlation_id);
+  // 2026-06-23 carries the operation as one object instead of the flat fields.
+  const batchNew = BatchStatusResponseSchema.parse((await api('POST', '/status/batch', { version: '2026-06-23', body: { vm_uuids: [cvm.vmUuid] } })).json);
+  assert.equal(batchNew[cvm.vmUuid]!.operation?.correlation_id, accepted.correlation_id);
+  assert.equal(batchNew[cvm.vmUuid]!.operation?.type, 'compose_update');
+  assert.equal(batchNew[cvm.vmUuid]!.correlation_id, undefined);
   const opsDuring = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations`)).json);
   assert.equal(opsDuring.items[0]?.status, 'in_progress');
 
@@ -455,9 +492,10 @@ test('467: receipt missing, reverted, sent to another contract, or without Compo
   const reverted = await send('addComposeHash', app, p.composeHash, 'stranger');
   assert.match(expectStructured(await phase2(reverted), 467, 'ERR-01-007').body.message, /reverted/);
 
+  // Another app's registration of the same hash: relays are accepted, but not someone else's event.
   const otherApp = await deployApp();
   const elsewhere = await send('addComposeHash', otherApp, p.composeHash);
-  assert.match(expectStructured(await phase2(elsewhere), 467, 'ERR-01-007').body.message, /not sent to the app contract/);
+  assert.match(expectStructured(await phase2(elsewhere), 467, 'ERR-01-007').body.message, /no ComposeHashAdded event of the app contract/);
 
   const wrongHash = await send('addComposeHash', app, randomHash());
   assert.match(expectStructured(await phase2(wrongHash), 467, 'ERR-01-007').body.message, /no ComposeHashAdded/);
@@ -478,6 +516,43 @@ test('468: the registration transaction is valid but the hash was removed from t
   const { fields } = expectStructured(a, 468, 'ERR-01-008');
   assert.equal(fields.get('compose_hash'), p.composeHash);
   assert.equal((await admin.cvm(cvm.id)).inProgress, false);
+});
+
+test('boot check at apply: a hash removed after phase 2 makes the restart fail, the old env and compose stay', async () => {
+  const { cvm, app } = await freshOnchainCvm({ applyDelayMs: 2500 });
+  const before = await admin.appliedEnv(cvm.id);
+  const keys = ['APP_MODE', 'LATE'];
+  const p = await phase1(cvm, keys, { LATE: 'x' });
+  const tx = await send('addComposeHash', app, p.composeHash);
+  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx } });
+  assert.equal(a.status, 202, a.text);
+  await send('removeComposeHash', app, p.composeHash);
+  await admin.waitUntilIdle(cvm.id);
+  const op = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations`)).json).items[0]!;
+  assert.equal(op.correlation_id, a.json.correlation_id);
+  assert.equal(op.status, 'failed');
+  assert.equal(op.error_message, 'boot refused by the KMS: Compose hash not allowed');
+  const after = await admin.appliedEnv(cvm.id);
+  assert.deepEqual(after.allowed_envs, before.allowed_envs, 'the CVM still runs the old compose');
+  assert.deepEqual(after.env, before.env);
+});
+
+test('boot check at apply: an app the KMS never registered does not boot, whatever its contract allows', async () => {
+  // A constructor-deployed app: its own contract allows the hash, but DstackKms does not know it.
+  const { publicClient, ownerWallet } = chainClients();
+  const { abi, bytecode } = loadArtifact('DstackApp');
+  const deployed = await publicClient.waitForTransactionReceipt({ hash: await ownerWallet.deployContract({ abi, bytecode, args: [owner.address, true] }), pollingInterval: 50 });
+  const app = getAddress(deployed.contractAddress!);
+  const cvm = await admin.createCvm({ kms: 'onchain', appId: app, applyDelayMs: 100 });
+  const keys = ['APP_MODE', 'UNREG'];
+  const p = await phase1(cvm, keys, { UNREG: 'x' });
+  const tx = await send('addComposeHash', app, p.composeHash);
+  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx } });
+  assert.equal(a.status, 202, a.text);
+  await admin.waitUntilIdle(cvm.id);
+  const op = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations`)).json).items[0]!;
+  assert.equal(op.status, 'failed');
+  assert.equal(op.error_message, 'boot refused by the KMS: App not registered');
 });
 
 test('409: no second update while one runs on the CVM; other CVMs are unaffected', async () => {

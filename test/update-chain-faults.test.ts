@@ -248,12 +248,13 @@ test('a registration that reverts waits for an operator; retry signs a new one t
       return tx && (await inPool(tx.hash)) ? tx : undefined;
     });
 
-    // Hand the app to someone else behind the workflow's back (slot 0 packs owner and
-    // allowAnyDevice), so the pooled transaction reverts with NotOwner when mined.
-    const slot0 = await rpc<string>('eth_getStorageAt', [cvm.appId, '0x0', 'latest']);
+    // Hand the app to someone else behind the workflow's back (the owner sits in OpenZeppelin's
+    // ERC-7201 Ownable slot of the app proxy), so the pooled transaction reverts when mined.
+    const ownerSlot = '0x9016d09d72d40fdae2fd8ceac6b6234c7706214fd39c1cd1e609a0528c199300';
+    const slot0 = await rpc<string>('eth_getStorageAt', [cvm.appId, ownerSlot, 'latest']);
     const stranger = '0x000000000000000000000000000000000000dEaD'.slice(2).toLowerCase();
     const taken = `0x${slot0.slice(2, 26)}${stranger}`;
-    await rpc('anvil_setStorageAt', [cvm.appId, '0x0', taken]);
+    await rpc('anvil_setStorageAt', [cvm.appId, ownerSlot, taken]);
     await rpc('evm_setAutomine', [true]);
     await mine();
 
@@ -265,7 +266,7 @@ test('a registration that reverts waits for an operator; retry signs a new one t
     const receipt = await rpc<{ status: string }>('eth_getTransactionReceipt', [first.hash]);
     assert.equal(receipt.status, '0x0', 'the first registration reverted on chain');
 
-    await rpc('anvil_setStorageAt', [cvm.appId, '0x0', slot0]);
+    await rpc('anvil_setStorageAt', [cvm.appId, ownerSlot, slot0]);
     await retryEnvUpdate(h.client, cvm.id);
     miner.start();
     const result = await awaitEnvUpdate(handle);

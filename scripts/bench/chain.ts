@@ -44,6 +44,7 @@ export async function deploySignerApps(stack: Stack, names: string[]): Promise<A
     deployer: stack.accounts.signer,
     owners: { signer: stack.accounts.signer.address, other: stack.accounts.other.address },
     apps: names.map((name) => ({ name, owner: 'signer' as const })),
+    kms: getAddress(stack.info.kmsAddress as string),
   });
   return apps.map((a) => a.appId);
 }

@@ -2,7 +2,7 @@ import { heartbeat, log, sleep, Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { PhalaCloudClient } from '../phala/api-client.ts';
 import { PhalaApiError } from '../phala/api-errors.ts';
-import { getComposeHash } from '../phala/compose-hash.ts';
+import { assessRequestedComposeHash } from '../phala/compose-hash-check.ts';
 import { encryptEnvVars } from '../phala/env-crypto.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from '../phala/env-validation.ts';
 import { checkEnvEncryptPublicKey } from '../phala/kms-signature.ts';
@@ -215,16 +215,32 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
     }): Promise<ComposeHashCheck> {
       const expected = input.expected.replace(/^0x/, '').toLowerCase();
       if (input.policy === 'off') return { policy: 'off', expected, matches: true, detail: 'not checked (policy off)' };
-      const compose = await phala.getComposeFile(input.cvmId).catch((err) => {
-        throw apiFailure(err, `GET /cvms/${input.cvmId}/compose_file`);
+      const [compose, cvm] = await Promise.all([
+        phala.getComposeFile(input.cvmId).catch((err) => {
+          throw apiFailure(err, `GET /cvms/${input.cvmId}/compose_file`);
+        }),
+        phala.getCvm(input.cvmId).catch((err) => {
+          throw apiFailure(err, `GET /cvms/${input.cvmId}`);
+        }),
+      ]);
+      const assessment = assessRequestedComposeHash({
+        current: compose as Record<string, unknown>,
+        currentHash: cvm.compose_hash,
+        allowedKeys: input.envKeys,
+        requested: expected,
       });
-      const computed = getComposeHash({ ...compose, allowed_envs: input.envKeys });
-      const matches = computed === expected;
-      const detail = matches
-        ? 'the compose with the new allowed_envs hashes to the value the API asked for'
-        : `our compose with allowed_envs=[${input.envKeys.join(',')}] hashes to ${computed}`;
-      if (!matches) log.warn('compose hash differs from the one computed locally', { cvmId: input.cvmId, expected, computed, policy: input.policy });
-      return { policy: input.policy, expected, computed, matches, detail };
+      const verified = assessment.verdict === 'verified';
+      if (!verified) {
+        log.warn('compose hash not reproduced from the served compose', { cvmId: input.cvmId, expected, verdict: assessment.verdict, policy: input.policy });
+      }
+      return {
+        policy: input.policy,
+        expected,
+        ...(assessment.computed === undefined ? {} : { computed: assessment.computed }),
+        // The workflow stops for an operator only when this is false under strict.
+        matches: verified,
+        detail: `${assessment.verdict}: ${assessment.detail}`,
+      };
     },
 
     async observeApplied(input: { cvmId: string; correlationId: string; maxWaitMs: number }): Promise<ApplyObservation> {

@@ -1,6 +1,6 @@
 import { createPublicClient, createWalletClient, http, type Address, type Hex, type LocalAccount } from 'viem';
 import { foundry } from 'viem/chains';
-import { loadArtifact } from './compile-contracts.ts';
+import { appIdFromDeployment, sendDeployAndRegisterApp } from './deploy-dstack.ts';
 
 export interface AppSpec {
   /** A stable name the simulator seeds its apps by. */
@@ -20,6 +20,8 @@ export interface DeployOptions {
   deployer: LocalAccount;
   owners: { signer: Address; other: Address };
   apps: AppSpec[];
+  /** The DstackKms every app is deployed and registered through. */
+  kms: Address;
   /** Apps from an earlier run of the same chain state: reused when their code is still there. */
   previous?: DeployedApp[];
 }
@@ -29,7 +31,6 @@ export async function deployApps(opts: DeployOptions): Promise<DeployedApp[]> {
   const transport = http(opts.rpcUrl);
   const publicClient = createPublicClient({ chain, transport });
   const wallet = createWalletClient({ chain, transport, account: opts.deployer });
-  const artifact = loadArtifact('DstackApp');
 
   const result: DeployedApp[] = [];
   const pending: { spec: AppSpec; owner: Address; hash: Hex }[] = [];
@@ -41,15 +42,12 @@ export async function deployApps(opts: DeployOptions): Promise<DeployedApp[]> {
       continue;
     }
     // Sent back to back and awaited together: one block time for all apps, not one each.
-    const hash = await wallet.deployContract({ abi: artifact.abi, bytecode: artifact.bytecode, args: [owner, true] });
+    // As the SDKs create apps: an ERC1967 proxy per app, registered with the KMS, any device.
+    const hash = await sendDeployAndRegisterApp({ wallet, kms: opts.kms, owner });
     pending.push({ spec, owner, hash });
   }
   for (const { spec, owner, hash } of pending) {
-    const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 100 });
-    if (receipt.status !== 'success' || !receipt.contractAddress) {
-      throw new Error(`deploying app ${spec.name} failed in transaction ${hash}`);
-    }
-    result.push({ name: spec.name, appId: receipt.contractAddress, owner });
+    result.push({ name: spec.name, appId: await appIdFromDeployment(publicClient, hash), owner });
   }
   return opts.apps.map((spec) => result.find((r) => r.name === spec.name)!);
 }

@@ -5,6 +5,7 @@ import { mnemonicToAccount } from 'viem/accounts';
 import { toHex, type Address, type Hex, type HDAccount } from 'viem';
 import { ANVIL_MNEMONIC, findAnvilBinary, startAnvil, type Anvil } from './anvil.ts';
 import { deployApps, type AppSpec, type DeployedApp } from './deploy-apps.ts';
+import { ensureLocalKms, type LocalKms } from './local-kms.ts';
 import { findTemporalCli, startTemporalServer, type TemporalServer } from './temporal-server.ts';
 import { StackLock } from './stack-lock.ts';
 import { formatEnvFile, readEnvFile } from './env-file.ts';
@@ -27,6 +28,8 @@ export interface StackContext {
   chainId: number;
   apps: DeployedApp[];
   signerAddress: Address;
+  /** The DstackKms the apps are registered with, and the key the simulated KMS signs with. */
+  kms: LocalKms;
   log: (line: string) => void;
 }
 
@@ -177,7 +180,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const previous = existsSync(deploymentsFile)
       ? (JSON.parse(readFileSync(deploymentsFile, 'utf8')) as DeployedApp[])
       : undefined;
+    const kms = await ensureLocalKms({ dataDir, rpcUrl: anvil.rpcUrl, chainId, deployer: signer.account });
+    log(`DstackKms at ${kms.address}`);
     const apps = await deployApps({
+      kms: kms.address,
       rpcUrl: anvil.rpcUrl,
       chainId,
       deployer: signer.account,
@@ -200,6 +206,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       rpcUrl: anvil.rpcUrl,
       chainId,
       signerAddress: signer.account.address,
+      kmsAddress: kms.address,
       apps: apps.map((a) => ({ ...a, ownerIsSigner: a.owner === signer.account.address })),
     };
     const env: Record<string, string> = {
@@ -222,6 +229,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         chainId,
         apps,
         signerAddress: signer.account.address,
+        kms,
         log,
       });
       stoppers.push(s.stop);

@@ -202,7 +202,9 @@ describe('request shape', () => {
     assert.equal(srv.requests[0]!.method, 'GET');
     assert.equal(srv.requests[0]!.url, '/api/v1/cvms/cvm_0123abcd');
     assert.equal(h['x-api-key'], API_KEY);
-    assert.equal(h['x-phala-version'], '2026-01-21');
+    assert.equal(h['x-phala-version'], '2026-06-23', 'the version @phala/cloud sources default to');
+    assert.equal(h['authorization'], undefined);
+    assert.equal(h['x-phala-workspace'], undefined);
     assert.equal(h['content-type'], 'application/json');
     assert.equal(h['accept'], 'application/json');
     assert.equal(h['user-agent'], 'durable-cvm-envs/0.1.0');
@@ -216,6 +218,50 @@ describe('request shape', () => {
     assert.equal(h['x-request-id'], 'wf-42:attempt-3');
     assert.equal(h['x-phala-version'], '2026-05-22');
     assert.equal(h['user-agent'], 'ops-tool/1');
+  });
+
+  it('bearer auth when no API key is given, the workspace header when set', async () => {
+    const token = 'oidc.header.SECRET-token';
+    srv.handle(reply(200, CVM));
+    await client({ apiKey: undefined, bearerToken: token, workspace: ' wks_team ' }).getCvm('x');
+    let h = srv.requests[0]!.headers;
+    assert.equal(h['authorization'], `Bearer ${token}`);
+    assert.equal(h['x-api-key'], undefined);
+    assert.equal(h['x-phala-workspace'], 'wks_team');
+    // The API key wins when both are configured, as in @phala/cloud's client.
+    await client({ bearerToken: token }).getCvm('x');
+    h = srv.requests[1]!.headers;
+    assert.equal(h['x-api-key'], API_KEY);
+    assert.equal(h['authorization'], undefined);
+    assert.throws(() => new PhalaCloudClient({ baseUrl: srv.baseUrl }), /apiKey/);
+    assert.throws(() => client({ workspace: 'two words' }), /workspace/);
+    srv.handle(reply(401, { detail: `bad token ${token}` }));
+    const err = await expectError(client({ apiKey: undefined, bearerToken: token }).getCvm('x'), 'auth', 401);
+    assert.ok(!JSON.stringify({ m: err.message, d: err.details }).includes(token), 'the bearer token is redacted like the key');
+  });
+
+  it('pins the KMS calls: node-shaped 2026-05-22, contract-shaped 2026-06-23, whatever the client version', async () => {
+    for (const apiVersion of ['2026-01-21', '2026-06-23'] as const) {
+      srv.requests.length = 0;
+      const c = client({ apiVersion });
+      srv.handle(reply(200, { items: [KMS_INFO], total: 1, page: 1, page_size: 20, pages: 1 }));
+      await c.listKms();
+      srv.handle(reply(200, KMS_INFO));
+      await c.getKms('kms_base_prod');
+      srv.handle(reply(200, { public_key: 'aa', signature: 'bb' }));
+      await c.getAppEnvEncryptPubkey('base-prod', APP_ID);
+      const contract = { id: 'kc_1', slug: 'base-prod', label: 'Base', contract_address: '0xabc', chain_id: 8453, k256_pubkey: '02aa', ca_pubkey: null, node_count: 3 };
+      srv.handle(reply(200, { items: [contract], total: 1, page: 1, page_size: 20, pages: 1 }));
+      assert.equal((await c.listKmsContracts()).items[0]!.contract_address, '0xabc');
+      srv.handle(reply(200, contract));
+      assert.equal((await c.getKmsContract('base-prod')).node_count, 3);
+      srv.handle(reply(200, CVM));
+      await c.getCvm('x');
+      assert.deepEqual(
+        srv.requests.map((r) => r.headers['x-phala-version']),
+        ['2026-05-22', '2026-05-22', '2026-05-22', '2026-06-23', '2026-06-23', apiVersion],
+      );
+    }
   });
 
   it('URL-encodes path segments', async () => {
@@ -314,11 +360,11 @@ describe('successful answers', () => {
     assert.equal(srv.requests[0]!.url, `/api/v1/kms/base-prod/pubkey/${APP_ID}`);
   });
 
-  it('getAppEnvEncryptPubkey refuses kms_type words and bad app ids without a request', async () => {
-    for (const word of ['base', 'ethereum', 'phala', 'legacy', 'Base']) {
-      const err = await expectError(client().getAppEnvEncryptPubkey(word, APP_ID), 'invalid');
-      assert.match(err.message, /kms_type, not a KMS identifier.*slug or id/);
-    }
+  it('getAppEnvEncryptPubkey passes a kms_type word through (the CLI sends one) and refuses bad app ids without a request', async () => {
+    srv.handle(reply(200, { public_key: 'aa', signature: 'bb' }));
+    await client().getAppEnvEncryptPubkey('base', APP_ID);
+    assert.equal(srv.requests[0]!.url, `/api/v1/kms/base/pubkey/${APP_ID}`);
+    srv.requests.length = 0;
     await expectError(client().getAppEnvEncryptPubkey('base-prod', 'app_123'), 'invalid');
     await expectError(client().getAppEnvEncryptPubkey('', APP_ID), 'invalid');
     assert.equal(srv.requests.length, 0);
@@ -452,6 +498,19 @@ describe('updateCvmEnvs', () => {
     if (r.status !== 'precondition_required') return;
     assert.equal(r.device_id, '');
     assert.equal(r.message, 'Compose hash verification required');
+  });
+
+  it('the older flat 465 (Python SDK form) is read too, with only kms_info.id required', async () => {
+    srv.handle(reply(465, { message: 'need hash', compose_hash: COMPOSE_HASH, app_id: APP_ID, device_id: 'dev-1', kms_info: { id: 'kms_legacy' } }));
+    const r = await client().updateCvmEnvs({ id: 'cvm_1', encrypted_env: ENC });
+    assert.equal(r.status, 'precondition_required');
+    if (r.status !== 'precondition_required') return;
+    assert.equal(r.compose_hash, COMPOSE_HASH);
+    assert.equal(r.device_id, 'dev-1');
+    assert.equal(r.kms_info.id, 'kms_legacy');
+    srv.handle(reply(465, { compose_hash: COMPOSE_HASH, app_id: APP_ID, kms_info: { slug: 'no-id' } }));
+    const err = await expectError(client().updateCvmEnvs({ id: 'cvm_1', encrypted_env: ENC }), 'bad_response', 465);
+    assert.deepEqual(err.details.map((d) => d.field), ['kms_info.id']);
   });
 
   it('465 in a shape the SDK ignores → bad_response', async () => {

@@ -11,24 +11,31 @@ import { inspect } from 'node:util';
 import type { z } from 'zod';
 import {
   AppComposeSchema,
+  AppKmsInfoSchema,
   AppEnvEncryptPubkeySchema,
   BatchStatusResponseSchema,
   CvmDetailSchema,
   CvmOperationsPageSchema,
   CvmStateSchema,
+  KMS_CONTRACT_API_VERSION,
+  KMS_NODE_API_VERSION,
+  KmsContractInfoSchema,
+  KmsContractListResponseSchema,
   KmsInfoSchema,
   KmsListResponseSchema,
-  KmsTypeSchema,
   PreconditionRequiredSchema,
   SUPPORTED_API_VERSIONS,
   UpdateCvmEnvsAcceptedSchema,
   type ApiVersion,
   type AppCompose,
+  type AppKmsInfo,
   type AppEnvEncryptPubkey,
   type BatchStatusResponse,
   type CvmDetail,
   type CvmOperationsPage,
   type CvmState,
+  type KmsContractInfo,
+  type KmsContractListResponse,
   type KmsInfo,
   type KmsListResponse,
   type PreconditionRequired,
@@ -46,14 +53,20 @@ import {
   timeoutError,
 } from './api-errors.ts';
 
-export const DEFAULT_API_VERSION: ApiVersion = '2026-01-21';
+/** What @phala/cloud's sources send by default since the contract-centric KMS API. */
+export const DEFAULT_API_VERSION: ApiVersion = '2026-06-23';
 export const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_USER_AGENT = 'durable-cvm-envs/0.1.0';
 
 export interface PhalaCloudClientOptions {
   /** Including the `/api/v1` prefix, e.g. https://cloud-api.phala.com/api/v1 */
   baseUrl: string;
-  apiKey: string;
+  /** Sent as X-API-Key. One of apiKey and bearerToken is required; apiKey wins when both are set (as in the SDK). */
+  apiKey?: string | undefined;
+  /** Sent as `Authorization: Bearer …` (e.g. a CI OIDC token) when no apiKey is given. */
+  bearerToken?: string | undefined;
+  /** Sent as X-Phala-Workspace: which workspace a credential trusted in several acts in. */
+  workspace?: string | undefined;
   apiVersion?: ApiVersion;
   /** Per request, covering connection, headers and body. */
   timeoutMs?: number;
@@ -106,6 +119,8 @@ interface RequestContext {
   method: string;
   path: string;
   requestId: string | undefined;
+  /** Overrides the client's version for this call (the pinned KMS calls). */
+  version?: ApiVersion;
 }
 
 const HEX_RE = /^(0x)?[0-9a-fA-F]+$/;
@@ -113,7 +128,6 @@ const APP_ID_RE = /^(0x)?[0-9a-fA-F]{40}$/;
 // Visible ASCII only: a header value with CR/LF would be rejected by fetch
 // with a message we do not control.
 const HEADER_SAFE_RE = /^[\x21-\x7e]+$/;
-const KMS_TYPE_WORDS: readonly string[] = KmsTypeSchema.options;
 
 export type PreconditionReadResult =
   | { ok: true; value: PreconditionRequired }
@@ -124,19 +138,44 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * Reads a 465 body the way @phala/cloud's updateCvmEnvs does, so that we
- * accept exactly what the official SDK accepts:
+ * The older flat 465 body `{message, compose_hash, app_id, device_id, kms_info}` that the Python
+ * SDK (phala_cloud) still reads. Only a top-level object qualifies: a body with `detail` or
+ * `error_code` is the structured form, and a flat object under `detail` is read by neither SDK.
+ */
+function readFlatPrecondition(body: Record<string, unknown>): PreconditionReadResult | undefined {
+  if ('detail' in body || 'error_code' in body || !body.compose_hash || !body.app_id) return undefined;
+  const parsed = PreconditionRequiredSchema.safeParse({
+    status: 'precondition_required',
+    message: typeof body.message === 'string' && body.message !== '' ? body.message : 'Compose hash verification required',
+    compose_hash: body.compose_hash,
+    app_id: body.app_id,
+    device_id: body.device_id || '',
+    kms_info: body.kms_info,
+  });
+  if (parsed.success) return { ok: true, value: parsed.data };
+  return {
+    ok: false,
+    reason: 'flat 465 payload does not match its schema',
+    issues: parsed.error.issues.map((i) => ({ path: [...i.path], code: i.code })),
+  };
+}
+
+/**
+ * Reads a 465 body the way the official SDKs do. The structured form is
+ * read as @phala/cloud's updateCvmEnvs reads it:
  * - the StructuredError object is `body.detail` when `detail` is present,
  *   otherwise the body itself but only if it has a top-level `error_code`;
  * - its `details` array of `{field, value}` must carry truthy `compose_hash`
  *   and `app_id`; `device_id` defaults to ''; `message` defaults to the SDK's
  *   text;
  * - `kms_info` must then satisfy KmsInfoSchema (id, url, version).
- * A flat `{detail: {compose_hash, app_id, ...}}` is NOT recognised: the SDK
- * (0.2.9 and current sources) ignores it, so a backend never relies on it.
+ * A flat `{detail: {compose_hash, app_id, ...}}` is NOT recognised: no SDK
+ * reads it, so a backend never relies on it. The top-level flat form is.
  */
 export function readPreconditionRequired(body: unknown): PreconditionReadResult {
   if (!isRecord(body)) return { ok: false, reason: '465 body is not a JSON object' };
+  const flat = readFlatPrecondition(body);
+  if (flat !== undefined) return flat;
   let container: Record<string, unknown> | undefined;
   if (body.detail !== undefined && body.detail !== null) {
     container = isRecord(body.detail) ? body.detail : undefined;
@@ -154,6 +193,7 @@ export function readPreconditionRequired(body: unknown): PreconditionReadResult 
     return { ok: false, reason: '465 details lack compose_hash or app_id' };
   }
   const message = typeof container.message === 'string' && container.message !== '' ? container.message : 'Compose hash verification required';
+  const kmsInfo = KmsInfoSchema.safeParse(fields.get('kms_info'));
   const parsed = PreconditionRequiredSchema.safeParse({
     status: 'precondition_required',
     message,
@@ -162,11 +202,21 @@ export function readPreconditionRequired(body: unknown): PreconditionReadResult 
     device_id: fields.get('device_id') || '',
     kms_info: fields.get('kms_info'),
   });
-  if (!parsed.success) {
+  if (!parsed.success || !kmsInfo.success) {
+    const issues = [
+      ...(parsed.success ? [] : parsed.error.issues),
+      ...(kmsInfo.success ? [] : kmsInfo.error.issues.map((i) => ({ ...i, path: ['kms_info', ...i.path] }))),
+    ];
+    const seen = new Set<string>();
     return {
       ok: false,
       reason: '465 hash-registration payload does not match its schema',
-      issues: parsed.error.issues.map((i) => ({ path: [...i.path], code: i.code })),
+      issues: issues
+        .map((i) => ({ path: [...i.path], code: i.code }))
+        .filter((i) => {
+          const k = i.path.join('.');
+          return seen.has(k) ? false : (seen.add(k), true);
+        }),
     };
   }
   return { ok: true, value: parsed.data };
@@ -187,7 +237,9 @@ export class PhalaCloudClient {
   readonly baseUrl: string;
   readonly apiVersion: ApiVersion;
   readonly timeoutMs: number;
-  readonly #apiKey: string;
+  readonly workspace: string | undefined;
+  readonly #apiKey: string | undefined;
+  readonly #bearerToken: string | undefined;
   readonly #fetch: typeof fetch;
   readonly #userAgent: string;
 
@@ -208,14 +260,17 @@ export class PhalaCloudClient {
     }
     this.baseUrl = url.toString().replace(/\/+$/, '');
 
-    if (typeof options.apiKey !== 'string' || options.apiKey === '') {
-      throw invalidArgumentError('apiKey must be a non-empty string', 'apiKey');
+    this.#apiKey = optionalCredential(options.apiKey, 'apiKey');
+    this.#bearerToken = optionalCredential(options.bearerToken, 'bearerToken');
+    if (this.#apiKey === undefined && this.#bearerToken === undefined) {
+      throw invalidArgumentError('apiKey must be a non-empty string (or pass bearerToken)', 'apiKey');
     }
-    if (!HEADER_SAFE_RE.test(options.apiKey)) {
-      // Deliberately vague: the message must not quote the key.
-      throw invalidArgumentError('apiKey contains characters not allowed in an HTTP header', 'apiKey');
+    if (options.workspace !== undefined && options.workspace.trim() !== '') {
+      if (!HEADER_SAFE_RE.test(options.workspace.trim())) {
+        throw invalidArgumentError('workspace must be visible ASCII without spaces', 'workspace');
+      }
+      this.workspace = options.workspace.trim();
     }
-    this.#apiKey = options.apiKey;
 
     const version = options.apiVersion ?? DEFAULT_API_VERSION;
     if (!(SUPPORTED_API_VERSIONS as readonly string[]).includes(version)) {
@@ -243,8 +298,17 @@ export class PhalaCloudClient {
 
   // The key lives in a private field; these keep logs and JSON dumps of the
   // client itself equally clean.
-  toJSON(): { baseUrl: string; apiVersion: ApiVersion; timeoutMs: number } {
-    return { baseUrl: this.baseUrl, apiVersion: this.apiVersion, timeoutMs: this.timeoutMs };
+  toJSON(): { baseUrl: string; apiVersion: ApiVersion; timeoutMs: number; workspace?: string } {
+    return {
+      baseUrl: this.baseUrl,
+      apiVersion: this.apiVersion,
+      timeoutMs: this.timeoutMs,
+      ...(this.workspace === undefined ? {} : { workspace: this.workspace }),
+    };
+  }
+
+  get #secrets(): string[] {
+    return [this.#apiKey, this.#bearerToken].filter((s): s is string => s !== undefined);
   }
 
   [inspect.custom](): string {
@@ -276,39 +340,40 @@ export class PhalaCloudClient {
   }
 
   /**
-   * GET /kms/{kms}/pubkey/{app_id}. `kms` is the KMS slug or id; the
-   * kms_type words are rejected because the backend answers them with a
-   * misleading "KMS not found".
+   * GET /kms/{kms}/pubkey/{app_id}, pinned to the node-keyed API version. `kms`
+   * is the KMS slug or id; a kms_type word (`base`, as the CLI sends) is passed
+   * through too: which KMS it names is the backend's call, and the signature
+   * check on the answer decides whether the key is trusted.
    */
   async getAppEnvEncryptPubkey(kms: string, appId: string, opts: CallOptions = {}): Promise<AppEnvEncryptPubkey> {
     requireNonEmpty(kms, 'kms');
-    if (KMS_TYPE_WORDS.includes(kms.trim().toLowerCase())) {
-      throw invalidArgumentError(
-        `kms "${kms.trim()}" is a kms_type, not a KMS identifier: pass the KMS slug or id ` +
-          '(kms_info.slug or kms_info.id from a 465 answer, or an item of GET /kms)',
-        'kms',
-      );
-    }
     if (!APP_ID_RE.test(requireNonEmpty(appId, 'appId'))) {
       throw invalidArgumentError('appId must be 40 hex characters, optionally 0x-prefixed', 'appId');
     }
-    const path = `/kms/${segment(kms)}/pubkey/${segment(appId)}`;
-    return this.#call('GET', path, AppEnvEncryptPubkeySchema, opts);
+    const path = `/kms/${segment(kms.trim())}/pubkey/${segment(appId)}`;
+    return this.#call('GET', path, AppEnvEncryptPubkeySchema, { ...opts, version: KMS_NODE_API_VERSION });
   }
 
-  /** GET /kms/{kms_id} (id or slug). */
+  /** GET /kms/{kms_id} (node id or slug), pinned to the node-shaped API version. */
   async getKms(kmsId: string, opts: CallOptions = {}): Promise<KmsInfo> {
     const path = `/kms/${segment(requireNonEmpty(kmsId, 'kmsId'))}`;
-    return this.#call('GET', path, KmsInfoSchema, opts);
+    return this.#call('GET', path, KmsInfoSchema, { ...opts, version: KMS_NODE_API_VERSION });
   }
 
-  /** GET /kms */
+  /** GET /kms: KMS nodes, pinned to the node-shaped API version. */
   async listKms(opts: KmsListQuery & CallOptions = {}): Promise<KmsListResponse> {
-    const query: Query = {};
-    if (opts.page !== undefined) query.page = positiveInt(opts.page, 'page');
-    if (opts.pageSize !== undefined) query.page_size = positiveInt(opts.pageSize, 'pageSize');
-    if (opts.isOnchain !== undefined) query.is_onchain = Boolean(opts.isOnchain);
-    return this.#call('GET', '/kms', KmsListResponseSchema, opts, { query });
+    return this.#call('GET', '/kms', KmsListResponseSchema, { ...opts, version: KMS_NODE_API_VERSION }, { query: kmsListQuery(opts) });
+  }
+
+  /** GET /kms: KMS contracts (API 2026-06-23 and later, pinned). */
+  async listKmsContracts(opts: KmsListQuery & CallOptions = {}): Promise<KmsContractListResponse> {
+    return this.#call('GET', '/kms', KmsContractListResponseSchema, { ...opts, version: KMS_CONTRACT_API_VERSION }, { query: kmsListQuery(opts) });
+  }
+
+  /** GET /kms/{slug}: one KMS contract (API 2026-06-23 and later, pinned). */
+  async getKmsContract(slug: string, opts: CallOptions = {}): Promise<KmsContractInfo> {
+    const path = `/kms/${segment(requireNonEmpty(slug, 'slug'))}`;
+    return this.#call('GET', path, KmsContractInfoSchema, { ...opts, version: KMS_CONTRACT_API_VERSION });
   }
 
   /**
@@ -353,7 +418,7 @@ export class PhalaCloudClient {
       const parsedBody = parseJsonOrUndefined(raw.text);
       const read = readPreconditionRequired(parsedBody);
       if (read.ok) return read.value;
-      const info = redactSecrets(extractErrorInfo(parsedBody), [this.#apiKey]);
+      const info = redactSecrets(extractErrorInfo(parsedBody), this.#secrets);
       throw badResponseError({
         reason: `HTTP 465 without a usable hash-registration payload (${read.reason})`,
         status: 465,
@@ -362,11 +427,19 @@ export class PhalaCloudClient {
         requestId: info.requestId ?? raw.headers.get('x-request-id') ?? ctx.requestId,
         method: ctx.method,
         path: ctx.path,
-        secrets: [this.#apiKey],
+        secrets: this.#secrets,
       });
     }
     const json = this.#okJson(ctx, raw);
     return this.#validate(ctx, raw, UpdateCvmEnvsAcceptedSchema, json);
+  }
+
+  /** GET /apps/{app_id}/kms-info: the app's owner and its kind (eoa, safe, …), with a Safe link. */
+  async getAppKmsInfo(appId: string, opts: CallOptions = {}): Promise<AppKmsInfo> {
+    if (!APP_ID_RE.test(requireNonEmpty(appId, 'appId'))) {
+      throw invalidArgumentError('appId must be 40 hex characters, optionally 0x-prefixed', 'appId');
+    }
+    return this.#call('GET', `/apps/${segment(appId.replace(/^0x/, '').toLowerCase())}/kms-info`, AppKmsInfoSchema, opts);
   }
 
   /** GET /cvms/{id}/operations (cursor-paginated, newest first). */
@@ -404,7 +477,7 @@ export class PhalaCloudClient {
   // Transport
   // -------------------------------------------------------------------------
 
-  #ctx(method: string, path: string, opts: CallOptions): RequestContext {
+  #ctx(method: string, path: string, opts: CallOptions & { version?: ApiVersion }): RequestContext {
     let requestId: string | undefined;
     if (opts.requestId !== undefined) {
       if (typeof opts.requestId !== 'string' || !HEADER_SAFE_RE.test(opts.requestId) || opts.requestId.length > 200) {
@@ -412,14 +485,14 @@ export class PhalaCloudClient {
       }
       requestId = opts.requestId;
     }
-    return { method, path, requestId };
+    return { method, path, requestId, ...(opts.version === undefined ? {} : { version: opts.version }) };
   }
 
   async #call<S extends z.ZodType>(
     method: string,
     path: string,
     schema: S,
-    opts: CallOptions,
+    opts: CallOptions & { version?: ApiVersion },
     extra: { query?: Query; body?: unknown } = {},
   ): Promise<z.output<S>> {
     const ctx = this.#ctx(method, path, opts);
@@ -440,12 +513,14 @@ export class PhalaCloudClient {
       if (s) url += `?${s}`;
     }
     const headers: Record<string, string> = {
-      'X-API-Key': this.#apiKey,
-      'X-Phala-Version': this.apiVersion,
+      'X-Phala-Version': ctx.version ?? this.apiVersion,
       'Content-Type': 'application/json',
       Accept: 'application/json',
       'User-Agent': this.#userAgent,
     };
+    if (this.#apiKey !== undefined) headers['X-API-Key'] = this.#apiKey;
+    else headers.Authorization = `Bearer ${this.#bearerToken!}`;
+    if (this.workspace !== undefined) headers['X-Phala-Workspace'] = this.workspace;
     if (ctx.requestId !== undefined) headers['X-Request-ID'] = ctx.requestId;
 
     if (req.signal?.aborted) throw req.signal.reason;
@@ -470,7 +545,7 @@ export class PhalaCloudClient {
           method: ctx.method,
           path: ctx.path,
           requestId: res.headers.get('x-request-id') ?? ctx.requestId,
-          secrets: [this.#apiKey],
+          secrets: this.#secrets,
         });
       }
       const text = await res.text();
@@ -486,7 +561,7 @@ export class PhalaCloudClient {
         method: ctx.method,
         path: ctx.path,
         requestId: ctx.requestId,
-        secrets: [this.#apiKey],
+        secrets: this.#secrets,
       });
     }
   }
@@ -502,7 +577,7 @@ export class PhalaCloudClient {
         method: ctx.method,
         path: ctx.path,
         sentRequestId: ctx.requestId,
-        secrets: [this.#apiKey],
+        secrets: this.#secrets,
       });
     }
     const json = parseJsonOrUndefined(raw.text);
@@ -513,7 +588,7 @@ export class PhalaCloudClient {
         method: ctx.method,
         path: ctx.path,
         requestId: raw.headers.get('x-request-id') ?? ctx.requestId,
-        secrets: [this.#apiKey],
+        secrets: this.#secrets,
       });
     }
     return json;
@@ -529,9 +604,25 @@ export class PhalaCloudClient {
       method: ctx.method,
       path: ctx.path,
       requestId: raw.headers.get('x-request-id') ?? ctx.requestId,
-      secrets: [this.#apiKey],
+      secrets: this.#secrets,
     });
   }
+}
+
+function optionalCredential(value: unknown, field: string): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string') throw invalidArgumentError(`${field} must be a string`, field);
+  // Deliberately vague: the message must not quote the credential.
+  if (!HEADER_SAFE_RE.test(value)) throw invalidArgumentError(`${field} contains characters not allowed in an HTTP header`, field);
+  return value;
+}
+
+function kmsListQuery(opts: KmsListQuery): Query {
+  const query: Query = {};
+  if (opts.page !== undefined) query.page = positiveInt(opts.page, 'page');
+  if (opts.pageSize !== undefined) query.page_size = positiveInt(opts.pageSize, 'pageSize');
+  if (opts.isOnchain !== undefined) query.is_onchain = Boolean(opts.isOnchain);
+  return query;
 }
 
 function positiveInt(v: number, field: string): number {

@@ -24,8 +24,17 @@ const nullishInt = z.number().int().nullish();
 const nullishBool = z.boolean().nullish();
 
 /** API versions whose response shapes these schemas were checked against. */
-export const SUPPORTED_API_VERSIONS = ['2026-01-21', '2026-05-22'] as const;
+export const SUPPORTED_API_VERSIONS = ['2026-01-21', '2026-05-22', '2026-06-23'] as const;
 export type ApiVersion = (typeof SUPPORTED_API_VERSIONS)[number];
+
+/**
+ * From 2026-06-23 `/kms` and `/kms/{id}` describe KMS contracts, not nodes. The calls that need
+ * a node (its id/slug for the pubkey endpoint, its k256 key) pin the last node-shaped version,
+ * as @phala/cloud's getKmsInfo/getKmsList/getAppEnvEncryptPubKey do; the contract calls pin the
+ * first contract-shaped one. Both hold whatever version the client is configured with.
+ */
+export const KMS_NODE_API_VERSION: ApiVersion = '2026-05-22';
+export const KMS_CONTRACT_API_VERSION: ApiVersion = '2026-06-23';
 
 /** `error_code` values of the compose-hash flow (module 01 of the backend). */
 export const PHALA_ERROR_CODES = {
@@ -68,6 +77,31 @@ export const KmsListResponseSchema = z.looseObject({
   pages: z.number().nullish(),
 });
 export type KmsListResponse = z.infer<typeof KmsListResponseSchema>;
+
+/**
+ * A KMS contract (GET /kms, GET /kms/{slug} from API 2026-06-23): the replicas sharing one root
+ * key. `contract_address` is the sentinel "phala" (chain_id 0) for Phala's off-chain KMS.
+ */
+export const KmsContractInfoSchema = z.looseObject({
+  id: z.string().min(1),
+  slug: nullishString,
+  label: nullishString,
+  contract_address: z.string(),
+  chain_id: z.number().int(),
+  k256_pubkey: nullishString,
+  ca_pubkey: nullishString,
+  node_count: z.number().int().nonnegative(),
+});
+export type KmsContractInfo = z.infer<typeof KmsContractInfoSchema>;
+
+export const KmsContractListResponseSchema = z.looseObject({
+  items: z.array(KmsContractInfoSchema),
+  total: z.number().nullish(),
+  page: z.number().nullish(),
+  page_size: z.number().nullish(),
+  pages: z.number().nullish(),
+});
+export type KmsContractListResponse = z.infer<typeof KmsContractListResponseSchema>;
 
 /**
  * GET /kms/{kms}/pubkey/{app_id}. `timestamp` (unix seconds) appears with the
@@ -268,17 +302,41 @@ export type UpdateCvmEnvsAccepted = z.infer<typeof UpdateCvmEnvsAcceptedSchema>;
  * these values travel as `details: [{field, value}]` of a structured error
  * (see StructuredErrorBodySchema); `device_id` defaults to '' as in the SDK.
  */
+/**
+ * `kms_info` of a 465. The structured form is held to KmsInfoSchema (as the JS SDK does); the
+ * older flat form the Python SDK still reads may carry only the id, so url/version are optional
+ * here and nothing downstream relies on them.
+ */
+export const PreconditionKmsInfoSchema = KmsInfoSchema.extend({
+  url: z.string().optional(),
+  version: z.string().optional(),
+});
+export type PreconditionKmsInfo = z.infer<typeof PreconditionKmsInfoSchema>;
+
 export const PreconditionRequiredSchema = z.looseObject({
   status: z.literal('precondition_required'),
   message: z.string(),
   compose_hash: z.string().min(1),
   app_id: z.string().min(1),
   device_id: z.string(),
-  kms_info: KmsInfoSchema,
+  kms_info: PreconditionKmsInfoSchema,
 });
 export type PreconditionRequired = z.infer<typeof PreconditionRequiredSchema>;
 
 export type UpdateCvmEnvsResult = UpdateCvmEnvsAccepted | PreconditionRequired;
+
+/** GET /apps/{app_id}/kms-info (AppKmsInfoResponse): who owns the app and how it signs. */
+export const AppKmsInfoSchema = z.looseObject({
+  is_onchain_kms: z.boolean().default(false),
+  chain_id: nullishInt,
+  kms_contract_address: nullishString,
+  app_contract_address: nullishString,
+  deployer_address: nullishString,
+  deployer_type: z.enum(['eoa', 'safe', 'legacy_multisig', 'erc4337', 'contract']).nullish(),
+  is_contract: z.boolean().default(false),
+  safe_app_url: nullishString,
+});
+export type AppKmsInfo = z.infer<typeof AppKmsInfoSchema>;
 
 // ---------------------------------------------------------------------------
 // Operations and status
@@ -350,9 +408,19 @@ export const CvmStatusSchema = z.looseObject({
   boot_error: nullishString,
   shutdown_progress: nullishString,
   events: z.array(GuestEventSchema).nullish(),
+  /** Flat operation fields: API versions before 2026-06-23. */
   operation_type: nullishString,
   operation_started_at: nullishString,
   correlation_id: nullishString,
+  /** The same facts as one object (@phala/cloud models it so since 0.3). */
+  operation: z
+    .looseObject({
+      type: nullishString,
+      phase: nullishString,
+      started_at: nullishString,
+      correlation_id: nullishString,
+    })
+    .nullish(),
 });
 export type CvmStatus = z.infer<typeof CvmStatusSchema>;
 

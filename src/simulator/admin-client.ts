@@ -40,6 +40,8 @@ export interface NewSimCvm {
   applyDelayMs?: number;
   pendingTtlMs?: number;
   ownerIsSigner?: boolean;
+  /** Extra fields merged into the CVM's compose (not allowed_envs). */
+  composeExtra?: Record<string, unknown>;
 }
 
 export class SimAdminError extends Error {
@@ -85,6 +87,7 @@ export class SimAdminClient {
       ...(spec.applyDelayMs !== undefined ? { apply_delay_ms: spec.applyDelayMs } : {}),
       ...(spec.pendingTtlMs !== undefined ? { pending_ttl_ms: spec.pendingTtlMs } : {}),
       ...(spec.ownerIsSigner !== undefined ? { owner_is_signer: spec.ownerIsSigner } : {}),
+      ...(spec.composeExtra !== undefined ? { compose_extra: spec.composeExtra } : {}),
     });
   }
 

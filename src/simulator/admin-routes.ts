@@ -57,6 +57,14 @@ async function createTestCvm(deps: AdminDeps, body: Record<string, unknown>): Pr
     }
     allowedEnvs = body.allowed_envs as string[];
   }
+  let composeExtra: Record<string, unknown> | undefined;
+  if (body.compose_extra !== undefined) {
+    const extra = body.compose_extra;
+    if (extra === null || typeof extra !== 'object' || Array.isArray(extra) || 'allowed_envs' in extra) {
+      badRequest('compose_extra must be an object of compose fields other than allowed_envs');
+    }
+    composeExtra = extra as Record<string, unknown>;
+  }
   const overrides: CvmRecord['overrides'] = {};
   for (const [field, key] of [
     ['apply_delay_ms', 'applyDelayMs'],
@@ -109,6 +117,7 @@ async function createTestCvm(deps: AdminDeps, body: Record<string, unknown>): Pr
       app,
       ...(typeof body.name === 'string' ? { name: body.name } : {}),
       ...(allowedEnvs ? { allowedEnvs } : {}),
+      ...(composeExtra ? { composeExtra } : {}),
       overrides,
     });
   } catch (err) {

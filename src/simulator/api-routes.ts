@@ -2,14 +2,15 @@
  * The public API routes under /api/v1 (everything but PATCH envs' logic, which has its own module).
  */
 import { signEnvEncryptPublicKey } from '../phala/kms-signature.ts';
-import { serializeCompose } from './compose.ts';
-import type { ApiVersion, BehaviourConfig } from './config.ts';
+import { servedCompose, serializeCompose } from './compose.ts';
+import { kmsIsContractCentric, type ApiVersion, type BehaviourConfig } from './config.ts';
 import { detailError, validationError } from './errors.ts';
 import { patchEnvs, type EnvsDeps } from './envs-route.ts';
 import { deriveAppEnvKeyPair } from './keys.ts';
 import type { CvmRecord, Workspace } from './state.ts';
-import { renderCvmDetail, renderCvmState, renderCvmStatus, renderKmsInfo, renderOperation, type ViewContext } from './views.ts';
+import { renderCvmDetail, renderCvmState, renderCvmStatus, renderKmsContract, renderKmsInfo, renderKmsNode, renderOperation, type ViewContext } from './views.ts';
 import { getAddress } from 'viem';
+import { ChainRpcError, classifyOwner } from './chain-verifier.ts';
 
 export interface ApiRequest {
   params: Record<string, string>;
@@ -80,11 +81,12 @@ function listKms(deps: ApiDeps, req: ApiRequest): ApiResponse {
   else if (onchain === 'false') items = items.filter((k) => k.kind === 'phala');
   const total = items.length;
   const slice = items.slice((page - 1) * pageSize, page * pageSize);
-  return ok({ items: slice.map(renderKmsInfo), total, page, page_size: pageSize, pages: Math.max(1, Math.ceil(total / pageSize)) });
+  const render = kmsIsContractCentric(req.version) ? renderKmsContract : renderKmsInfo;
+  return ok({ items: slice.map(render), total, page, page_size: pageSize, pages: Math.max(1, Math.ceil(total / pageSize)) });
 }
 
 function kmsPubkey(deps: ApiDeps, req: ApiRequest): ApiResponse {
-  const kms = deps.ws.kms(req.params.kms_id!);
+  const kms = deps.ws.kmsByRef(req.params.kms_id!);
   if (!kms) throw detailError(404, 'KMS not found');
   const rawAppId = req.params.app_id!;
   const appId = /^(0x)?[0-9a-fA-F]{40}$/.test(rawAppId) ? rawAppId.replace(/^0x/, '').toLowerCase() : null;
@@ -98,20 +100,34 @@ function kmsPubkey(deps: ApiDeps, req: ApiRequest): ApiResponse {
   return ok({ public_key: publicKey, signature, timestamp, signature_v1: signatureV1 });
 }
 
-function appKmsInfo(deps: ApiDeps, req: ApiRequest): ApiResponse {
+// Safe's EIP-3770 chain prefixes for the chains the on-chain KMS runs on; others get no link.
+const SAFE_CHAIN_PREFIX: Record<number, string> = { 1: 'eth', 8453: 'base' };
+
+async function appKmsInfo(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
   const app = deps.ws.app(req.params.app_id!);
   if (!app) throw detailError(404, 'App not found');
   const kms = deps.ws.kmsOf(app);
   const onchain = kms.kind === 'onchain';
+  const owner = onchain && app.owner ? getAddress(app.owner) : null;
+  let kind: 'eoa' | 'safe' | 'contract' | null = owner ? 'eoa' : null;
+  if (owner && deps.rpcUrl) {
+    try {
+      kind = await classifyOwner(deps.rpcUrl, owner);
+    } catch (err) {
+      if (err instanceof ChainRpcError) throw detailError(500, err.message);
+      throw err;
+    }
+  }
+  const prefix = kms.chainId === null ? undefined : SAFE_CHAIN_PREFIX[kms.chainId];
   return ok({
     is_onchain_kms: onchain,
     chain_id: kms.chainId,
     kms_contract_address: kms.contractAddress,
     app_contract_address: onchain ? getAddress(`0x${app.appId}`) : null,
-    deployer_address: onchain && app.owner ? getAddress(app.owner) : null,
-    deployer_type: onchain && app.owner ? 'eoa' : null,
-    is_contract: false,
-    safe_app_url: null,
+    deployer_address: owner,
+    deployer_type: kind,
+    is_contract: kind === 'safe' || kind === 'contract',
+    safe_app_url: kind === 'safe' && prefix ? `https://app.safe.global/home?safe=${prefix}:${owner}` : null,
   });
 }
 
@@ -122,8 +138,8 @@ function composeFile(deps: ApiDeps, req: ApiRequest): ApiResponse {
   if (raw !== null && raw !== '' && raw !== 'false' && raw !== '0') {
     return { status: 200, body: null, text: { contentType: 'text/plain; charset=utf-8', value: bytes } };
   }
-  // Parsed back from the served bytes: the JSON form carries exactly what the hash covers.
-  return ok(JSON.parse(bytes));
+  // Parsed back from the written bytes, unless the writer leaves fields out of the file.
+  return ok(servedCompose(cvm.compose, behaviour(deps).composeSerialization));
 }
 
 function operations(deps: ApiDeps, req: ApiRequest): ApiResponse {
@@ -172,7 +188,7 @@ function statusBatch(deps: ApiDeps, req: ApiRequest): ApiResponse {
     }
     const dashless = u.replace(/-/g, '').toLowerCase();
     const cvm = deps.ws.data.cvms.find((c) => c.vmUuid.replace(/-/g, '') === dashless);
-    if (cvm) out[u] = renderCvmStatus(ctx, cvm, u);
+    if (cvm) out[u] = renderCvmStatus(ctx, cvm, u, req.version);
   });
   return ok(out);
 }
@@ -200,7 +216,18 @@ export const API_ROUTES: RouteDef[] = [
     handler: (d, r) => {
       const kms = d.ws.kms(r.params.kms_id!);
       if (!kms) throw detailError(404, 'KMS not found');
-      return ok(renderKmsInfo(kms));
+      return ok(kmsIsContractCentric(r.version) ? renderKmsContract(kms) : renderKmsInfo(kms));
+    },
+  },
+  {
+    method: 'GET',
+    template: '/kms/{kms_id}/nodes',
+    public: true,
+    handler: (d, r) => {
+      if (!kmsIsContractCentric(r.version)) throw detailError(404, 'Not Found');
+      const kms = d.ws.kms(r.params.kms_id!);
+      if (!kms) throw detailError(404, 'KMS not found');
+      return ok({ items: [renderKmsNode(kms)], total: 1 });
     },
   },
   { method: 'GET', template: '/kms/{kms_id}/pubkey/{app_id}', handler: kmsPubkey, public: true },

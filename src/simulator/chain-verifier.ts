@@ -90,6 +90,31 @@ export class ChainVerifier {
   }
 }
 
+/**
+ * What kind of account owns an app, as GET /apps/{id}/kms-info reports it: no code is an EOA, a
+ * contract answering getThreshold() a Safe, any other contract just a contract.
+ */
+export async function classifyOwner(rpcUrl: string, owner: string): Promise<'eoa' | 'safe' | 'contract'> {
+  const client = createPublicClient({ transport: http(rpcUrl, { retryCount: 0, timeout: 10_000 }) });
+  const address = owner as Hex;
+  try {
+    const code = await client.getCode({ address });
+    if (!code || code === '0x') return 'eoa';
+  } catch (err) {
+    throw new ChainRpcError(`could not read the owner's code: ${shortRpcMessage(err)}`);
+  }
+  try {
+    await client.readContract({ address, abi: SAFE_THRESHOLD_ABI, functionName: 'getThreshold' });
+    return 'safe';
+  } catch {
+    return 'contract';
+  }
+}
+
+const SAFE_THRESHOLD_ABI = [
+  { type: 'function', name: 'getThreshold', stateMutability: 'view', inputs: [], outputs: [{ name: '', type: 'uint256' }] },
+] as const;
+
 /** owner() of an app contract; used when a test registers an app the seed did not know. */
 export async function readAppOwner(rpcUrl: string, appId: string): Promise<string> {
   const client = createPublicClient({ transport: http(rpcUrl, { retryCount: 0, timeout: 10_000 }) });

@@ -5,6 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { canonicalComposeJson } from '../phala/compose-hash.ts';
+import { sdkPreprocess } from '../phala/compose-hash-check.ts';
+import { serialisationByName } from '../phala/compose-serialisations.ts';
 import type { ComposeSerialization } from './config.ts';
 
 export type AppCompose = Record<string, unknown>;
@@ -54,7 +56,20 @@ function sortDeep(value: unknown): unknown {
 export function serializeCompose(compose: AppCompose, mode: ComposeSerialization): string {
   if (mode === 'compact') return canonicalComposeJson(compose);
   // The @phala/cloud getHash() layout: sorted keys, 4-space indent, no space after the colon.
-  return JSON.stringify(sortDeep(compose), null, 4).replace(/": /g, '":');
+  if (mode === 'indented') return JSON.stringify(sortDeep(compose), null, 4).replace(/": /g, '":');
+  const [name, transform] = mode.split('+');
+  const writer = serialisationByName(name!);
+  if (!writer) throw new Error(`unknown compose serialisation ${mode}`);
+  let doc = compose;
+  if (transform === 'preprocessed') doc = sdkPreprocess(compose);
+  else if (transform === 'nulls-dropped') doc = Object.fromEntries(Object.entries(compose).filter(([, v]) => v !== null));
+  return writer.serialise(doc);
+}
+
+/** The document GET /cvms/{id}/compose_file serves: the whole compose, whatever the file leaves out. */
+export function servedCompose(compose: AppCompose, mode: ComposeSerialization): AppCompose {
+  if (mode.includes('+')) return structuredClone(compose);
+  return JSON.parse(serializeCompose(compose, mode)) as AppCompose;
 }
 
 /** sha256 of the served bytes, lowercase hex without 0x. */

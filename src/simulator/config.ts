@@ -3,20 +3,35 @@
  * public is a setting here rather than a constant, so a test can pin down what our client must
  * tolerate instead of relying on one guess.
  */
+import { COMPOSE_SERIALISATION_NAMES } from '../phala/compose-serialisations.ts';
 import type { ErrorEnvelope } from './errors.ts';
 import type { FaultConfigInput } from './faults.ts';
 
-export const API_VERSIONS = ['2025-10-28', '2026-01-21', '2026-05-22'] as const;
+export const API_VERSIONS = ['2025-10-28', '2026-01-21', '2026-05-22', '2026-06-23'] as const;
+
+/** From this version `/kms` and `/kms/{id}` describe KMS contracts rather than nodes. */
+export function kmsIsContractCentric(version: ApiVersion): boolean {
+  return version >= '2026-06-23';
+}
 export type ApiVersion = (typeof API_VERSIONS)[number];
 
 /**
- * How the simulator writes `app-compose.json` (and so what `compose_hash` hashes):
- * - compact: keys sorted recursively, no whitespace — what @phala/dstack-sdk getComposeHash
- *   (re-exported by @phala/cloud) produces;
- * - indented: keys sorted, 4-space indent with `":` separators — what @phala/cloud's
- *   compose-file `getHash()` helper produces.
+ * How the simulator writes `app-compose.json` (and so what `compose_hash` hashes): one of the
+ * known writers of src/phala/compose-serialisations.ts (`dstack-js`, `phala-cloud`, the
+ * `python…` json.dumps variants), optionally followed by `+preprocessed` (the file is written
+ * after @phala/cloud's preprocessAppCompose, while compose_file still serves the full document)
+ * or `+nulls-dropped` (fields set to null are left out of the file). Aliases kept from before:
+ * `compact` = `dstack-js`, `indented` = sorted 4-space indent without preprocessing.
  */
-export type ComposeSerialization = 'compact' | 'indented';
+export type ComposeSerialization = string;
+
+const COMPOSE_TRANSFORM_SUFFIXES = ['', '+preprocessed', '+nulls-dropped'];
+
+export function isComposeSerialization(value: unknown): value is ComposeSerialization {
+  if (typeof value !== 'string') return false;
+  if (value === 'compact' || value === 'indented') return true;
+  return COMPOSE_SERIALISATION_NAMES.some((n) => COMPOSE_TRANSFORM_SUFFIXES.some((t) => value === `${n}${t}`));
+}
 
 /**
  * Body of GET /kms/{kms}/pubkey/{app_id}:
@@ -37,8 +52,24 @@ export interface BehaviourConfig {
   defaultApiVersion: ApiVersion;
   /** Blocks (including the receipt's own) a registration tx needs before phase 2 accepts it. */
   requiredConfirmations: number;
-  /** Phase 2 rejects a tx not addressed to the app contract itself (false: a multisig may relay it). */
+  /**
+   * true: phase 2 rejects (467) a transaction not addressed to the app contract itself.
+   * false (default): a registration relayed through another contract (a Safe's execTransaction,
+   * a timelock) is accepted when its receipt holds the app's ComposeHashAdded(hash) and the app
+   * allows the hash now. The real API's rule is not public; the chain's truth is the event and
+   * the allow-list, and Phala's docs send Safe owners to register from their Safe.
+   */
   txMustTargetApp: boolean;
+  /**
+   * Fault: the compose a 465 asks to register also flips `public_logs`, a change nobody asked
+   * for (what a backend bug, or a compromised API, would look like to the hash check).
+   */
+  composeDrift: boolean;
+  /**
+   * When an update applies (the CVM restarts), ask the chain what the KMS asks at boot: app
+   * registered, OS image and compose hash allowed now, device allowed. False skips it.
+   */
+  bootChecks: boolean;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: number;
 }
@@ -51,7 +82,9 @@ export const DEFAULT_BEHAVIOUR: BehaviourConfig = {
   pubkeyResponse: 'legacy',
   defaultApiVersion: '2025-10-28',
   requiredConfirmations: 1,
-  txMustTargetApp: true,
+  txMustTargetApp: false,
+  composeDrift: false,
+  bootChecks: true,
   maxBodyBytes: 4 * 1024 * 1024,
 };
 
@@ -102,7 +135,18 @@ export function mergeBehaviour(base: BehaviourConfig, patch: Record<string, unkn
         out.pendingTtlMs = intSetting(key, value, 0, 30 * 24 * 3_600_000);
         break;
       case 'composeSerialization':
-        out.composeSerialization = oneOf(key, value, ['compact', 'indented'] as const);
+        if (!isComposeSerialization(value)) {
+          throw new SettingError(`${key} must be compact, indented, or one of ${COMPOSE_SERIALISATION_NAMES.join(', ')} optionally with +preprocessed or +nulls-dropped`);
+        }
+        out.composeSerialization = value;
+        break;
+      case 'composeDrift':
+        if (typeof value !== 'boolean') throw new SettingError(`${key} must be a boolean`);
+        out.composeDrift = value;
+        break;
+      case 'bootChecks':
+        if (typeof value !== 'boolean') throw new SettingError(`${key} must be a boolean`);
+        out.bootChecks = value;
         break;
       case 'errorEnvelope':
         out.errorEnvelope = oneOf(key, value, ['top-level', 'detail'] as const);

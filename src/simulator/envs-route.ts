@@ -132,7 +132,8 @@ async function handle(deps: EnvsDeps, cvm: CvmRecord, body: UpdateEnvsBody): Pro
   const current = allowedEnvsOf(cvm.compose);
   const requested = body.env_keys ?? current;
   const changed = !sameKeySet(requested, current);
-  const newCompose = changed ? withAllowedEnvs(cvm.compose, requested) : cvm.compose;
+  let newCompose = changed ? withAllowedEnvs(cvm.compose, requested) : cvm.compose;
+  if (changed && behaviour.composeDrift) newCompose = { ...newCompose, public_logs: newCompose.public_logs !== true };
   const app = ws.appOf(cvm);
   const kms = ws.kmsOf(app);
 
@@ -284,13 +285,32 @@ function accept(deps: EnvsDeps, cvm: CvmRecord, encryptedEnv: string, compose: A
  * Finishes the CVM's in-flight update: the guest restarts with the new compose and env. An env
  * the guest would reject fails the operation and leaves the previous env and compose in place.
  */
-export async function applyInFlight(ws: Workspace, cvm: CvmRecord, now: number): Promise<void> {
+export async function applyInFlight(
+  ws: Workspace,
+  cvm: CvmRecord,
+  now: number,
+  /** The KMS's boot check (on-chain KMS only): null to boot, else why the KMS refuses. */
+  bootRefusal?: (cvm: CvmRecord, compose: AppCompose) => Promise<string | null>,
+): Promise<void> {
   const flight = cvm.inFlight;
   if (flight === null) return;
   const at = new Date(now).toISOString();
   const op = cvm.operations.find((o) => o.correlationId === flight.correlationId);
   let failure: string | null = null;
-  try {
+  // Only a restart with a new compose is checked: CVMs the simulator creates were never
+  // provisioned on chain with their first compose hash (dstack's deployAndRegisterApp takes one),
+  // so a value-only update would be refused for a reason the real service never has.
+  if (bootRefusal && flight.allowedEnvsChanged) {
+    let refused: string | null;
+    try {
+      refused = await bootRefusal(cvm, flight.compose);
+    } catch (err) {
+      refused = `the KMS could not read the chain (${(err as Error).message.split('\n')[0]!.slice(0, 160)})`;
+    }
+    // The guest restarts and the KMS refuses its keys: the CVM keeps running the old env.
+    if (refused !== null) failure = `boot refused by the KMS: ${refused}`;
+  }
+  if (failure === null) try {
     const env: EnvVar[] = await decryptEnvVars(flight.encryptedEnv, cvm.envPrivateKey);
     validateEnvVars(env);
   } catch (err) {

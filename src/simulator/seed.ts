@@ -32,7 +32,14 @@ export interface SeedConfig {
   chainId: number | null;
   /** The stack's signer: CVMs created later are marked ownerIsSigner when it owns their app. */
   signerAddress?: string;
-  onchainKms?: { slug?: string; kmsType?: KmsTypeWord; contractAddress?: string };
+  /**
+   * The on-chain KMS. With `contractAddress` and `k256PrivateKey` from a real deployment (the
+   * local stack's DstackKms), the simulator signs with the key the contract publishes; an
+   * existing workspace is brought in line with them.
+   */
+  onchainKms?: { slug?: string; kmsType?: KmsTypeWord; contractAddress?: string; k256PrivateKey?: string };
+  /** The OS image the simulated node boots (what the KMS's allowedOsImages must hold). */
+  osImageHash?: string;
   apps: SeedApp[];
   cvms: SeedCvm[];
 }
@@ -57,6 +64,7 @@ export function stackSeed(args: {
   chainId: number;
   apps: { name: string; appId: string; owner: string }[];
   signerAddress: string;
+  kms?: { address: string; k256PrivateKey: string; osImageHash: string };
 }): SeedConfig {
   const apps: SeedApp[] = [];
   for (const name of ['app-signer-1', 'app-foreign', 'app-signer-shared']) {
@@ -78,7 +86,15 @@ export function stackSeed(args: {
     { name: 'cvm-shared-b', app: 'app-signer-shared' },
     { name: 'cvm-phala', app: 'app-phala-1' },
   ].filter((c) => apps.some((a) => a.name === c.app));
-  return { chainId: args.chainId, signerAddress: args.signerAddress, apps, cvms };
+  return {
+    chainId: args.chainId,
+    signerAddress: args.signerAddress,
+    apps,
+    cvms,
+    ...(args.kms
+      ? { onchainKms: { contractAddress: args.kms.address, k256PrivateKey: args.kms.k256PrivateKey }, osImageHash: args.kms.osImageHash }
+      : {}),
+  };
 }
 
 export function readSeedFile(path: string): SeedConfig {
@@ -124,13 +140,16 @@ function ensureOnchainKms(ws: Workspace, seed: SeedConfig): KmsRecord | undefine
       url: `https://kms-${chainId}.phala-sim.invalid`,
       version: 'v0.5.4',
       chainId,
-      // No KMS contract is deployed on the local chain; a fixed address stands in for it.
+      // Without a deployed DstackKms (a bare simulator) a random address stands in for it.
       contractAddress: getAddress(seed.onchainKms?.contractAddress ?? `0x${'5d'.repeat(2)}${randomHex(18)}`),
       gatewayAppId: randomHex(20),
-      k256PrivateKey: newK256PrivateKey(),
+      k256PrivateKey: seed.onchainKms?.k256PrivateKey?.replace(/^0x/, '') ?? newK256PrivateKey(),
       envKeyRoot: randomHex(32),
     };
     ws.data.kms.push(kms);
+  } else {
+    if (seed.onchainKms?.contractAddress) kms.contractAddress = getAddress(seed.onchainKms.contractAddress);
+    if (seed.onchainKms?.k256PrivateKey) kms.k256PrivateKey = seed.onchainKms.k256PrivateKey.replace(/^0x/, '');
   }
   return kms;
 }
@@ -178,6 +197,8 @@ export interface NewCvmSpec {
   name?: string;
   app: AppRecord;
   allowedEnvs?: readonly string[];
+  /** Extra compose fields (tests of the hash check: non-ASCII, nulls, scripts a runner ignores). */
+  composeExtra?: Record<string, unknown>;
   overrides?: CvmRecord['overrides'];
 }
 
@@ -202,7 +223,10 @@ export function createCvm(ws: Workspace, spec: NewCvmSpec): CvmRecord {
     envPrivateKey: keys.privateKey,
     envPublicKey: keys.publicKey,
     // Replicas of an app boot the same compose, so they share its hash (and its on-chain registration).
-    compose: sibling && !spec.allowedEnvs ? structuredClone(sibling.compose) : newAppCompose(spec.app.name, spec.allowedEnvs ?? DEFAULT_ALLOWED_ENVS),
+    compose:
+      sibling && !spec.allowedEnvs && !spec.composeExtra
+        ? structuredClone(sibling.compose)
+        : { ...newAppCompose(spec.app.name, spec.allowedEnvs ?? DEFAULT_ALLOWED_ENVS), ...(spec.composeExtra ?? {}) },
     status: 'running',
     createdAt: now,
     bootedAt: now,
@@ -221,6 +245,7 @@ export function createCvm(ws: Workspace, spec: NewCvmSpec): CvmRecord {
 export function applySeed(ws: Workspace, seed: SeedConfig): SeededCvmInfo[] {
   const phala = ensurePhalaKms(ws);
   const onchain = ensureOnchainKms(ws, seed);
+  if (seed.osImageHash) ws.data.node.osImageHash = seed.osImageHash;
   const appsByName = new Map<string, AppRecord>();
   for (const spec of seed.apps) {
     if (spec.kms === 'onchain') {

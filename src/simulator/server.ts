@@ -14,6 +14,8 @@ import { ChainVerifier } from './chain-verifier.ts';
 import { API_VERSIONS, DEFAULT_BEHAVIOUR, mergeBehaviour, type ApiVersion, type BehaviourConfig, type SimulatorOptions } from './config.ts';
 import { detailError, HttpError, validationError, type ErrorEnvelope } from './errors.ts';
 import { applyInFlight } from './envs-route.ts';
+import { BootChecker } from './boot-check.ts';
+import { composeHash, type AppCompose } from './compose.ts';
 import { Faults } from './faults.ts';
 import { applySeed, readSeedFile, type SeedConfig, type SeededCvmInfo } from './seed.ts';
 import { Workspace, type CvmRecord } from './state.ts';
@@ -109,6 +111,20 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
   const now = () => Date.now();
   let closed = false;
 
+  const booter = rpcUrl === null ? null : new BootChecker(rpcUrl);
+  const bootRefusal = async (cvm: CvmRecord, compose: AppCompose): Promise<string | null> => {
+    const kms = ws.kmsOf(ws.appOf(cvm));
+    if (booter === null || !behaviour.bootChecks || kms.kind !== 'onchain') return null;
+    return booter.refusal({
+      kmsAddress: kms.contractAddress,
+      appId: cvm.appId,
+      instanceId: cvm.instanceId,
+      composeHash: composeHash(compose, behaviour.composeSerialization),
+      deviceId: cvm.deviceId,
+      osImageHash: ws.data.node.osImageHash ?? null,
+    });
+  };
+
   const schedule = (cvm: CvmRecord) => {
     const flight = cvm.inFlight;
     if (flight === null || closed) return;
@@ -117,7 +133,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
       timers.delete(cvm.id);
       const current = ws.data.cvms.find((c) => c.id === cvm.id);
       if (!current || current.inFlight?.correlationId !== flight.correlationId) return;
-      applyInFlight(ws, current, now()).catch((err: unknown) => log(`applying the update of ${cvm.id} failed: ${(err as Error).message}`));
+      applyInFlight(ws, current, now(), bootRefusal).catch((err: unknown) => log(`applying the update of ${cvm.id} failed: ${(err as Error).message}`));
     }, Math.max(0, flight.applyAt - now()));
     timers.set(cvm.id, timer);
   };
@@ -239,7 +255,9 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
 
     let outcome: { status: number; body: unknown; text?: { contentType: string; value: string } } | HttpError;
     try {
-      const key = headerValue(req, 'x-api-key');
+      // X-API-Key, or a bearer token (the SDK's OIDC path) when no key is sent; one credential here.
+      const bearer = headerValue(req, 'authorization');
+      const key = headerValue(req, 'x-api-key') ?? (bearer?.startsWith('Bearer ') ? bearer.slice(7) : undefined);
       if (key !== undefined ? !sameSecret(key, opts.apiKey) : !route.public) {
         throw detailError(401, key === undefined ? 'Not authenticated' : 'Invalid API key');
       }

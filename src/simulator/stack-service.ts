@@ -51,7 +51,7 @@ export function simulatorService(options: SimulatorServiceOptions = {}): StackSe
   return {
     name: 'phala-cloud-simulator',
     async start(ctx) {
-      const seed = stackSeed({ chainId: ctx.chainId, apps: ctx.apps, signerAddress: ctx.signerAddress });
+      const seed = stackSeed({ chainId: ctx.chainId, apps: ctx.apps, signerAddress: ctx.signerAddress, kms: ctx.kms });
       const seedPath = join(ctx.dataDir, SIMULATOR_SEED_FILE);
       writeAtomically(seedPath, `${JSON.stringify(seed, null, 2)}\n`);
       const apiKey = `phak_sim_${randomHex(24)}`;

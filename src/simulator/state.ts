@@ -109,7 +109,7 @@ export interface WorkspaceData {
   workspace: { id: string; name: string; slug: string };
   user: { id: string; numericId: number; username: string; email: string };
   /** The one simulated TEE host; its device id is what a 465 reports as `device_id`. */
-  node: { id: number; name: string; region: string; deviceId: string; version: string };
+  node: { id: number; name: string; region: string; deviceId: string; version: string; osImageHash?: string };
   kms: KmsRecord[];
   apps: AppRecord[];
   cvms: CvmRecord[];
@@ -170,6 +170,18 @@ export class Workspace {
   kms(idOrSlug: string): KmsRecord | undefined {
     const key = idOrSlug.trim();
     return this.data.kms.find((k) => k.id === key || k.slug === key);
+  }
+
+  /**
+   * A KMS named by id, slug, or the `kms_type` word the CLI sends (`base`, `ethereum`); a word
+   * resolves only when exactly one KMS has that type, so it never picks one of several.
+   */
+  kmsByRef(ref: string): KmsRecord | undefined {
+    const direct = this.kms(ref);
+    if (direct) return direct;
+    const word = ref.trim().toLowerCase();
+    const typed = this.data.kms.filter((k) => k.kmsType === word);
+    return typed.length === 1 ? typed[0] : undefined;
   }
 
   kmsOf(app: AppRecord): KmsRecord {

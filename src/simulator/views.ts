@@ -33,6 +33,28 @@ export function renderKmsInfo(kms: KmsRecord): Record<string, unknown> {
   };
 }
 
+/**
+ * A KMS contract as API 2026-06-23 lists it. The simulator runs one node per contract; the
+ * off-chain KMS is the sentinel contract "phala" on chain 0.
+ */
+export function renderKmsContract(kms: KmsRecord): Record<string, unknown> {
+  return {
+    id: kms.id,
+    slug: kms.slug,
+    label: kms.slug,
+    contract_address: kms.contractAddress ?? 'phala',
+    chain_id: kms.chainId ?? 0,
+    k256_pubkey: k256PublicKey(kms.k256PrivateKey),
+    ca_pubkey: null,
+    node_count: 1,
+  };
+}
+
+/** A node under a KMS contract (GET /kms/{slug}/nodes, API 2026-06-23). */
+export function renderKmsNode(kms: KmsRecord): Record<string, unknown> {
+  return { id: kms.id, slug: kms.slug, url: kms.url, version: kms.version, kms_type: kms.kmsType };
+}
+
 export function cvmComposeHash(cvm: CvmRecord, mode: ComposeSerialization): string {
   return composeHash(cvm.compose, mode);
 }
@@ -148,7 +170,7 @@ export function renderCvmDetail(ctx: ViewContext, cvm: CvmRecord, version: ApiVe
       status: 'ONLINE',
       version: node.version,
     },
-    os: { name: `dstack-${node.version}`, version: node.version, is_dev: false, os_image_hash: null },
+    os: { name: `dstack-${node.version}`, version: node.version, is_dev: false, os_image_hash: node.osImageHash?.replace(/^0x/, '') ?? null },
     kms_type: kms.kmsType,
     kms_info: cvmKmsInfo(ctx, cvm, kms, app.owner),
     status: cvm.status,
@@ -204,9 +226,30 @@ export function renderCvmState(ctx: ViewContext, cvm: CvmRecord): Record<string,
   return out;
 }
 
-/** One value of POST /status/batch. */
-export function renderCvmStatus(ctx: ViewContext, cvm: CvmRecord, vmUuidKey: string): Record<string, unknown> {
+/**
+ * One value of POST /status/batch. From 2026-06-23 the operation is one `operation` object (as
+ * @phala/cloud's CvmStatusSchema models it); older versions get the flat fields.
+ */
+export function renderCvmStatus(ctx: ViewContext, cvm: CvmRecord, vmUuidKey: string, version: ApiVersion): Record<string, unknown> {
   const op = cvm.inFlight ? cvm.operations.find((o) => o.correlationId === cvm.inFlight!.correlationId) : undefined;
+  const base = {
+    vm_uuid: vmUuidKey,
+    status: cvm.status,
+    uptime: cvm.status === 'running' ? uptime(cvm, ctx.now) : null,
+    in_progress: cvm.inFlight !== null,
+    boot_progress: cvm.status === 'running' ? 'done' : cvm.inFlight ? 'booting' : null,
+    boot_error: cvm.bootError,
+    shutdown_progress: null,
+    events: [],
+  };
+  if (version >= '2026-06-23') {
+    return {
+      ...base,
+      operation: cvm.inFlight
+        ? { type: op?.operationType ?? null, phase: 'applying', started_at: op?.startedAt ?? null, correlation_id: cvm.inFlight.correlationId }
+        : null,
+    };
+  }
   return {
     vm_uuid: vmUuidKey,
     status: cvm.status,

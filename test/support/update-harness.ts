@@ -10,7 +10,7 @@ import type { Worker, NativeConnection } from '@temporalio/worker';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createDataConverter } from '../../src/codec.ts';
 import { anvilRpc } from '../../src/dev/anvil.ts';
-import { deployApps } from '../../src/dev/deploy-apps.ts';
+import { deployRegisteredApp } from './apps.ts';
 import { createWorker, WORKFLOWS_PATH } from '../../src/worker.ts';
 import { SimAdminClient, type NewSimCvm, type SimCvmSummary } from '../../src/simulator/admin-client.ts';
 import { useStack, type TestStack } from './stack.ts';
@@ -54,17 +54,8 @@ export async function createHarness(stack: TestStack): Promise<Harness> {
   const key = generatePrivateKey();
   const account = privateKeyToAccount(key);
   await anvilRpc(stack.info.rpcUrl, 'anvil_setBalance', [account.address, '0x56bc75e2d63100000']);
-  let apps = 0;
-  const deployApp = async () => {
-    const [app] = await deployApps({
-      rpcUrl: stack.info.rpcUrl,
-      chainId: stack.info.chainId,
-      deployer: account,
-      owners: { signer: account.address, other: account.address },
-      apps: [{ name: `harness-${taskQueue}-${apps++}`, owner: 'signer' }],
-    });
-    return app!.appId;
-  };
+  // Registered with the stack's KMS like every real app, so its CVMs pass the boot check.
+  const deployApp = () => deployRegisteredApp(stack, account);
   const ownApp = await deployApp();
   const env: Record<string, string> = {
     ...stack.env,
