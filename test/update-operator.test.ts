@@ -75,6 +75,31 @@ test('signer not the owner: waits for an operator, rejects a wrong transaction, 
   assert.ok(final.timings.operatorMs > 0);
 });
 
+test('an owner who signs elsewhere: the status shows the exact proposal, and the change goes on by itself once the chain allows the hash', async () => {
+  const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(false), allowedEnvs: ['A'] });
+  // A key of its own: the app is shared by this file's tests, and its compose hash must be new.
+  const env = { A: randomBytes(8).toString('hex'), [`OWNER_${randomBytes(4).toString('hex').toUpperCase()}`]: randomBytes(8).toString('hex') };
+  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
+
+  const waiting = await waitForStatus(cvm.id, (s) => s.phase === 'awaiting_operator' && s.ownerProposal !== undefined);
+  const proposal = waiting.ownerProposal!;
+  assert.equal(proposal.to.toLowerCase(), cvm.appId.toLowerCase());
+  assert.equal(proposal.chainId, setup.stack.info.chainId);
+  assert.equal(proposal.value, '0');
+  assert.equal(proposal.call, `addComposeHash(0x${waiting.composeHash})`);
+
+  // The owner sends exactly the proposed call, from its own wallet; nobody signals the workflow.
+  const { wallet, client } = ownerWallet();
+  const sent = await wallet.sendTransaction({ to: proposal.to, data: proposal.data, value: 0n });
+  await client.waitForTransactionReceipt({ hash: sent, pollingInterval: 100 });
+
+  const result = await awaitEnvUpdate(handle);
+  assert.equal(result.transactionHash, sent, 'the registration found on chain is the owner\'s');
+  assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, env);
+  const final = await getEnvUpdateStatus(setup.h.client, cvm.id);
+  assert.equal(final.ownerProposal, undefined, 'the proposal is gone once the wait is over');
+});
+
 test('abort ends a waiting change; one change per CVM; the same requestId attaches', async () => {
   const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(false), allowedEnvs: ['A'] });
   const input = { cvmId: cvm.id, env: { A: 'x', C_NEW: 'y' }, requestId: `req-${randomBytes(4).toString('hex')}` };

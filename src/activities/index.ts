@@ -2,6 +2,7 @@
 // signer, and tests inject the same things pointed at the local stack.
 import { chainClientCache, createChainActivities, type ChainActivityDeps } from './chain-activities.ts';
 import { createSignerActivities, type SignerActivityDeps } from './signer-activities.ts';
+import { createOwnerActivities } from './owner-activities.ts';
 import { createPhalaActivities, type PhalaActivityDeps } from './phala-activities.ts';
 import { withHeartbeats } from './heartbeat.ts';
 
@@ -13,5 +14,6 @@ export function createActivities(deps: ActivityDeps) {
     ...createPhalaActivities(deps),
     ...createChainActivities(deps, clientFor),
     ...createSignerActivities(deps, clientFor),
+    ...createOwnerActivities(deps, clientFor),
   });
 }

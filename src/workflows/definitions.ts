@@ -2,6 +2,7 @@
 // nothing here may import Node or chain libraries.
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { RegistrationProposal } from '../chain/registration-proposal.ts';
 
 export type ComposeHashPolicy = 'strict' | 'warn' | 'off';
 
@@ -72,6 +73,8 @@ export interface UpdateStatus {
   requiredConfirmations?: number;
   correlationId?: string;
   attempts: Record<string, number>;
+  /** While it waits for an owner who signs elsewhere: the exact transaction to propose. */
+  ownerProposal?: RegistrationProposal;
   /** Why the workflow waits for an operator, while it does. */
   waitingFor?: string;
   lastError?: string;

@@ -1,11 +1,19 @@
-import { ApplicationFailure, patched, proxyActivities, sleep, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  patched,
+  proxyActivities,
+  sleep,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.ts';
 import type { ChainPreflight, MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
 import { AppIdAttribute, type UpdateEnvInput, type UpdateEnvResult } from './definitions.ts';
 import { waitForConfirmations } from './confirmations.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
-import { FINAL_FAILURES, UpdateTracker } from './update-tracker.ts';
+import { FINAL_FAILURES, oneLine, UpdateTracker, type OperatorAction } from './update-tracker.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -47,6 +55,9 @@ const chain = proxyActivities<Activities>({
  */
 const SIGNER_MANAGER_PATCH = 'signer-manager';
 
+/** While waiting for an owner who signs elsewhere, watch the chain and go on when the hash is allowed. */
+const OWNER_WATCH_PATCH = 'owner-watch';
+
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
 
@@ -87,6 +98,35 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       status.lastError = answer.reason;
       await t.awaitOperator(`the registration failed: ${answer.reason}; signal retry to ask the signer again, or abort`, ['retry']);
     }
+  }
+
+  /**
+   * Waits for the owner's registration: an operator's useTransaction, or the chain showing the
+   * hash allowed with its ComposeHashAdded, whoever sent it (a Safe, a timelock, a relayer).
+   */
+  async function awaitOwner(
+    why: string,
+    ask: { chainId: number; appId: string; composeHash: string; fromBlock: number },
+  ): Promise<OperatorAction | { kind: 'onChain'; tx: MinedTx }> {
+    status.ownerProposal = await t.step('apiMs', 'ownerRegistrationProposal', () => api.ownerRegistrationProposal(ask));
+    let seen: MinedTx | undefined;
+    const watch = new CancellationScope();
+    const watching = watch
+      .run(async () => {
+        while (!seen) {
+          const r = await pollers.watchOwnerRegistration({ ...ask, maxWaitMs: POLL_SLICE_MS });
+          if (r.state === 'registered') seen = r.tx;
+        }
+      })
+      .catch((err: unknown) => {
+        // Retries ran out: the operator's hand-over still works; say why the watch stopped.
+        if (!isCancellation(err)) status.lastError = `watching the chain for the owner's registration stopped: ${oneLine(err)}`;
+      });
+    const action = await t.awaitOperator(why, ['useTransaction'], () => seen !== undefined);
+    watch.cancel();
+    await watching;
+    status.ownerProposal = undefined;
+    return seen ? { kind: 'onChain', tx: seen } : action;
   }
 
   /** A reverted legacy registration spent its nonce and registered nothing: a person decides. */
@@ -199,25 +239,35 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
           let txHash = operatorTx;
           operatorTx = undefined;
           if (!txHash) {
-            const action = await t.awaitOperator(
+            const why =
               pre.signerIsOwner
                 ? `register compose hash ${first.composeHash} on app ${appId} and signal useTransaction`
                 : `${pre.signer ? `the signer ${pre.signer} is not the owner` : 'the worker has no signer key and cannot act for the owner'} ` +
                     `(${pre.owner}) of app ${appId}: the owner must call ` +
-                    `addComposeHash(${first.composeHash}) and signal useTransaction with its hash`,
-              ['useTransaction'],
+                    `addComposeHash(${first.composeHash}) and signal useTransaction with its hash`;
+            // Since 'owner-watch': the chain is watched meanwhile; a registration by anyone ends the wait.
+            const action = !pre.signerIsOwner && patched(OWNER_WATCH_PATCH)
+              ? await awaitOwner(why, { chainId, appId, composeHash: first.composeHash, fromBlock: pre.blockNumber ?? 0 })
+              : await t.awaitOperator(why, ['useTransaction']);
+            if (action.kind === 'onChain') {
+              // Found by the watch: the app allows the hash and its ComposeHashAdded names the tx.
+              registration = action.tx;
+            } else if (action.kind !== 'useTransaction') {
+              continue;
+            } else {
+              txHash = action.hash;
+            }
+          }
+          if (!registration) {
+            const verdict = await t.step('chainMs', 'verifyRegistration', () =>
+              chain.verifyRegistration({ chainId, appId, composeHash: first.composeHash, transactionHash: txHash! }),
             );
-            if (action.kind !== 'useTransaction') continue;
-            txHash = action.hash;
+            if (!verdict.ok) {
+              status.lastError = `transaction ${txHash} does not register the hash: ${verdict.reason}`;
+              continue;
+            }
+            registration = { hash: verdict.hash, blockNumber: verdict.blockNumber, blockHash: verdict.blockHash };
           }
-          const verdict = await t.step('chainMs', 'verifyRegistration', () =>
-            chain.verifyRegistration({ chainId, appId, composeHash: first.composeHash, transactionHash: txHash }),
-          );
-          if (!verdict.ok) {
-            status.lastError = `transaction ${txHash} does not register the hash: ${verdict.reason}`;
-            continue;
-          }
-          registration = { hash: verdict.hash, blockNumber: verdict.blockNumber, blockHash: verdict.blockHash };
         }
         status.transactionHash = registration.hash;
         status.blockNumber = registration.blockNumber;

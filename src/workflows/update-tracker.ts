@@ -25,7 +25,7 @@ import {
 export const FINAL_FAILURES = ['InvalidInput', 'ApiRejected'];
 
 export type Bucket = 'apiMs' | 'chainMs';
-export type OperatorAction = { kind: 'retry' } | { kind: 'useTransaction'; hash: string };
+export type OperatorAction = { kind: 'retry' } | { kind: 'useTransaction'; hash: string } | { kind: 'resolved' };
 
 export class UpdateTracker {
   readonly status: UpdateStatus;
@@ -105,7 +105,8 @@ export class UpdateTracker {
   }
 
   /** Parks the workflow in a named state until an operator acts, and says which action came. */
-  async awaitOperator(why: string, accept: OperatorAction['kind'][]): Promise<OperatorAction> {
+  /** `resolved` ends the wait without a person (e.g. the chain shows what the operator was asked for). */
+  async awaitOperator(why: string, accept: ('retry' | 'useTransaction')[], resolved?: () => boolean): Promise<OperatorAction> {
     const resumeTo = this.status.phase;
     this.status.waitingFor = why;
     this.enter('awaiting_operator');
@@ -114,12 +115,13 @@ export class UpdateTracker {
     const canRetry = accept.includes('retry');
     const canUseTx = accept.includes('useTransaction');
     try {
-      await condition(() => (canRetry && this.retryRequested) || (canUseTx && this.offeredTx !== undefined));
+      await condition(() => (canRetry && this.retryRequested) || (canUseTx && this.offeredTx !== undefined) || resolved?.() === true);
     } finally {
       this.status.timings.operatorMs += Date.now() - t0;
       this.status.waitingFor = undefined;
     }
     this.enter(resumeTo);
+    if (resolved?.() === true) return { kind: 'resolved' };
     if (canUseTx && this.offeredTx !== undefined) {
       const hash = this.offeredTx;
       this.offeredTx = undefined;
