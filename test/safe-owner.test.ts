@@ -17,7 +17,10 @@ import { PhalaCloudClient } from '../src/phala/api-client.ts';
 import { encryptEnvVars } from '../src/phala/env-crypto.ts';
 import { SimAdminClient } from '../src/simulator/admin-client.ts';
 import { ChainVerifier } from '../src/simulator/chain-verifier.ts';
+import { randomBytes } from 'node:crypto';
+import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, type UpdateStatus } from '../src/client.ts';
 import { deploySafe, type SafeFixture } from './support/safe.ts';
+import { createHarness } from './support/update-harness.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 
 let stack: TestStack;
@@ -114,4 +117,33 @@ test('the proposal for a Safe on Base links the Safe app; an EOA owner gets none
   assert.equal(eoa.safeAppUrl, undefined);
   assert.throws(() => buildRegistrationProposal({ chainId: 1, appId: 'nope', composeHash: hash }), /appId/);
   assert.throws(() => buildRegistrationProposal({ chainId: 1, appId, composeHash: 'xyz' }), /composeHash/);
+});
+
+test('the update workflow waits for the Safe, shows what to propose, and finishes by itself once 2 of 3 owners execute it', async () => {
+  const h = await createHarness(stack);
+  try {
+    await h.startWorker({ LOG_LEVEL: 'ERROR' });
+    const cvm = await h.newCvm({ kms: 'onchain', appId: app, allowedEnvs: ['APP_MODE'] });
+    const env = { APP_MODE: 'safe', [`SAFE_${randomBytes(4).toString('hex').toUpperCase()}`]: 'wf' };
+    const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
+
+    let waiting: UpdateStatus | undefined;
+    for (const deadline = Date.now() + 30_000; !waiting?.ownerProposal; await new Promise((r) => setTimeout(r, 200))) {
+      if (Date.now() > deadline) throw new Error(`no proposal in the status: ${JSON.stringify(waiting)}`);
+      waiting = await getEnvUpdateStatus(h.client, cvm.id).catch(() => undefined);
+    }
+    const proposal = waiting.ownerProposal;
+    assert.equal(waiting.phase, 'awaiting_operator');
+    assert.equal(proposal.deployerType, 'safe');
+    assert.equal(proposal.owner, safe.address);
+    // No Safe app link here: Safe's web app does not serve the local chain (31337).
+
+    const exec = await safe.execute({ to: proposal.to, data: proposal.data }, [owners[1]!, owners[2]!], executor);
+    assert.equal(exec.success, true);
+    const result = await awaitEnvUpdate(handle);
+    assert.equal(result.transactionHash, exec.hash, "the Safe's own transaction is the registration of record");
+    assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
+  } finally {
+    await h.close();
+  }
 });
