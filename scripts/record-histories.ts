@@ -1,0 +1,149 @@
+// Records workflow histories from the current code as replay fixtures
+// (test/histories/<version>-<scenario>.json): an on-chain two-phase update, a Phala-KMS
+// update, an operator wait (the signer does not own the app; the owner's transaction is
+// handed over) and a reorg during confirmations. test/workflow-replay.test.ts replays
+// every fixture for good, so a change that would break in-flight workflows fails CI.
+//
+//   npm run record-histories             # writes fixtures for package.json's version
+//   npm run record-histories -- --force  # overwrites them (only before that version ships)
+//
+// Fixtures of released versions are never re-recorded: they stand for workflows that
+// may still be running somewhere.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { createPublicClient, createWalletClient, http, type Hex } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import { foundry } from 'viem/chains';
+import { dstackAppAbi } from '../src/chain/dstack-app-abi.ts';
+import { anvilRpc } from '../src/dev/anvil.ts';
+import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, useRegistrationTransaction, type UpdateStatus } from '../src/client.ts';
+import { useStack, type TestStack } from '../test/support/stack.ts';
+import { createHarness, type Harness } from '../test/support/update-harness.ts';
+import { FIXTURE_PAYLOAD_KEYS, FIXTURE_SECRET_PREFIX } from '../test/histories/fixture-key.ts';
+
+const OUT_DIR = join(import.meta.dirname, '..', 'test', 'histories');
+const force = process.argv.includes('--force');
+const version = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+const commit = (() => {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+})();
+
+const secret = () => `${FIXTURE_SECRET_PREFIX}${randomBytes(6).toString('hex')}`;
+
+async function waitForStatus(h: Harness, cvmId: string, pred: (s: UpdateStatus) => boolean, timeoutMs = 60_000): Promise<UpdateStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: UpdateStatus | undefined;
+  for (;;) {
+    last = await getEnvUpdateStatus(h.client, cvmId).catch(() => last);
+    if (last && pred(last)) return last;
+    if (Date.now() > deadline) throw new Error(`status never matched; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Empty blocks in the background: the stack automines, so nothing else would deepen a registration. */
+function startMiner(rpcUrl: string): () => Promise<void> {
+  let inFlight: Promise<unknown> = Promise.resolve();
+  const timer = setInterval(() => (inFlight = anvilRpc(rpcUrl, 'anvil_mine', ['0x1']).catch(() => {})), 300);
+  return async () => {
+    clearInterval(timer);
+    await inFlight;
+  };
+}
+
+type Scenario = (h: Harness, stack: TestStack) => Promise<{ workflowId: string }>;
+
+const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scenario }> = {
+  onchain: {
+    async run(h) {
+      const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['BASE'] });
+      const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env: { BASE: secret(), NEW_KEY: secret() } }, { taskQueue: h.taskQueue });
+      const r = await awaitEnvUpdate(handle);
+      if (!r.transactionHash) throw new Error('the on-chain case registered nothing');
+      return handle;
+    },
+  },
+  'phala-kms': {
+    async run(h) {
+      const cvm = await h.newCvm({ kms: 'phala' });
+      const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env: { API_TOKEN: secret() } }, { taskQueue: h.taskQueue });
+      await awaitEnvUpdate(handle);
+      return handle;
+    },
+  },
+  'operator-use-tx': {
+    async run(h, stack) {
+      const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(false), allowedEnvs: ['A'] });
+      const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env: { A: secret(), B_NEW: secret() } }, { taskQueue: h.taskQueue });
+      const waiting = await waitForStatus(h, cvm.id, (s) => s.phase === 'awaiting_operator');
+      const chain = { ...foundry, id: stack.info.chainId };
+      const wallet = createWalletClient({ chain, transport: http(stack.info.rpcUrl), account: privateKeyToAccount(stack.devKeys.other) });
+      const client = createPublicClient({ chain, transport: http(stack.info.rpcUrl) });
+      const tx = await wallet.writeContract({
+        address: cvm.appId as Hex,
+        abi: dstackAppAbi,
+        functionName: 'addComposeHash',
+        args: [`0x${waiting.composeHash}`],
+      });
+      await client.waitForTransactionReceipt({ hash: tx, pollingInterval: 100 });
+      await useRegistrationTransaction(h.client, cvm.id, tx);
+      await awaitEnvUpdate(handle);
+      return handle;
+    },
+  },
+  'reorg-during-confirmations': {
+    workerEnv: { CHAIN_CONFIRMATIONS: '31337=4' },
+    async run(h, stack) {
+      const rpc = <T>(m: string, p: unknown[] = []) => anvilRpc<T>(stack.info.rpcUrl, m, p);
+      const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['BASE'] });
+      const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env: { BASE: secret(), K_REORG: secret() } }, { taskQueue: h.taskQueue });
+      const confirming = await waitForStatus(h, cvm.id, (s) => s.phase === 'confirming' && s.blockNumber !== undefined);
+      const head = Number(BigInt(await rpc<string>('eth_blockNumber')));
+      await rpc('anvil_reorg', [head - confirming.blockNumber! + 1, []]);
+      await waitForStatus(h, cvm.id, (s) => /reorganised/.test(s.lastError ?? ''));
+      const stopMiner = startMiner(stack.info.rpcUrl);
+      try {
+        await awaitEnvUpdate(handle);
+      } finally {
+        await stopMiner();
+      }
+      return handle;
+    },
+  },
+};
+
+mkdirSync(OUT_DIR, { recursive: true });
+// Automine: the reorg case needs a chain that stands still; the others get a miner.
+const stack = await useStack({ private: true, blockTime: 0 });
+stack.env.PAYLOAD_ENCRYPTION_KEYS = FIXTURE_PAYLOAD_KEYS;
+try {
+  for (const [name, scenario] of Object.entries(scenarios)) {
+    const file = join(OUT_DIR, `${version}-${name}.json`);
+    if (existsSync(file) && !force) {
+      console.log(`kept ${file} (pass --force to re-record)`);
+      continue;
+    }
+    const h = await createHarness(stack);
+    const stopMiner = name === 'reorg-during-confirmations' ? undefined : startMiner(stack.info.rpcUrl);
+    try {
+      await h.startWorker({ LOG_LEVEL: 'ERROR', ...scenario.workerEnv });
+      const { workflowId } = await scenario.run(h, stack);
+      const history = await h.client.workflow.getHandle(workflowId).fetchHistory();
+      const fixture = { workflowId, recordedWith: { version, commit, scenario: name }, history: JSON.parse(historyToJSON(history)) };
+      writeFileSync(file, `${JSON.stringify(fixture, null, 1)}\n`);
+      console.log(`wrote ${file} (${history.events?.length} events)`);
+    } finally {
+      await stopMiner?.();
+      await h.close();
+    }
+  }
+} finally {
+  await stack.release();
+}
