@@ -1,8 +1,8 @@
+#!/usr/bin/env node
 // The operator command line: start an env update and watch it, read a status, and steer a
 // workflow that waits for an operator. `npm run cli -- help` prints the usage.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import {
@@ -28,6 +28,7 @@ import {
   queryStatus,
 } from './progress.ts';
 import type { ComposeHashPolicy, UpdateStatus } from './workflows/definitions.ts';
+import { isMainModule } from './entry.ts';
 
 export const USAGE = `Usage: npm run cli -- <command> [options]
 
@@ -489,7 +490,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (isMainModule(import.meta.url)) {
   const controller = new AbortController();
   // The first Ctrl-C stops following (the workflow keeps running); a second one exits hard.
   process.once('SIGINT', () => {

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * Codec server for the Temporal Web UI and CLI: the same AES-GCM codec the
  * workers use, behind HTTP, so authorised operators can read (and, when they

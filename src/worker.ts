@@ -1,6 +1,6 @@
+#!/usr/bin/env node
 // The worker process: `npm run worker`, configured from the environment (the local
 // stack's .data/stack.env works as is).
-import { fileURLToPath } from 'node:url';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
 import { privateKeyToAccount } from 'viem/accounts';
 import { createActivities, type ActivityDeps } from './activities/index.ts';
@@ -8,8 +8,10 @@ import { createDataConverter } from './codec.ts';
 import { loadChainConfig, loadPhalaConfig, loadSignerKey, loadTemporalConfig, ConfigError } from './config.ts';
 import { PhalaCloudClient } from './phala/api-client.ts';
 import { crashInterceptorFromEnv } from './dev/crash-interceptor.ts';
+import { isMainModule } from './entry.ts';
+import { builtBundlePath, WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from './workflow-bundling.ts';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
+export { WORKFLOWS_PATH };
 
 /** Longer than the longest activity attempt (60 s), so a graceful stop never cuts one off. */
 export const SHUTDOWN_GRACE = '75 seconds';
@@ -40,18 +42,23 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
     tls: temporal.tls,
     ...(temporal.apiKey ? { apiKey: temporal.apiKey } : {}),
   });
+  const source = workflowSource(env);
   try {
     const worker = await Worker.create({
       connection,
       namespace: temporal.namespace,
       taskQueue: temporal.taskQueue,
-      // A prebuilt bundle (scripts/bundle-workflows.ts) starts a worker in about a second
+      // A prebuilt bundle (npm run build puts one in dist/) starts a worker in about a second
       // instead of bundling the workflow code at every start.
-      ...(env.WORKFLOW_BUNDLE_PATH ? { workflowBundle: { codePath: env.WORKFLOW_BUNDLE_PATH } } : { workflowsPath: WORKFLOWS_PATH }),
+      ...source,
       activities: createActivities(deps),
       dataConverter: createDataConverter(temporal.payloadKeys),
       shutdownGraceTime: SHUTDOWN_GRACE,
-      interceptors: { activity: [crashInterceptorFromEnv(env)].filter((f) => f !== undefined) },
+      interceptors: {
+        activity: [crashInterceptorFromEnv(env)].filter((f) => f !== undefined),
+        // A bundle carries its workflow interceptors already.
+        ...(source.workflowBundle ? {} : { workflowModules: WORKFLOW_INTERCEPTOR_MODULES }),
+      },
       ...opts.worker,
     });
     return { worker, connection };
@@ -61,7 +68,12 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
   }
 }
 
-async function main(): Promise<void> {
+function workflowSource(env: NodeJS.ProcessEnv): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  const codePath = env.WORKFLOW_BUNDLE_PATH || builtBundlePath();
+  return codePath ? { workflowBundle: { codePath } } : { workflowsPath: WORKFLOWS_PATH };
+}
+
+export async function main(): Promise<void> {
   const level = (process.env.LOG_LEVEL ?? 'INFO').toUpperCase();
   if (!['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(level)) {
     console.error('LOG_LEVEL must be one of TRACE, DEBUG, INFO, WARN, ERROR');
@@ -84,6 +96,6 @@ async function main(): Promise<void> {
   await created.connection.close();
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (isMainModule(import.meta.url)) {
   await main();
 }
