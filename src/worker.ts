@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The worker process: `npm run worker`, configured from the environment (the local
 // stack's .data/stack.env works as is).
-import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { privateKeyToAccount } from 'viem/accounts';
 import { createActivities, type ActivityDeps } from './activities/index.ts';
 import { createDataConverter } from './codec.ts';
@@ -9,6 +9,9 @@ import { loadChainConfig, loadPhalaConfig, loadSignerKey, loadTemporalConfig, Co
 import { PhalaCloudClient } from './phala/api-client.ts';
 import { crashInterceptorFromEnv } from './dev/crash-interceptor.ts';
 import { isMainModule } from './entry.ts';
+import { apiErrorMetrics } from './observability/activity-interceptor.ts';
+import { startOperatorGauge } from './observability/operator-gauge.ts';
+import { installRuntime, loadTelemetryConfig } from './observability/telemetry.ts';
 import { builtBundlePath, WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from './workflow-bundling.ts';
 
 export { WORKFLOWS_PATH };
@@ -55,7 +58,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
       dataConverter: createDataConverter(temporal.payloadKeys),
       shutdownGraceTime: SHUTDOWN_GRACE,
       interceptors: {
-        activity: [crashInterceptorFromEnv(env)].filter((f) => f !== undefined),
+        activity: [apiErrorMetrics, crashInterceptorFromEnv(env)].filter((f) => f !== undefined),
         // A bundle carries its workflow interceptors already.
         ...(source.workflowBundle ? {} : { workflowModules: WORKFLOW_INTERCEPTOR_MODULES }),
       },
@@ -74,14 +77,12 @@ function workflowSource(env: NodeJS.ProcessEnv): Pick<WorkerOptions, 'workflowBu
 }
 
 export async function main(): Promise<void> {
-  const level = (process.env.LOG_LEVEL ?? 'INFO').toUpperCase();
-  if (!['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(level)) {
-    console.error('LOG_LEVEL must be one of TRACE, DEBUG, INFO, WARN, ERROR');
-    process.exit(2);
-  }
-  Runtime.install({ logger: new DefaultLogger(level as LogLevel) });
   let created: Awaited<ReturnType<typeof createWorker>>;
+  let telemetry: ReturnType<typeof loadTelemetryConfig>;
+  let logger: ReturnType<typeof installRuntime>;
   try {
+    telemetry = loadTelemetryConfig();
+    logger = installRuntime(telemetry);
     created = await createWorker();
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -90,9 +91,20 @@ export async function main(): Promise<void> {
     }
     throw err;
   }
+  const temporal = loadTemporalConfig();
+  const stopGauge = telemetry.metricsBind
+    ? startOperatorGauge({
+        connection: created.connection,
+        namespace: temporal.namespace,
+        meter: Runtime.instance().metricMeter,
+        intervalMs: telemetry.operatorGaugeIntervalMs,
+        onError: (err) => logger.warn('could not count the updates waiting for an operator', { error: err }),
+      })
+    : undefined;
   // Worker.run() handles SIGINT/SIGTERM itself: it stops polling and drains within the grace time.
-  console.error(`[worker] polling task queue ${loadTemporalConfig().taskQueue}`);
+  logger.info('polling task queue', { taskQueue: temporal.taskQueue, namespace: temporal.namespace, metrics: telemetry.metricsBind ?? 'off' });
   await created.worker.run();
+  stopGauge?.();
   await created.connection.close();
 }
 

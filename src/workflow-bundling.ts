@@ -9,7 +9,7 @@ import { siblingModule } from './entry.ts';
 export const WORKFLOWS_PATH = siblingModule(import.meta.url, './workflows/index');
 
 /** Workflow interceptor modules every worker (and replay) loads. */
-export const WORKFLOW_INTERCEPTOR_MODULES: string[] = [];
+export const WORKFLOW_INTERCEPTOR_MODULES: string[] = [siblingModule(import.meta.url, './observability/workflow-interceptors')];
 
 /** Where `npm run build` writes the bundle: next to the compiled worker. */
 export const BUILT_BUNDLE_FILE = 'workflow-bundle.js';
