@@ -29,6 +29,7 @@ import {
 } from './progress.ts';
 import type { ComposeHashPolicy, UpdateStatus } from './workflows/definitions.ts';
 import { isMainModule } from './entry.ts';
+import { withFileSecrets } from './file-secrets.ts';
 
 export const USAGE = `Usage: npm run cli -- <command> [options]
 
@@ -256,11 +257,7 @@ async function connect(cfg: TemporalConfig): Promise<{ client: Client; connectio
   const dataConverter = createDataConverter(cfg.payloadKeys);
   let connection: Connection;
   try {
-    connection = await Connection.connect({
-      address: cfg.address,
-      tls: cfg.tls,
-      ...(cfg.apiKey ? { apiKey: cfg.apiKey } : {}),
-    });
+    connection = await Connection.connect(cfg.connection);
   } catch (err) {
     throw new Error(`cannot reach Temporal at ${cfg.address} (${describeFailure(err).message})`);
   }
@@ -463,7 +460,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         throw new UsageError('use-tx: the transaction hash must be 0x followed by 64 hex digits');
       }
     }
-    const env = loadSettings(io, values['env-from'] as string | undefined);
+    // Secrets given as *_FILE are read first, so the redactor knows them too.
+    const env = withFileSecrets(loadSettings(io, values['env-from'] as string | undefined));
     redact = createRedactor(secretsOf(env, newEnv));
     const cfg = loadTemporalConfig(env);
     ({ client, connection } = await connect(cfg));

@@ -40,11 +40,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
   const env = opts.env ?? process.env;
   const temporal = loadTemporalConfig(env);
   const deps = opts.deps ?? activityDepsFromEnv(env);
-  const connection = await NativeConnection.connect({
-    address: temporal.address,
-    tls: temporal.tls,
-    ...(temporal.apiKey ? { apiKey: temporal.apiKey } : {}),
-  });
+  const connection = await NativeConnection.connect(temporal.connection);
   const source = workflowSource(env);
   try {
     const worker = await Worker.create({
