@@ -16,8 +16,20 @@ import { builtBundlePath, WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '.
 
 export { WORKFLOWS_PATH };
 
-/** Longer than the longest activity attempt (60 s), so a graceful stop never cuts one off. */
-export const SHUTDOWN_GRACE = '75 seconds';
+/**
+ * Default time a stopping worker gives running activities before it cancels them: under
+ * Kubernetes' 30 s termination grace, so the worker exits before it is SIGKILLed. A cut
+ * activity is retried elsewhere once its 10 s heartbeat timeout passes.
+ */
+export const DEFAULT_SHUTDOWN_GRACE_SECONDS = 25;
+
+export function shutdownGraceMs(env: NodeJS.ProcessEnv): number {
+  const raw = env.WORKER_SHUTDOWN_GRACE_SECONDS?.trim();
+  if (!raw) return DEFAULT_SHUTDOWN_GRACE_SECONDS * 1000;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 0) throw new ConfigError('WORKER_SHUTDOWN_GRACE_SECONDS must be a number of seconds (0 or more)');
+  return seconds * 1000;
+}
 
 export function activityDepsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps {
   const phala = loadPhalaConfig(env);
@@ -40,6 +52,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
   const env = opts.env ?? process.env;
   const temporal = loadTemporalConfig(env);
   const deps = opts.deps ?? activityDepsFromEnv(env);
+  const grace = shutdownGraceMs(env);
   const connection = await NativeConnection.connect(temporal.connection);
   const source = workflowSource(env);
   try {
@@ -52,7 +65,9 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
       ...source,
       activities: createActivities(deps),
       dataConverter: createDataConverter(temporal.payloadKeys),
-      shutdownGraceTime: SHUTDOWN_GRACE,
+      shutdownGraceTime: grace,
+      // Then stop waiting for anything else, inside the same budget.
+      shutdownForceTime: grace + 2000,
       interceptors: {
         activity: [apiErrorMetrics, crashInterceptorFromEnv(env)].filter((f) => f !== undefined),
         // A bundle carries its workflow interceptors already.

@@ -6,7 +6,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { abortEnvUpdate, awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate } from '../src/client.ts';
+import { readFileSync } from 'node:fs';
 import { freePort } from '../src/dev/free-port.ts';
+import { checkHealth } from '../src/healthcheck.ts';
 import { METRICS } from '../src/observability/metric-names.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 import { createHarness, type Harness } from './support/update-harness.ts';
@@ -122,6 +124,21 @@ test('a change waiting for an operator shows in the gauge until it is aborted', 
   const s = await eventually('the aborted update', (x) => sum(x, ours(METRICS.updatesFinished, '_total'), { outcome: 'aborted' }) >= 1);
   assert.equal(sum(s, ours(METRICS.updatesFinished, '_total'), { kms: 'onchain', outcome: 'aborted' }), 1);
   await eventually('the gauge going down', (x) => sum(x, ours(METRICS.awaitingOperator)) < before);
+});
+
+test('every metric the alert rules and the dashboard use is one the worker exports', async () => {
+  const text = ['deploy/prometheus/alerts.yml', 'deploy/grafana/dashboards/cvm-envs.json'].map((f) => readFileSync(f, 'utf8')).join('\n');
+  const used = new Set([...text.matchAll(/\b((?:cvm_env|temporal)_[a-z_]+)\b/g)].map((m) => m[1]!));
+  assert.ok(used.size >= 8, [...used].join(' '));
+  const exported = new Set((await scrape()).map((x) => x.name));
+  for (const name of used) assert.ok(exported.has(name), `${name} is used but not exported`);
+});
+
+test('the image healthcheck passes against the running worker and fails without one', async () => {
+  const port = new URL(metricsUrl).port;
+  assert.equal(await checkHealth({ METRICS_PORT: port }), true);
+  assert.equal(await checkHealth({ METRICS_PORT: String(await freePort()) }), false);
+  assert.equal(await checkHealth({}), false);
 });
 
 test('worker logs are JSON lines with workflow and run ids, and hold no env value', () => {
