@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -49,7 +49,10 @@ test('no dev dependency is installed; the package ships dist/ with its workflow 
   for (const dev of ['tsx', 'typescript', '@phala/cloud', 'solc', '@foundry-rs/anvil']) {
     assert.ok(!existsSync(join(installed, 'node_modules', dev)), `${dev} was installed`);
   }
-  assert.ok(existsSync(join(pkgDir(), 'dist', 'workflow-bundle.js')));
+  const bundle = readFileSync(join(pkgDir(), 'dist', 'workflow-bundle.js'), 'utf8');
+  // Built with the codec's failure converter: failure messages go into encrypted payloads.
+  assert.match(bundle, /encodeCommonAttributes: true/);
+  assert.match(bundle, /cvm_env_updates_finished/, 'with the metrics interceptors');
   assert.ok(existsSync(join(pkgDir(), 'dist', 'index.d.ts')));
   assert.ok(!existsSync(join(pkgDir(), 'src')), 'sources are not shipped');
 });
@@ -122,7 +125,8 @@ function describeNative(): void {
     const t0 = Date.now();
     worker = spawn(process.execPath, [join(pkgDir(), 'dist', 'worker.js')], {
       cwd: installed,
-      env: { PATH: process.env.PATH ?? '', ...env, LOG_LEVEL: 'WARN' },
+      // INFO: the worker says it polls at that level.
+      env: { PATH: process.env.PATH ?? '', ...env, LOG_LEVEL: 'INFO' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     workerExited = new Promise((resolve) => worker!.once('exit', (code) => resolve(code)));
@@ -133,7 +137,12 @@ function describeNative(): void {
         if (/polling task queue/.test(stderr)) resolve();
       }),
     );
-    await Promise.race([polling, workerExited.then((code) => assert.fail(`the worker exited (${code}): ${stderr}`))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      polling,
+      workerExited.then((code) => assert.fail(`the worker exited (${code}): ${stderr}`)),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the worker never polled: ${stderr}`)), 90_000))),
+    ]).finally(() => clearTimeout(timer));
     process.stderr.write(`# worker from dist polling after ${Date.now() - t0} ms\n`);
 
     const sim = new SimAdminClient(stack.env.PHALA_API_URL!, stack.env.SIM_ADMIN_TOKEN!);
