@@ -1,8 +1,8 @@
+#!/usr/bin/env node
 // The operator command line: start an env update and watch it, read a status, and steer a
 // workflow that waits for an operator. `npm run cli -- help` prints the usage.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import {
@@ -31,6 +31,8 @@ import {
 } from './progress.ts';
 import type { ComposeHashPolicy, UpdateStatus } from './workflows/definitions.ts';
 import { formatSignerStatus } from './signer-status-format.ts';
+import { isMainModule } from './entry.ts';
+import { withFileSecrets } from './file-secrets.ts';
 
 export const USAGE = `Usage: npm run cli -- <command> [options]
 
@@ -263,11 +265,7 @@ async function connect(cfg: TemporalConfig): Promise<{ client: Client; connectio
   const dataConverter = createDataConverter(cfg.payloadKeys);
   let connection: Connection;
   try {
-    connection = await Connection.connect({
-      address: cfg.address,
-      tls: cfg.tls,
-      ...(cfg.apiKey ? { apiKey: cfg.apiKey } : {}),
-    });
+    connection = await Connection.connect(cfg.connection);
   } catch (err) {
     throw new Error(`cannot reach Temporal at ${cfg.address} (${describeFailure(err).message})`);
   }
@@ -492,7 +490,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         throw new UsageError('use-tx: the transaction hash must be 0x followed by 64 hex digits');
       }
     }
-    const env = loadSettings(io, values['env-from'] as string | undefined);
+    // Secrets given as *_FILE are read first, so the redactor knows them too.
+    const env = withFileSecrets(loadSettings(io, values['env-from'] as string | undefined));
     redact = createRedactor(secretsOf(env, newEnv));
     const cfg = loadTemporalConfig(env);
     ({ client, connection } = await connect(cfg));
@@ -520,7 +519,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (isMainModule(import.meta.url)) {
   const controller = new AbortController();
   // The first Ctrl-C stops following (the workflow keeps running); a second one exits hard.
   process.once('SIGINT', () => {

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * Codec server for the Temporal Web UI and CLI: the same AES-GCM codec the
  * workers use, behind HTTP, so authorised operators can read (and, when they
@@ -18,11 +19,10 @@
  * CODEC_SERVER_TOKEN, CODEC_CORS_ORIGINS (comma-separated origins) and optional
  * CODEC_SERVER_PORT (default 8888) and CODEC_SERVER_HOST (default 127.0.0.1).
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { realpathSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import type { Payload } from '@temporalio/common';
 import { z } from 'zod';
 import {
@@ -32,14 +32,22 @@ import {
   PayloadDecryptionError,
   PayloadKeyConfigError,
 } from './codec.ts';
+import { createAuthenticator, type OidcOptions } from './codec-auth.ts';
+import { ConfigError } from './config-error.ts';
+import { isMainModule } from './entry.ts';
+import { secretFromEnv } from './file-secrets.ts';
 
 export interface CodecServerOptions {
   /** 0 picks a free port; read it back from `url`. */
   port: number;
   host?: string;
   keysSpec: string;
-  /** Expected in `Authorization: Bearer <token>`. At least 16 characters. */
-  token: string;
+  /** Static bearer token for the CLI and automation (a writer). At least 16 characters. Optional with `oidc`. */
+  token?: string;
+  /** Verify the Temporal UI's OIDC access tokens; the token's roles decide reader or writer. */
+  oidc?: OidcOptions;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   /** Exact origins (`scheme://host[:port]`) allowed to call from a browser, e.g. the Temporal UI. */
   allowedOrigins: string[];
   /** Largest accepted request body. Default 8 MiB: a UI page of history can carry several 2 MiB payloads. */
@@ -97,10 +105,22 @@ function normaliseOrigin(value: string): string | undefined {
 }
 
 function validateOptions(options: CodecServerOptions): { origins: Set<string>; maxBodyBytes: number } {
-  if (typeof options.token !== 'string' || options.token.length < MIN_TOKEN_LENGTH) {
-    throw new CodecServerConfigError(`codec server token must be at least ${MIN_TOKEN_LENGTH} characters`);
+  if (options.token === undefined && !options.oidc) {
+    throw new CodecServerConfigError('the codec server needs a static token, OIDC settings, or both');
   }
-  if (/\s/.test(options.token)) throw new CodecServerConfigError('codec server token must not contain whitespace');
+  if (options.token !== undefined) {
+    if (typeof options.token !== 'string' || options.token.length < MIN_TOKEN_LENGTH) {
+      throw new CodecServerConfigError(`codec server token must be at least ${MIN_TOKEN_LENGTH} characters`);
+    }
+    if (/\s/.test(options.token)) throw new CodecServerConfigError('codec server token must not contain whitespace');
+  }
+  if (options.oidc) {
+    for (const field of ['jwksUrl', 'issuer'] as const) {
+      if (!options.oidc[field]) throw new CodecServerConfigError(`OIDC ${field} is required`);
+    }
+    if (!options.oidc.audience || options.oidc.audience.length === 0) throw new CodecServerConfigError('OIDC audience is required');
+    if (!/^https?:\/\//.test(options.oidc.jwksUrl)) throw new CodecServerConfigError('OIDC jwksUrl must be an http(s) URL');
+  }
   if (!Array.isArray(options.allowedOrigins)) throw new CodecServerConfigError('allowedOrigins must be a list of origins');
   const origins = new Set<string>();
   for (const origin of options.allowedOrigins) {
@@ -117,19 +137,6 @@ function validateOptions(options: CodecServerOptions): { origins: Set<string>; m
     throw new CodecServerConfigError('codec server port must be an integer between 0 and 65535');
   }
   return { origins, maxBodyBytes };
-}
-
-/**
- * Hashing both sides first makes the comparison constant-time in the length of
- * the presented token as well, which timingSafeEqual alone is not.
- */
-function tokenMatcher(token: string): (header: string | undefined) => boolean {
-  const expected = createHash('sha256').update(token, 'utf8').digest();
-  return (header) => {
-    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header ?? '');
-    const presented = createHash('sha256').update(match?.[1] ?? '', 'utf8').digest();
-    return timingSafeEqual(presented, expected) && match !== null;
-  };
 }
 
 function payloadFromJson(json: z.infer<typeof jsonPayloadSchema>, index: number): Payload {
@@ -187,7 +194,7 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
   const { origins, maxBodyBytes } = validateOptions(options);
   const host = options.host ?? '127.0.0.1';
   const codec = new AesGcmPayloadCodec(parsePayloadKeys(options.keysSpec));
-  const isAuthorised = tokenMatcher(options.token);
+  const authenticate = createAuthenticator({ token: options.token, oidc: options.oidc });
 
   const send = (res: ServerResponse, status: number, body?: unknown): void => {
     res.statusCode = status;
@@ -232,9 +239,13 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
     // Browsers always send Origin on cross-origin POSTs; refusing unknown ones
     // here means a page on another site cannot even trigger the work.
     if (origin !== undefined && !originAllowed) return send(res, 403, { error: 'origin not allowed' });
-    if (!isAuthorised(credentials)) {
+    const role = await authenticate(credentials);
+    if (role === undefined) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="temporal-codec"');
       return send(res, 401, { error: 'unauthorized' });
+    }
+    if (role === 'no-role' || (route === 'encode' && role !== 'writer')) {
+      return send(res, 403, { error: route === 'encode' ? 'encoding needs the writer role' : 'decoding needs the reader or writer role' });
     }
     const contentType = req.headers['content-type'] ?? '';
     if (!/^application\/json\b/i.test(contentType)) {
@@ -254,7 +265,7 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
     return send(res, 200, { payloads: result.map(payloadToJson) });
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy();
@@ -268,7 +279,8 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
       if (err instanceof PayloadDecryptionError) return send(res, 400, { error: err.message });
       send(res, 500, { error: 'internal error' });
     });
-  });
+  };
+  const server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest) : createServer(onRequest);
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
 
@@ -283,7 +295,7 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
   const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
 
   return {
-    url: `http://${urlHost}:${address.port}`,
+    url: `${options.tls ? 'https' : 'http'}://${urlHost}:${address.port}`,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));
@@ -298,10 +310,47 @@ function requiredEnv(env: NodeJS.ProcessEnv, name: string, what: string): string
   return value;
 }
 
-/** Reads the CLI configuration; errors name the variable, never its value. */
+/**
+ * Reads the configuration from the environment; errors name the variable, never its value.
+ * Authentication: CODEC_SERVER_TOKEN(_FILE) and/or CODEC_OIDC_JWKS_URL with
+ * CODEC_OIDC_ISSUER and CODEC_OIDC_AUDIENCE (comma-separated), optionally
+ * CODEC_OIDC_ROLES_CLAIM, CODEC_OIDC_READER_ROLE, CODEC_OIDC_WRITER_ROLE.
+ * HTTPS: CODEC_TLS_CERT_FILE and CODEC_TLS_KEY_FILE.
+ */
 export function codecServerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): CodecServerOptions {
-  const keysSpec = requiredEnv(env, 'PAYLOAD_ENCRYPTION_KEYS', 'payload keys as "id:key[,id:key...]" (the workers\' keys)');
-  const token = requiredEnv(env, 'CODEC_SERVER_TOKEN', `bearer token of at least ${MIN_TOKEN_LENGTH} characters`);
+  const secret = (name: string): string | undefined => {
+    try {
+      return secretFromEnv(env, name)?.trim() || undefined;
+    } catch (err) {
+      throw new CodecServerConfigError((err as ConfigError).message);
+    }
+  };
+  const keysSpec = secret('PAYLOAD_ENCRYPTION_KEYS');
+  if (!keysSpec) throw new CodecServerConfigError('PAYLOAD_ENCRYPTION_KEYS is not set: payload keys as "id:key[,id:key...]" (the workers\' keys)');
+  const token = secret('CODEC_SERVER_TOKEN');
+  const jwksUrl = env.CODEC_OIDC_JWKS_URL?.trim();
+  let oidc: OidcOptions | undefined;
+  if (jwksUrl) {
+    const issuer = requiredEnv(env, 'CODEC_OIDC_ISSUER', 'the issuer (iss) of the UI\'s access tokens');
+    const audience = requiredEnv(env, 'CODEC_OIDC_AUDIENCE', 'the audience (aud) the UI\'s access tokens are issued for')
+      .split(',')
+      .map((a) => a.trim())
+      .filter(Boolean);
+    const optional = (name: string) => env[name]?.trim() || undefined;
+    oidc = {
+      jwksUrl,
+      issuer,
+      audience,
+      rolesClaim: optional('CODEC_OIDC_ROLES_CLAIM'),
+      readerRole: optional('CODEC_OIDC_READER_ROLE'),
+      writerRole: optional('CODEC_OIDC_WRITER_ROLE'),
+    };
+  }
+  if (!token && !oidc) {
+    throw new CodecServerConfigError(
+      `set CODEC_SERVER_TOKEN (bearer token of at least ${MIN_TOKEN_LENGTH} characters) and/or CODEC_OIDC_JWKS_URL with CODEC_OIDC_ISSUER and CODEC_OIDC_AUDIENCE`,
+    );
+  }
   const origins = requiredEnv(env, 'CODEC_CORS_ORIGINS', 'comma-separated origins of the Temporal UI, e.g. http://localhost:8233')
     .split(',')
     .map((o) => o.trim())
@@ -312,20 +361,29 @@ export function codecServerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env):
   if (!/^\d+$/.test(portText) || port > 65535) {
     throw new CodecServerConfigError('CODEC_SERVER_PORT must be a port number (0-65535)');
   }
-  return { port, host: env.CODEC_SERVER_HOST?.trim() || '127.0.0.1', keysSpec, token, allowedOrigins: origins };
+  const certFile = env.CODEC_TLS_CERT_FILE?.trim();
+  const keyFile = env.CODEC_TLS_KEY_FILE?.trim();
+  if (Boolean(certFile) !== Boolean(keyFile)) throw new CodecServerConfigError('set both CODEC_TLS_CERT_FILE and CODEC_TLS_KEY_FILE, or neither');
+  const readPem = (name: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new CodecServerConfigError(`${name} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
+  const tls = certFile && keyFile ? { cert: readPem('CODEC_TLS_CERT_FILE', certFile), key: readPem('CODEC_TLS_KEY_FILE', keyFile) } : undefined;
+  return {
+    port,
+    host: env.CODEC_SERVER_HOST?.trim() || '127.0.0.1',
+    keysSpec,
+    ...(token ? { token } : {}),
+    ...(oidc ? { oidc } : {}),
+    ...(tls ? { tls } : {}),
+    allowedOrigins: origins,
+  };
 }
 
-function isMain(): boolean {
-  const entry = process.argv[1];
-  if (!entry) return false;
-  try {
-    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isMain()) {
+if (isMainModule(import.meta.url)) {
   try {
     const options = codecServerOptionsFromEnv();
     const server = await startCodecServer(options);

@@ -18,13 +18,13 @@
  * entry encrypts; every entry decrypts, which is how keys are rotated: put the new
  * key first and keep the old ones until no history that needs them is retained.
  */
-import { fileURLToPath } from 'node:url';
 import { gcm } from '@noble/ciphers/aes.js';
 import { randomBytes } from '@noble/ciphers/utils.js';
 import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
 // A dependency of @temporalio/common (pinned to the same version), so the
 // protobuf encoding here is exactly the one the SDK itself writes.
 import proto from '@temporalio/proto';
+import { siblingModule } from './entry.ts';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
 export const KEY_ID_METADATA = 'encryption-key-id';
@@ -278,7 +278,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
  * and worker. It is a separate file so that noble and this codec stay out of the
  * workflow bundle.
  */
-export const failureConverterPath = fileURLToPath(new URL('./codec-failure-converter.ts', import.meta.url));
+export const failureConverterPath = siblingModule(import.meta.url, './codec-failure-converter');
 
 /**
  * Data converter for every Temporal Client and Worker of this service: all

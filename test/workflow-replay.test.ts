@@ -11,7 +11,7 @@ import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import { AesGcmPayloadCodec, createDataConverter, ENCRYPTED_ENCODING, parsePayloadKeys } from '../src/codec.ts';
-import { WORKFLOWS_PATH } from '../src/worker.ts';
+import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../src/workflow-bundling.ts';
 import { FIXTURE_PAYLOAD_KEYS, FIXTURE_SECRET_PREFIX } from './histories/fixture-key.ts';
 import { quietTemporalRuntime } from './support/runtime.ts';
 
@@ -109,7 +109,7 @@ test('the fixtures hold no plaintext env value: every payload is the codec\'s ci
 test('every recorded history replays against the current workflow code', async () => {
   assert.ok(fixtures.length >= 4);
   const results = Worker.runReplayHistories(
-    { workflowsPath: WORKFLOWS_PATH, dataConverter: createDataConverter(FIXTURE_PAYLOAD_KEYS) },
+    { workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES }, dataConverter: createDataConverter(FIXTURE_PAYLOAD_KEYS) },
     fixtures.map((f) => ({ workflowId: f.workflowId, history: f.history })),
   );
   const failures: string[] = [];

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import { PhalaApiError } from '../phala/api-errors.ts';
+import { PhalaApiError, type PhalaApiErrorKind } from '../phala/api-errors.ts';
 
 /** Fails the workflow at once: the input itself is wrong. */
 export function invalidInput(message: string): ApplicationFailure {
@@ -12,6 +12,20 @@ export function invalidInput(message: string): ApplicationFailure {
  */
 export function apiFailure(err: unknown, what: string): unknown {
   if (!(err instanceof PhalaApiError)) return err;
+  const failure = failureFor(err, what);
+  apiErrorKinds.set(failure, err.kind);
+  return failure;
+}
+
+// The API error kind behind a failure, for the metrics (the failure types merge some kinds).
+const apiErrorKinds = new WeakMap<object, PhalaApiErrorKind>();
+
+/** The Phala Cloud API error kind a failure came from, if it came from one. */
+export function apiErrorKindOf(err: unknown): PhalaApiErrorKind | undefined {
+  return typeof err === 'object' && err !== null ? apiErrorKinds.get(err) : undefined;
+}
+
+function failureFor(err: PhalaApiError, what: string): ApplicationFailure {
   const message = `${what}: ${err.status ?? 'no response'} ${err.kind}: ${err.message}${err.requestId ? ` (request ${err.requestId})` : ''}`;
   switch (err.kind) {
     case 'auth':

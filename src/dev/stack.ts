@@ -6,7 +6,7 @@ import { toHex, type Address, type Hex, type HDAccount } from 'viem';
 import { ANVIL_MNEMONIC, findAnvilBinary, startAnvil, type Anvil } from './anvil.ts';
 import { deployApps, type AppSpec, type DeployedApp } from './deploy-apps.ts';
 import { ensureLocalKms, type LocalKms } from './local-kms.ts';
-import { findTemporalCli, startTemporalServer, type TemporalServer } from './temporal-server.ts';
+import { ensureTemporalCli, startTemporalServer, type TemporalServer } from './temporal-server.ts';
 import { StackLock } from './stack-lock.ts';
 import { formatEnvFile, readEnvFile } from './env-file.ts';
 import { freePort } from './free-port.ts';
@@ -113,7 +113,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   mkdirSync(dataDir, { recursive: true });
 
   // Fail on missing binaries before taking the lock or starting anything.
-  const temporalCli = findTemporalCli();
+  const temporalCli = await ensureTemporalCli({ log });
   const anvilBin = findAnvilBinary();
 
   const lock = new StackLock(join(dataDir, 'stack.lock'));

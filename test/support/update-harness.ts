@@ -4,14 +4,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import type { Worker, NativeConnection } from '@temporalio/worker';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createDataConverter } from '../../src/codec.ts';
 import { anvilRpc } from '../../src/dev/anvil.ts';
 import { deployRegisteredApp } from './apps.ts';
-import { createWorker, WORKFLOWS_PATH } from '../../src/worker.ts';
+import { createWorker } from '../../src/worker.ts';
+import { buildWorkflowBundle } from '../../src/workflow-bundling.ts';
 import { SimAdminClient, type NewSimCvm, type SimCvmSummary } from '../../src/simulator/admin-client.ts';
 import { useStack, type TestStack } from './stack.ts';
 
@@ -38,7 +38,7 @@ export interface Harness {
 let bundle: Promise<string> | undefined;
 /** Bundled once per test process: every worker of the file then starts in about a second. */
 function workflowBundle(): Promise<string> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger }).then(({ code }) => {
+  bundle ??= buildWorkflowBundle(quietLogger).then((code) => {
     const dir = mkdtempSync(join(tmpdir(), 'dce-bundle-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const path = join(dir, 'workflows.js');
