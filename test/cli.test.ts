@@ -414,11 +414,11 @@ describe('against the local stack', () => {
       functionName: 'addComposeHash',
       args: [`0x${status.composeHash.replace(/^0x/, '')}`],
     });
-    await createPublicClient({ chain, transport }).waitForTransactionReceipt({ hash, pollingInterval: 100 });
-
+    // Handed over as soon as it is sent: once mined, the workflow would find it on chain by itself.
     const handed = await cli(['use-tx', cvmId, hash], childEnv());
     assert.equal(handed.code, 0, handed.stderr);
     assert.match(handed.stderr, /sent use-tx to workflow/);
+    await createPublicClient({ chain, transport }).waitForTransactionReceipt({ hash, pollingInterval: 100 });
 
     const r = await run.done;
     assert.equal(r.code, 0, `exit ${r.code}\nstderr:\n${r.stderr}`);

@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createDataConverter } from '../codec.ts';
-import { createWorker, WORKFLOWS_PATH } from '../worker.ts';
+import { createWorker } from '../worker.ts';
+import { buildWorkflowBundle } from '../workflow-bundling.ts';
 import { startService, type ServiceProcess } from './service-process.ts';
 import { defaultServices } from './services.ts';
 import { startStack, type Stack } from './stack.ts';
@@ -125,7 +126,8 @@ export class LocalSession {
     const root = fileURLToPath(new URL('../..', import.meta.url));
     const logFile = join(this.dataDir, 'worker.log');
     const bundlePath = join(this.dataDir, 'workflow-bundle.js');
-    const { code } = await this.#step(bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') }));
+    // The production recipe: the payload and failure converters and the metrics interceptors.
+    const code = await this.#step(buildWorkflowBundle(new DefaultLogger('WARN')));
     writeFileSync(bundlePath, code);
     this.#workerProcess = startService({
       name: 'worker',
@@ -133,9 +135,9 @@ export class LocalSession {
       args: ['--import', 'tsx', join(root, 'src', 'worker.ts')],
       cwd: root,
       logFile,
-      env: { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: this.taskQueue, LOG_LEVEL: 'WARN', WORKFLOW_BUNDLE_PATH: bundlePath },
-      // worker.ts says so once its worker runs.
-      isReady: async () => readFileSync(logFile, 'utf8').includes('[worker] polling task queue'),
+      env: { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: this.taskQueue, LOG_LEVEL: 'INFO', WORKFLOW_BUNDLE_PATH: bundlePath },
+      // worker.ts logs this (INFO) once its worker runs.
+      isReady: async () => readFileSync(logFile, 'utf8').includes('polling task queue'),
       readyTimeoutMs: 120_000,
     });
     const worker = await this.#step(this.#workerProcess);
