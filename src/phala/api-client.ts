@@ -11,6 +11,7 @@ import { inspect } from 'node:util';
 import type { z } from 'zod';
 import {
   AppComposeSchema,
+  AppCvmListSchema,
   AppEnvEncryptPubkeySchema,
   BatchStatusResponseSchema,
   CvmDetailSchema,
@@ -24,6 +25,7 @@ import {
   UpdateCvmEnvsAcceptedSchema,
   type ApiVersion,
   type AppCompose,
+  type AppCvmList,
   type AppEnvEncryptPubkey,
   type BatchStatusResponse,
   type CvmDetail,
@@ -294,6 +296,15 @@ export class PhalaCloudClient {
     }
     const path = `/kms/${segment(kms)}/pubkey/${segment(appId)}`;
     return this.#call('GET', path, AppEnvEncryptPubkeySchema, opts);
+  }
+
+  /** GET /apps/{app_id}/cvms: every CVM of an app (the SDK's getAppCvms). */
+  async listAppCvms(appId: string, opts: CallOptions = {}): Promise<AppCvmList> {
+    if (!APP_ID_RE.test(requireNonEmpty(appId, 'appId'))) {
+      throw invalidArgumentError('appId must be 40 hex characters, optionally 0x-prefixed', 'appId');
+    }
+    const path = `/apps/${segment(appId.replace(/^0x/, '').toLowerCase())}/cvms`;
+    return this.#call('GET', path, AppCvmListSchema, opts);
   }
 
   /** GET /kms/{kms_id} (id or slug). */
