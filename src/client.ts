@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
@@ -248,23 +249,40 @@ export function getRolloutStatus(client: Client, rolloutId: string): Promise<Rol
   return rolloutHandle(client, rolloutId).query(rolloutStatusQuery);
 }
 
+/** The rollout refused an operator action (its validator said why), or the action failed. */
+export class RolloutActionRefusedError extends Error {
+  override readonly name = 'RolloutActionRefusedError';
+}
+
+async function act(handle: RolloutHandle, run: (h: RolloutHandle) => Promise<RolloutStatus>): Promise<RolloutStatus> {
+  try {
+    return await run(handle);
+  } catch (err) {
+    // The SDK's message is a generic "Workflow Update failed": the reason is in the cause.
+    if (err instanceof WorkflowUpdateFailedError) {
+      throw new RolloutActionRefusedError(`rollout ${handle.workflowId}: ${err.cause?.message ?? err.message}`);
+    }
+    throw err;
+  }
+}
+
 export function pauseRollout(client: Client, rolloutId: string): Promise<RolloutStatus> {
-  return rolloutHandle(client, rolloutId).executeUpdate(pauseRolloutUpdate);
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(pauseRolloutUpdate));
 }
 
 export function resumeRollout(client: Client, rolloutId: string): Promise<RolloutStatus> {
-  return rolloutHandle(client, rolloutId).executeUpdate(resumeRolloutUpdate);
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(resumeRolloutUpdate));
 }
 
 export function approveRollout(client: Client, rolloutId: string): Promise<RolloutStatus> {
-  return rolloutHandle(client, rolloutId).executeUpdate(approveRolloutUpdate);
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(approveRolloutUpdate));
 }
 
 export function retryFailedRollout(client: Client, rolloutId: string): Promise<RolloutStatus> {
-  return rolloutHandle(client, rolloutId).executeUpdate(retryFailedRolloutUpdate);
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(retryFailedRolloutUpdate));
 }
 
 /** Starts no new child, aborts the running ones, and returns once all of them have ended. */
 export function abortRollout(client: Client, rolloutId: string, reason?: string): Promise<RolloutStatus> {
-  return rolloutHandle(client, rolloutId).executeUpdate(abortRolloutUpdate, { args: [{ reason }] });
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(abortRolloutUpdate, { args: [{ reason }] }));
 }

@@ -34,6 +34,7 @@ export {
   retryFailedRollout,
   rolloutHandle,
   RolloutAlreadyExistsError,
+  RolloutActionRefusedError,
   type RolloutHandle,
   type StartedRollout,
 } from './client.ts';

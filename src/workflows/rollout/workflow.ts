@@ -58,7 +58,22 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
   const maxEvents = input.maxEventsPerRun ?? DEFAULT_MAX_EVENTS_PER_RUN;
   const rolloutId = carried?.rolloutId ?? input.rolloutId ?? workflowInfo().workflowId.replace(/^rollout-/, '');
 
-  let p: RolloutProgress | undefined = carried;
+  // Before the targets are listed the books are empty; an operator may already pause or abort.
+  const p: RolloutProgress = carried ?? {
+    rolloutId,
+    cvmIds: [],
+    pending: [],
+    succeeded: 0,
+    failed: [],
+    aborted: [],
+    failuresAccepted: 0,
+    canaryCount: canary.count,
+    canaryApproved: canary.count === 0,
+    paused: false,
+    startedAt: new Date(workflowInfo().startTime).toISOString(),
+    runs: 1,
+  };
+  let listed = carried !== undefined;
   /** Started (or starting) children by CVM; the handle once the child exists. */
   const running = new Map<string, Child | undefined>();
   let finishedAt: string | undefined;
@@ -71,11 +86,11 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
   const awaitingApproval = (q: RolloutProgress) =>
     canary.count > 0 && !q.canaryApproved && q.pending.length > 0 && startedSoFar(q) >= Math.min(canary.count, q.cvmIds.length);
 
-  function stateOf(q: RolloutProgress | undefined): RolloutState {
-    if (!q) return 'starting';
+  function stateOf(q: RolloutProgress): RolloutState {
     if (finishedAt) return q.abortReason !== undefined ? 'aborted' : 'completed';
     if (q.abortReason !== undefined) return 'aborting';
     if (q.paused) return 'paused';
+    if (!listed) return 'starting';
     if (halted(q) && q.pending.length > 0) return 'halted';
     if (awaitingApproval(q) && running.size === 0) return 'awaiting_approval';
     return 'running';
@@ -97,34 +112,33 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
   function status(): RolloutStatus {
     const q = p;
     const state = stateOf(q);
-    const total = q?.cvmIds.length ?? 0;
+    const why = waitingFor(q, state);
     return {
       rolloutId,
       state,
-      total,
+      total: q.cvmIds.length,
       counts: {
-        pending: q?.pending.length ?? 0,
+        pending: q.pending.length,
         running: running.size,
-        succeeded: q?.succeeded ?? 0,
-        failed: q?.failed.length ?? 0,
-        aborted: q?.aborted.length ?? 0,
+        succeeded: q.succeeded,
+        failed: q.failed.length,
+        aborted: q.aborted.length,
       },
       running: [...running.keys()],
-      failed: q ? [...q.failed] : [],
-      canary: { count: canary.count, approved: q?.canaryApproved ?? false },
+      failed: [...q.failed],
+      canary: { count: canary.count, approved: q.canaryApproved },
       concurrency,
       ...(input.maxFailures !== undefined ? { maxFailures: input.maxFailures } : {}),
-      ...(q && waitingFor(q, state) ? { waitingFor: waitingFor(q, state) } : {}),
-      ...(q?.abortReason !== undefined ? { abortReason: q.abortReason } : {}),
-      startedAt: q?.startedAt ?? new Date(workflowInfo().startTime).toISOString(),
+      ...(why ? { waitingFor: why } : {}),
+      ...(q.abortReason !== undefined ? { abortReason: q.abortReason } : {}),
+      startedAt: q.startedAt,
       ...(finishedAt ? { finishedAt } : {}),
-      runs: q?.runs ?? 1,
+      runs: q.runs,
     };
   }
 
-  /** The progress, or a rejection while the targets are still being listed or after the end. */
+  /** The books, or a rejection once the rollout has ended. */
   function live(what: string): RolloutProgress {
-    if (!p) throw new Error(`cannot ${what}: the rollout is still listing its targets; try again in a moment`);
     if (finishedAt) throw new Error(`cannot ${what}: the rollout has ended (${stateOf(p)})`);
     return p;
   }
@@ -261,26 +275,17 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
     }
   }
 
-  if (!p) {
+  if (!listed) {
     // Bad env or keys fail the rollout at once, before any CVM is touched.
     await api.validateInput({ env: input.env, allowedKeys: input.allowedKeys });
     const targets = input.targets;
     const cvmIds = 'cvmIds' in targets ? [...targets.cvmIds] : (await api.listAppCvms({ appId: targets.appId })).cvmIds;
     if (cvmIds.length === 0) throw ApplicationFailure.nonRetryable(`targets.appId: app ${'appId' in targets ? targets.appId : ''} has no CVMs`, 'InvalidInput');
-    p = {
-      rolloutId,
-      cvmIds,
-      pending: [...cvmIds],
-      succeeded: 0,
-      failed: [],
-      aborted: [],
-      failuresAccepted: 0,
-      canaryCount: canary.count,
-      canaryApproved: canary.count === 0,
-      paused: false,
-      startedAt: new Date(workflowInfo().startTime).toISOString(),
-      runs: 1,
-    };
+    p.cvmIds = cvmIds;
+    // Aborted before the list came: nothing starts, every target is reported aborted.
+    if (p.abortReason !== undefined) p.aborted.push(...cvmIds);
+    else p.pending = [...cvmIds];
+    listed = true;
     bump();
   }
   const q = p;
