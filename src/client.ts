@@ -262,6 +262,11 @@ async function act(handle: RolloutHandle, run: (h: RolloutHandle) => Promise<Rol
     if (err instanceof WorkflowUpdateFailedError) {
       throw new RolloutActionRefusedError(`rollout ${handle.workflowId}: ${err.cause?.message ?? err.message}`);
     }
+    // An Update to a closed workflow is refused by the server: say why in the rollout's words.
+    const d = await handle.describe().catch(() => undefined);
+    if (d && d.status.name !== 'RUNNING') {
+      throw new RolloutActionRefusedError(`rollout ${handle.workflowId} has ended (${d.status.name.toLowerCase()})`);
+    }
     throw err;
   }
 }

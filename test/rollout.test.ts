@@ -18,6 +18,7 @@ import {
   startRollout,
 } from '../src/client.ts';
 import type { RolloutInput, RolloutStatus } from '../src/workflows/rollout/definitions.ts';
+import { main as cli } from '../src/cli.ts';
 import { registrationsOf } from './support/registrations.ts';
 import { createHarness, useUpdateHarness, type Harness } from './support/update-harness.ts';
 
@@ -46,10 +47,8 @@ const statusOf = (h: Harness, id: string) => getRolloutStatus(h.client, id);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Phala-KMS CVMs: no chain on their path, so flow-control tests stay fast. */
-async function phalaCvms(h: Harness, n: number, applyDelayMs?: number): Promise<string[]> {
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) out.push((await h.newCvm({ kms: 'phala', allowedEnvs: ['A'], ...(applyDelayMs ? { applyDelayMs } : {}) })).id);
-  return out;
+async function phalaCvms(h: Harness, n: number, applyDelayMs = 200): Promise<string[]> {
+  return (await h.sim.createCvms({ kms: 'phala', allowedEnvs: ['A'], applyDelayMs }, n)).map((c) => c.id);
 }
 
 async function childrenOf(h: Harness, rolloutId: string): Promise<string[]> {
@@ -254,4 +253,55 @@ test('a worker SIGKILLed in the middle of a rollout: a new worker finishes it, o
   } finally {
     await h.close();
   }
+});
+
+async function runCli(h: Harness, args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await cli(['rollout', ...args], {
+    stdin: async () => stdin,
+    stdout: (t) => void (stdout += t),
+    stderr: (t) => void (stderr += t),
+    env: h.env,
+    cwd: process.cwd(),
+    signal: new AbortController().signal,
+  });
+  return { code, stdout, stderr };
+}
+
+test('CLI: usage errors exit 2 naming the option; rollout start from stdin shows a bar and never the values', async () => {
+  const { h } = setup;
+  for (const [args, pattern] of [
+    [['start', '--env-file', '-'], /--app <id> or --cvms/],
+    [['start', '--app', 'nope', '--env-file', '-'], /--app must be an app id/],
+    [['start', '--cvms', 'a,b', '--env-file', '-', '--concurrency', '0'], /--concurrency must be a positive integer/],
+    [['start', '--cvms', 'a,a', '--env-file', '-'], /lists a CVM twice/],
+    [['start', '--cvms', 'a', '--env-file', '-', '--auto-approve'], /--auto-approve needs --canary/],
+    [['start', '--cvms', 'a'], /env is missing/],
+    [['frobnicate', 'x'], /subcommands are/],
+    [['pause', 'x', '--concurrency', '2'], /belongs to rollout start/],
+  ] as const) {
+    const r = await runCli(h, [...args], 'A=1\n');
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, pattern);
+    assert.equal(r.stdout, '');
+  }
+
+  const ids = await phalaCvms(h, 3);
+  const value = secret();
+  const rolloutId = `cli-${randomUUID()}`;
+  const r = await runCli(h, ['start', '--cvms', ids.join(','), '--env-file', '-', '--concurrency', '2', '--rollout-id', rolloutId, '--json'], `A=${value}\n`);
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { succeeded: number; total: number };
+  assert.deepEqual([result.total, result.succeeded], [3, 3]);
+  assert.match(r.stderr, /\[#+\] 3\/3 {2}succeeded 3/);
+  assert.ok(!r.stderr.includes(value) && !r.stdout.includes(value), 'the value never printed');
+  for (const id of ids) assert.equal((await h.sim.appliedEnv(id)).env.A, value);
+
+  const st = await runCli(h, ['status', rolloutId, '--json']);
+  assert.equal(st.code, 0, st.stderr);
+  assert.equal((JSON.parse(st.stdout) as { status: RolloutStatus }).status.state, 'completed');
+  const refused = await runCli(h, ['approve', rolloutId]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /ended|completed|closed/i);
 });
