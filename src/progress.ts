@@ -330,5 +330,12 @@ export async function followRollout(
     await Promise.race([result.then(() => {}, () => {}), new Promise((r) => setTimeout(r, options.intervalMs ?? 1000))]);
   }
   if (options.signal?.aborted && !done) return undefined;
+  // The end came between two polls: the closing counts are still worth a line.
+  try {
+    const bar = formatRolloutBar(await handle.query(rolloutStatusQuery));
+    if (bar !== last) options.write(bar);
+  } catch {
+    // Only the bar is lost; the result below says it all.
+  }
   return result;
 }

@@ -59,6 +59,8 @@ export interface RolloutProgress {
   succeeded: number;
   failed: RolloutFailure[];
   aborted: string[];
+  /** How often each CVM was sent back by retryFailed (its next update gets a fresh request id). */
+  retried?: Record<string, number>;
   /** Failures an operator has already let pass (resume after a halt). */
   failuresAccepted: number;
   canaryCount: number;
@@ -113,6 +115,8 @@ export const RolloutIdAttribute = defineSearchAttributeKey('RolloutId', SearchAt
 export const ROLLOUT_WORKFLOW_TYPE = 'rolloutWorkflow';
 export const DEFAULT_CONCURRENCY = 10;
 export const DEFAULT_MAX_EVENTS_PER_RUN = 8_000;
+/** Every child's start event carries the (encrypted) env: bound a run's history in bytes too. */
+export const MAX_HISTORY_BYTES_PER_RUN = 20 * 1024 * 1024;
 export const MAX_TARGETS = 10_000;
 
 export function rolloutWorkflowId(rolloutId: string): string {

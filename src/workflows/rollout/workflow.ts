@@ -27,6 +27,7 @@ import {
   canaryOf,
   DEFAULT_CONCURRENCY,
   DEFAULT_MAX_EVENTS_PER_RUN,
+  MAX_HISTORY_BYTES_PER_RUN,
   pauseRolloutUpdate,
   resumeRolloutUpdate,
   retryFailedRolloutUpdate,
@@ -198,6 +199,8 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
     () => {
       const q = live('retry failed CVMs');
       const ids = q.failed.map((f) => f.cvmId);
+      q.retried ??= {};
+      for (const id of ids) q.retried[id] = (q.retried[id] ?? 0) + 1;
       q.failed = [];
       q.failuresAccepted = 0;
       q.pending.unshift(...ids);
@@ -244,7 +247,7 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
     const childInput: UpdateEnvInput = {
       cvmId,
       env: input.env,
-      requestId: `rollout-${rolloutId}-${cvmId}`.slice(0, 200),
+      requestId: `rollout-${rolloutId}-${cvmId}${q.retried?.[cvmId] ? `-retry${q.retried[cvmId]}` : ''}`.slice(0, 200),
       ...(input.allowedKeys !== undefined ? { allowedKeys: input.allowedKeys } : {}),
       ...(input.confirmations !== undefined ? { confirmations: input.confirmations } : {}),
       ...(input.composeHashPolicy !== undefined ? { composeHashPolicy: input.composeHashPolicy } : {}),
@@ -293,7 +296,7 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
   for (;;) {
     if (!draining && q.abortReason === undefined) {
       const info = workflowInfo();
-      draining = info.continueAsNewSuggested || info.historyLength >= maxEvents;
+      draining = info.continueAsNewSuggested || info.historyLength >= maxEvents || info.historySize >= MAX_HISTORY_BYTES_PER_RUN;
     }
     // Canaries that all succeeded let an auto-approved rollout go on by itself.
     if (canary.autoApprove && awaitingApproval(q) && running.size === 0 && q.failed.length === 0) q.canaryApproved = true;
