@@ -104,7 +104,7 @@ test('1 app × 20 CVMs (targets.appId): one registration, 20 applied; 5 apps × 
   const byApp = await Promise.all(apps.map((a) => h.sim.createCvms({ kms: 'onchain', appId: a, allowedEnvs: ['BASE'] }, 4)));
   const env2 = { BASE: secret(), [newKey()]: secret() };
   t0 = Date.now();
-  const r2 = await awaitRollout((await start(h, { targets: { cvmIds: byApp.flat().map((c) => c.id) }, env: env2 })).handle);
+  const r2 = await awaitRollout((await start(h, { targets: { cvmIds: byApp.flat().map((c) => c.id) }, env: env2, concurrency: 20 })).handle);
   timings.rollout5x4Ms = Date.now() - t0;
   assert.equal(r2.succeeded, 20, JSON.stringify(r2.failed));
   for (const [i, a] of apps.entries()) {
