@@ -14,8 +14,18 @@ import {
   useRegistrationTransaction,
   getSignerStatus,
   listSigners,
+  startRollout,
+  rolloutHandle,
+  pauseRollout,
+  resumeRollout,
+  abortRollout,
+  approveRollout,
+  retryFailedRollout,
+  RolloutAlreadyExistsError,
+  RolloutActionRefusedError,
   type UpdateEnvInput,
 } from './client.ts';
+import { rolloutStatusQuery, type RolloutInput, type RolloutResult, type RolloutStatus } from './workflows/rollout/definitions.ts';
 import { createDataConverter, PayloadKeyConfigError } from './codec.ts';
 import { ConfigError, loadTemporalConfig, type TemporalConfig } from './config.ts';
 import { parseEnvVars, type EnvVar } from './phala/dotenv.ts';
@@ -24,8 +34,11 @@ import {
   createRedactor,
   DEFAULT_CLI,
   describeFailure,
+  followRollout,
   followUpdate,
   formatResult,
+  formatRolloutStatus,
+  rolloutHints,
   formatStatus,
   queryStatus,
 } from './progress.ts';
@@ -56,6 +69,24 @@ Commands:
   signer status [--chain N] [--address 0x…]
                                 Show the transaction manager of each signer key: pending nonces,
                                 their transactions and fees, the oldest age, counters, last error.
+  rollout start (--app <id> | --cvms a,b,c) (--env-file <path> | --env-file -) [options]
+        Change the env of many CVMs as one rollout (one update per CVM) and show its progress.
+        --app <id>              every CVM of the app (listed through the API)
+        --cvms a,b,c            these CVMs
+        --env-file <path>|-     dotenv file with the new env ('-': read it from stdin)
+        --keys K1,K2            keys the CVMs may read (allowed_envs); default: the env's own keys
+        --concurrency N         updates at once (default 10)
+        --canary N              run the first N CVMs first; the rest wait for 'rollout approve'
+        --auto-approve          with --canary: go on by itself when every canary succeeded
+        --max-failures N        after N failures start nothing more until an operator acts
+        --confirmations N, --policy strict|warn|off   as for update
+        --rollout-id ID, --request-id ID   idempotency: a rollout id is never run twice
+        --no-wait               print the rollout id and return once started
+  rollout status|pause|resume|approve|retry-failed <rollout-id>
+  rollout abort <rollout-id> [--reason text]
+                                Status; pause or resume starting children; approve after the
+                                canary; retry the failed CVMs; abort (running updates are aborted,
+                                returns once they have ended).
   help                          This text.
 
 Options for every command:
@@ -68,8 +99,8 @@ Options for every command:
                       only what the environment does not set.
 
 Progress goes to stderr; env values are never printed, only keys.
-Exit codes: 0 success; 1 the update failed, was aborted or refused, or the workflow was not
-found; 2 bad usage or configuration; 3 Temporal unreachable or another unexpected error;
+Exit codes: 0 success; 1 the update failed, was aborted or refused (for a rollout: any CVM
+failed or was aborted, or the action was refused), or the workflow was not found; 2 bad usage or configuration; 3 Temporal unreachable or another unexpected error;
 130 interrupted while following (the update itself goes on).`;
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, error: 3 } as const;
@@ -80,6 +111,8 @@ export class UsageError extends Error {
 }
 
 interface Io {
+  /** The whole of stdin (for `--env-file -`); default: the process's. */
+  stdin?: () => Promise<string>;
   stdout: (text: string) => void;
   stderr: (text: string) => void;
   env: NodeJS.ProcessEnv;
@@ -111,8 +144,26 @@ const COMMAND_OPTIONS: Record<string, OptionSpec> = {
   abort: { reason: { type: 'string' } },
   'use-tx': {},
   signer: { chain: { type: 'string' }, address: { type: 'string' } },
+  rollout: {
+    app: { type: 'string' },
+    cvms: { type: 'string' },
+    'env-file': { type: 'string' },
+    keys: { type: 'string' },
+    concurrency: { type: 'string' },
+    canary: { type: 'string' },
+    'auto-approve': { type: 'boolean' },
+    'max-failures': { type: 'string' },
+    confirmations: { type: 'string' },
+    policy: { type: 'string' },
+    'rollout-id': { type: 'string' },
+    'request-id': { type: 'string' },
+    'no-wait': { type: 'boolean' },
+    reason: { type: 'string' },
+  },
   help: {},
 };
+
+const ROLLOUT_SUBCOMMANDS = ['start', 'status', 'pause', 'resume', 'approve', 'retry-failed', 'abort'];
 
 const POSITIONALS: Record<string, string[]> = {
   update: [],
@@ -121,6 +172,7 @@ const POSITIONALS: Record<string, string[]> = {
   abort: ['<cvm-id|workflow-id>'],
   'use-tx': ['<cvm-id|workflow-id>', '<0xhash>'],
   signer: ['status'],
+  rollout: ['<subcommand>', '<rollout-id>'],
   help: [],
 };
 
@@ -137,12 +189,14 @@ function parseCommandLine(command: string, args: string[]): { values: Values; po
     if (t.kind !== 'option') continue;
     const spec = options[t.name];
     if (!spec) throw new UsageError(`${command}: unknown option ${t.rawName.split('=')[0]!.slice(0, 40)}`);
-    if (spec.type === 'string' && (t.value === undefined || (!t.inlineValue && t.value.startsWith('-')))) {
+    // `--env-file -` is stdin.
+    const stdinDash = t.name === 'env-file' && t.value === '-';
+    if (spec.type === 'string' && !stdinDash && (t.value === undefined || (!t.inlineValue && t.value.startsWith('-')))) {
       throw new UsageError(`${command}: ${t.rawName} needs a value${t.value === undefined ? '' : ` (to pass one starting with '-', write ${t.rawName}=<value>)`}`);
     }
     if (spec.type === 'boolean' && t.inlineValue) throw new UsageError(`${command}: ${t.rawName} takes no value`);
   }
-  const expected = POSITIONALS[command]!;
+  const expected = command === 'rollout' && positionals[0] === 'start' ? ['start'] : POSITIONALS[command]!;
   if (positionals.length !== expected.length) {
     // Not echoed: a stray argument is often a KEY=VALUE that lost its -e.
     const what = expected.length === 0 ? 'no arguments' : `${expected.join(' ')}`;
@@ -207,6 +261,184 @@ function collectEnv(values: Values, cwd: string): { env: EnvVar[]; source: strin
     throw new UsageError(`update: ${source}: ${message}`);
   }
   return { env, source };
+}
+
+/** A rollout's env: a dotenv file, or stdin for '-'. */
+async function readRolloutEnv(values: Values, io: Io): Promise<EnvVar[]> {
+  const file = values['env-file'] as string | undefined;
+  if (file === undefined) throw new UsageError('rollout start: the new env is missing: give --env-file <path> or --env-file - (stdin)');
+  let text: string;
+  if (file === '-') {
+    text = await (io.stdin ?? readStdin)();
+  } else {
+    try {
+      text = readFileSync(resolve(io.cwd, file), 'utf8');
+    } catch (err) {
+      throw new UsageError(`rollout start: --env-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  const env = parseEnvVars(text);
+  const where = file === '-' ? 'stdin' : file;
+  if (env.length === 0) throw new UsageError(`rollout start: --env-file ${where} holds no variables`);
+  try {
+    validateEnvVars(env);
+  } catch (err) {
+    if (!(err instanceof EnvValidationError)) throw err;
+    throw new UsageError(`rollout start: --env-file ${where}: ${err.message}`);
+  }
+  return env;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function positiveOption(values: Values, name: string, min = 1): number | undefined {
+  const raw = values[name] as string | undefined;
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) {
+    throw new UsageError(`rollout start: --${name} must be ${min === 0 ? 'a non-negative' : 'a positive'} integer`);
+  }
+  return n;
+}
+
+/** Everything of `rollout start` that can be checked offline. */
+function rolloutInputOf(values: Values, env: EnvVar[]): RolloutInput {
+  const app = values.app as string | undefined;
+  const cvms = values.cvms as string | undefined;
+  if ((app === undefined) === (cvms === undefined)) throw new UsageError('rollout start: give either --app <id> or --cvms a,b,c');
+  let targets: RolloutInput['targets'];
+  if (app !== undefined) {
+    if (!/^(0x)?[0-9a-fA-F]{40}$/.test(app)) throw new UsageError('rollout start: --app must be an app id (40 hex characters, optionally 0x-prefixed)');
+    targets = { appId: app };
+  } else {
+    const ids = cvms!.split(',').map((c) => c.trim()).filter(Boolean);
+    if (ids.length === 0) throw new UsageError('rollout start: --cvms must list at least one CVM id');
+    ids.forEach((id, i) => {
+      if (!/^[A-Za-z0-9._:-]{1,128}$/.test(id)) throw new UsageError(`rollout start: --cvms: entry #${i + 1} is not a CVM id (letters, digits, '.', '_', ':' or '-')`);
+    });
+    if (new Set(ids).size !== ids.length) throw new UsageError('rollout start: --cvms lists a CVM twice');
+    targets = { cvmIds: ids };
+  }
+  const canary = positiveOption(values, 'canary', 0);
+  if (values['auto-approve'] && canary === undefined) throw new UsageError('rollout start: --auto-approve needs --canary N');
+  for (const f of ['rollout-id', 'request-id']) {
+    const v = values[f] as string | undefined;
+    if (v !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/.test(v)) {
+      throw new UsageError(`rollout start: --${f} must be 1-200 characters: letters, digits, '.', '_', ':' or '-'`);
+    }
+  }
+  const keys = values.keys === undefined ? undefined : parseKeys(values.keys as string, env);
+  const input: RolloutInput = {
+    targets,
+    env,
+    ...(keys ? { allowedKeys: keys } : {}),
+    ...(positiveOption(values, 'concurrency') !== undefined ? { concurrency: positiveOption(values, 'concurrency')! } : {}),
+    ...(canary !== undefined ? { canary: { count: canary, autoApprove: values['auto-approve'] === true } } : {}),
+    ...(positiveOption(values, 'max-failures') !== undefined ? { maxFailures: positiveOption(values, 'max-failures')! } : {}),
+    ...(values.confirmations !== undefined ? { confirmations: parseConfirmations(values.confirmations as string) } : {}),
+    ...(values.policy !== undefined ? { composeHashPolicy: parsePolicy(values.policy as string) } : {}),
+    ...(values['rollout-id'] !== undefined ? { rolloutId: values['rollout-id'] as string } : {}),
+    ...(values['request-id'] !== undefined ? { requestId: values['request-id'] as string } : {}),
+  };
+  return input;
+}
+
+function formatRolloutResult(r: RolloutResult): string[] {
+  const lines = [
+    `rollout              ${r.rolloutId}`,
+    `CVMs                 ${r.total}: ${r.succeeded} succeeded, ${r.failed.length} failed, ${r.aborted.length} aborted`,
+    `time                 ${(r.timings.totalMs / 1000).toFixed(1)} s (${r.timings.startedAt} → ${r.timings.finishedAt})`,
+  ];
+  if (r.abortReason) lines.push(`abort reason         ${r.abortReason}`);
+  for (const f of r.failed) lines.push(`failed               ${f.cvmId}: ${f.reason}`);
+  return lines;
+}
+
+async function runRolloutStart(ctx: Context, input: RolloutInput, noWait: boolean): Promise<number> {
+  let started;
+  try {
+    started = await startRollout(ctx.client, input, { taskQueue: ctx.cfg.taskQueue });
+  } catch (err) {
+    if (err instanceof RolloutAlreadyExistsError) {
+      ctx.err(`error: ${err.message}`);
+      if (ctx.json) ctx.out(JSON.stringify({ error: 'already_exists', message: err.message, workflowId: err.workflowId }));
+      return EXIT.failed;
+    }
+    throw err;
+  }
+  const { handle, rolloutId, workflowId, attached } = started;
+  const keys = input.env instanceof Array ? input.env.map((e) => e.key).join(', ') : Object.keys(input.env).join(', ');
+  ctx.err(
+    attached
+      ? `attached to rollout ${rolloutId} started earlier (workflow ${workflowId}); it runs with the env it started with`
+      : `started rollout ${rolloutId} (env keys: ${keys}) to ${'appId' in input.targets ? `every CVM of app ${input.targets.appId}` : `${input.targets.cvmIds.length} CVM(s)`} as workflow ${workflowId}`,
+  );
+  const link = uiLink(ctx.env, ctx.cfg, workflowId);
+  if (link) ctx.err(`Temporal UI: ${link} (its updates: RolloutId = "${rolloutId}")`);
+  if (noWait) {
+    if (ctx.json) ctx.out(JSON.stringify({ rolloutId, workflowId, attached }));
+    else {
+      ctx.out(rolloutId);
+      ctx.err(`follow it with: ${DEFAULT_CLI} rollout status ${rolloutId}`);
+    }
+    return EXIT.ok;
+  }
+  let result: RolloutResult | undefined;
+  try {
+    result = await followRollout(handle, rolloutId, { write: ctx.err, signal: ctx.io.signal });
+  } catch (err) {
+    const { message } = describeFailure(err);
+    ctx.err(`rollout failed: ${message}`);
+    if (ctx.json) ctx.out(JSON.stringify({ rolloutId, workflowId, outcome: 'failed', error: message }));
+    return EXIT.failed;
+  }
+  if (!result) {
+    ctx.err(`stopped following; the rollout goes on. Check it with: ${DEFAULT_CLI} rollout status ${rolloutId}`);
+    if (ctx.json) ctx.out(JSON.stringify({ rolloutId, workflowId, following: false }));
+    return 130;
+  }
+  if (ctx.json) ctx.out(JSON.stringify(result));
+  else for (const line of formatRolloutResult(result)) ctx.out(line);
+  return result.failed.length === 0 && result.aborted.length === 0 ? EXIT.ok : EXIT.failed;
+}
+
+async function runRolloutCommand(ctx: Context, sub: string, id: string, values: Values): Promise<number> {
+  if (sub === 'status') {
+    const handle = rolloutHandle(ctx.client, id);
+    const d = await handle.describe();
+    const s: RolloutStatus = await handle.query(rolloutStatusQuery);
+    if (ctx.json) ctx.out(JSON.stringify({ workflowId: d.workflowId, runId: d.runId, execution: d.status.name, status: s }));
+    else {
+      for (const line of formatRolloutStatus(s)) ctx.out(line);
+      if (s.waitingFor) for (const h of rolloutHints(s.rolloutId, s)) ctx.err(h);
+    }
+    return EXIT.ok;
+  }
+  let s: RolloutStatus;
+  try {
+    if (sub === 'pause') s = await pauseRollout(ctx.client, id);
+    else if (sub === 'resume') s = await resumeRollout(ctx.client, id);
+    else if (sub === 'approve') s = await approveRollout(ctx.client, id);
+    else if (sub === 'retry-failed') s = await retryFailedRollout(ctx.client, id);
+    else {
+      ctx.err(`aborting rollout ${id}: no new update starts, running ones are aborted; waiting for them to end…`);
+      s = await abortRollout(ctx.client, id, values.reason as string | undefined);
+    }
+  } catch (err) {
+    if (err instanceof RolloutActionRefusedError) {
+      ctx.err(`error: ${err.message}`);
+      if (ctx.json) ctx.out(JSON.stringify({ rolloutId: id, done: false, action: sub, error: err.message }));
+      return EXIT.failed;
+    }
+    throw err;
+  }
+  if (ctx.json) ctx.out(JSON.stringify({ rolloutId: id, done: true, action: sub, status: s }));
+  else for (const line of formatRolloutStatus(s)) ctx.out(line);
+  return EXIT.ok;
 }
 
 function parseKeys(raw: string | undefined, env: EnvVar[]): string[] | undefined {
@@ -437,6 +669,10 @@ async function runSignerStatus(ctx: Context, filter: { chainId?: number; address
   return EXIT.ok;
 }
 
+function argvIsRollout(argv: string[]): boolean {
+  return commandOf(argv).command === 'rollout';
+}
+
 function commandOf(args: string[]): { command: string; rest: string[] } {
   // The npm script passes a leading `--`: Node 20 itself scans every argument for
   // `--env-file <path>` up to the first `--` and exits when that file is missing.
@@ -461,7 +697,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (command === '') throw new UsageError('no command given; try: help');
     if (!(command in COMMAND_OPTIONS)) {
       const shown = /^[a-z][a-z-]{0,30}$/i.test(command) ? `"${command}"` : '(not shown)';
-      throw new UsageError(`unknown command ${shown}; commands: update, status, retry, abort, use-tx, signer, help`);
+      throw new UsageError(`unknown command ${shown}; commands: update, status, retry, abort, use-tx, signer, rollout, help`);
     }
     const { values, positionals } = parseCommandLine(command, rest);
     json = values.json === true;
@@ -471,6 +707,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     // Everything checkable offline is checked before a connection is attempted.
     let newEnv: EnvVar[] = [];
+    let rolloutEnv: EnvVar[] = [];
+    let rolloutInput: RolloutInput | undefined;
     if (command === 'update') {
       if (typeof values.cvm !== 'string' || values.cvm === '') throw new UsageError('update: --cvm <id> is required');
       newEnv = collectEnv(values, io.cwd).env;
@@ -480,6 +718,20 @@ export async function main(argv: string[], io: Io): Promise<number> {
       parseConfirmations(values.confirmations as string | undefined);
       if (values['request-id'] !== undefined && !/^[\x21-\x7e]{1,200}$/.test(values['request-id'] as string)) {
         throw new UsageError('update: --request-id must be 1-200 printable characters without spaces');
+      }
+    } else if (command === 'rollout') {
+      const sub = positionals[0]!;
+      if (!ROLLOUT_SUBCOMMANDS.includes(sub)) throw new UsageError(`rollout: the subcommands are ${ROLLOUT_SUBCOMMANDS.join(', ')}`);
+      if (sub === 'start') {
+        rolloutEnv = await readRolloutEnv(values, io);
+        redact = createRedactor(secretsOf(io.env, rolloutEnv));
+        rolloutInput = rolloutInputOf(values, rolloutEnv);
+      } else {
+        target = checkId('rollout', positionals[1]!);
+        const startOnly = ['app', 'cvms', 'env-file', 'keys', 'concurrency', 'canary', 'auto-approve', 'max-failures', 'confirmations', 'policy', 'rollout-id', 'request-id', 'no-wait'];
+        const stray = startOnly.find((o) => values[o] !== undefined);
+        if (stray) throw new UsageError(`rollout ${sub}: --${stray} belongs to rollout start`);
+        if (values.reason !== undefined && sub !== 'abort') throw new UsageError(`rollout ${sub}: --reason belongs to rollout abort`);
       }
     } else if (command === 'signer') {
       if (positionals[0] !== 'status') throw new UsageError('signer: the only subcommand is status');
@@ -492,13 +744,17 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     // Secrets given as *_FILE are read first, so the redactor knows them too.
     const env = withFileSecrets(loadSettings(io, values['env-from'] as string | undefined));
-    redact = createRedactor(secretsOf(env, newEnv));
+    redact = createRedactor(secretsOf(env, [...newEnv, ...rolloutEnv]));
     const cfg = loadTemporalConfig(env);
     ({ client, connection } = await connect(cfg));
     const ctx: Context = { io, env, cfg, json, out, err, client };
     if (command === 'update') return await runUpdate(ctx, values, newEnv);
     if (command === 'status') return await runStatus(ctx, positionals[0]!);
     if (command === 'signer') return await runSignerStatus(ctx, parseSignerFilter(values));
+    if (command === 'rollout') {
+      if (rolloutInput) return await runRolloutStart(ctx, rolloutInput, values['no-wait'] === true);
+      return await runRolloutCommand(ctx, positionals[0]!, positionals[1]!, values);
+    }
     return await runSignal(ctx, command, positionals[0]!, values, positionals);
   } catch (e) {
     if (e instanceof UsageError || e instanceof ConfigError || e instanceof PayloadKeyConfigError) {
@@ -507,7 +763,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return EXIT.usage;
     }
     if (e instanceof WorkflowNotFoundError) {
-      err(`error: no env update found for ${target ?? 'that id'}`);
+      err(`error: no ${argvIsRollout(argv) ? 'rollout' : 'env update'} found for ${target ?? 'that id'}`);
       if (json) out(JSON.stringify({ error: 'not_found', id: target }));
       return EXIT.failed;
     }

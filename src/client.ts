@@ -1,8 +1,10 @@
 // Typed helpers for backends: start a change (idempotent by requestId), wait for it,
 // read its status, and send the operator actions.
+import { randomUUID } from 'node:crypto';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
@@ -19,10 +21,27 @@ import {
   type UpdateStatus,
 } from './workflows/definitions.ts';
 import type { updateCvmEnvWorkflow } from './workflows/update-cvm-env.ts';
+import type { rolloutWorkflow } from './workflows/rollout/workflow.ts';
+import {
+  abortRolloutUpdate,
+  approveRolloutUpdate,
+  pauseRolloutUpdate,
+  resumeRolloutUpdate,
+  retryFailedRolloutUpdate,
+  ROLLOUT_WORKFLOW_TYPE,
+  RolloutIdAttribute,
+  rolloutInputProblem,
+  rolloutStatusQuery,
+  rolloutWorkflowId,
+  type RolloutInput,
+  type RolloutResult,
+  type RolloutStatus,
+} from './workflows/rollout/definitions.ts';
 import { SIGNER_WORKFLOW_TYPE, signerStatusQuery, signerWorkflowId, type SignerStatus } from './workflows/signer-manager/definitions.ts';
 
 export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus } from './workflows/definitions.ts';
 export type { SignerStatus } from './workflows/signer-manager/definitions.ts';
+export type { RolloutInput, RolloutResult, RolloutStatus, RolloutState, RolloutFailure, RolloutTargets } from './workflows/rollout/definitions.ts';
 
 export type EnvUpdateHandle = WorkflowHandle<typeof updateCvmEnvWorkflow>;
 
@@ -154,4 +173,121 @@ export async function listSigners(client: Client): Promise<{ workflowId: string;
     if (m) out.push({ workflowId: wf.workflowId, chainId: Number(m[1]), address: m[2]! });
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------
+// Fleet rollouts
+// ---------------------------------------------------------------------------
+
+export type RolloutHandle = WorkflowHandle<typeof rolloutWorkflow>;
+
+export interface StartedRollout {
+  handle: RolloutHandle;
+  workflowId: string;
+  rolloutId: string;
+  /** True when a rollout with this id already existed (same requestId, or none given) and was attached to. */
+  attached: boolean;
+}
+
+/** A rollout with this id exists and was started for another request. */
+export class RolloutAlreadyExistsError extends Error {
+  override readonly name = 'RolloutAlreadyExistsError';
+  constructor(
+    readonly rolloutId: string,
+    readonly workflowId: string,
+  ) {
+    super(`rollout ${rolloutId} already exists (workflow ${workflowId}) for another requestId; choose another rolloutId`);
+  }
+}
+
+/**
+ * Starts a rollout of one env to many CVMs. Idempotent: the rollout id (default: the
+ * requestId) names the workflow, and a rollout id is never run twice; starting it again
+ * attaches to the first unless the requestIds differ.
+ */
+export async function startRollout(client: Client, input: RolloutInput, options: StartEnvUpdateOptions): Promise<StartedRollout> {
+  const problem = rolloutInputProblem(input);
+  if (problem) throw new TypeError(problem);
+  const rolloutId = input.rolloutId ?? input.requestId ?? randomUUID();
+  const workflowId = rolloutWorkflowId(rolloutId);
+  const attach = async (): Promise<StartedRollout> => {
+    const previous = await requestIdOf(client.workflow.getHandle(workflowId));
+    if (!previous) throw new Error(`rollout ${rolloutId} could be neither started nor found`);
+    if (previous.requestId !== input.requestId) throw new RolloutAlreadyExistsError(rolloutId, workflowId);
+    return { handle: client.workflow.getHandle(workflowId, previous.runId, { followRuns: true }), workflowId, rolloutId, attached: true };
+  };
+  try {
+    const handle = await client.workflow.start<typeof rolloutWorkflow>(ROLLOUT_WORKFLOW_TYPE, {
+      workflowId,
+      taskQueue: options.taskQueue,
+      args: [{ ...input, rolloutId }],
+      memo: input.requestId ? { requestId: input.requestId } : {},
+      typedSearchAttributes: [{ key: RolloutIdAttribute, value: rolloutId }],
+      workflowIdConflictPolicy: 'FAIL',
+      // A finished rollout is not run again under the same id.
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+    });
+    return { handle, workflowId, rolloutId, attached: false };
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    return attach();
+  }
+}
+
+/** Accepts a rollout id or its workflow id. */
+export function rolloutHandle(client: Client, rolloutOrWorkflowId: string): RolloutHandle {
+  const workflowId = rolloutOrWorkflowId.startsWith('rollout-') ? rolloutOrWorkflowId : rolloutWorkflowId(rolloutOrWorkflowId);
+  return client.workflow.getHandle<typeof rolloutWorkflow>(workflowId);
+}
+
+/** The rollout's result, across its continue-as-new runs. */
+export function awaitRollout(handle: RolloutHandle): Promise<RolloutResult> {
+  return handle.result();
+}
+
+export function getRolloutStatus(client: Client, rolloutId: string): Promise<RolloutStatus> {
+  return rolloutHandle(client, rolloutId).query(rolloutStatusQuery);
+}
+
+/** The rollout refused an operator action (its validator said why), or the action failed. */
+export class RolloutActionRefusedError extends Error {
+  override readonly name = 'RolloutActionRefusedError';
+}
+
+async function act(handle: RolloutHandle, run: (h: RolloutHandle) => Promise<RolloutStatus>): Promise<RolloutStatus> {
+  try {
+    return await run(handle);
+  } catch (err) {
+    // The SDK's message is a generic "Workflow Update failed": the reason is in the cause.
+    if (err instanceof WorkflowUpdateFailedError) {
+      throw new RolloutActionRefusedError(`rollout ${handle.workflowId}: ${err.cause?.message ?? err.message}`);
+    }
+    // An Update to a closed workflow is refused by the server: say why in the rollout's words.
+    const d = await handle.describe().catch(() => undefined);
+    if (d && d.status.name !== 'RUNNING') {
+      throw new RolloutActionRefusedError(`rollout ${handle.workflowId} has ended (${d.status.name.toLowerCase()})`);
+    }
+    throw err;
+  }
+}
+
+export function pauseRollout(client: Client, rolloutId: string): Promise<RolloutStatus> {
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(pauseRolloutUpdate));
+}
+
+export function resumeRollout(client: Client, rolloutId: string): Promise<RolloutStatus> {
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(resumeRolloutUpdate));
+}
+
+export function approveRollout(client: Client, rolloutId: string): Promise<RolloutStatus> {
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(approveRolloutUpdate));
+}
+
+export function retryFailedRollout(client: Client, rolloutId: string): Promise<RolloutStatus> {
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(retryFailedRolloutUpdate));
+}
+
+/** Starts no new child, aborts the running ones, and returns once all of them have ended. */
+export function abortRollout(client: Client, rolloutId: string, reason?: string): Promise<RolloutStatus> {
+  return act(rolloutHandle(client, rolloutId), (h) => h.executeUpdate(abortRolloutUpdate, { args: [{ reason }] }));
 }

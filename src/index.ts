@@ -24,6 +24,27 @@ export {
   UpdateAlreadyRunningError,
   type EnvUpdateHandle,
   type StartedEnvUpdate,
+  startRollout,
+  awaitRollout,
+  getRolloutStatus,
+  pauseRollout,
+  resumeRollout,
+  abortRollout,
+  approveRollout,
+  retryFailedRollout,
+  rolloutHandle,
+  RolloutAlreadyExistsError,
+  RolloutActionRefusedError,
+  type RolloutHandle,
+  type StartedRollout,
 } from './client.ts';
+export type {
+  RolloutInput,
+  RolloutResult,
+  RolloutStatus,
+  RolloutState,
+  RolloutFailure,
+  RolloutTargets,
+} from './workflows/rollout/definitions.ts';
 export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus, UpdatePhase, ComposeHashPolicy } from './workflows/definitions.ts';
 export { createDataConverter, generatePayloadKeySpec } from './codec.ts';

@@ -2,7 +2,8 @@
 // tell an operator the same thing in the same words.
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import { buildRegistrationProposal, describeRegistrationProposal } from './chain/registration-proposal.ts';
-import type { EnvUpdateHandle } from './client.ts';
+import type { EnvUpdateHandle, RolloutHandle } from './client.ts';
+import { rolloutStatusQuery, type RolloutResult, type RolloutStatus } from './workflows/rollout/definitions.ts';
 import { statusQuery, type UpdateEnvResult, type UpdateStatus, type UpdateTimings } from './workflows/definitions.ts';
 
 export interface ProgressOptions {
@@ -271,4 +272,86 @@ export function createRedactor(secrets: Iterable<string | undefined>): (text: st
     for (const s of list) if (out.includes(s)) out = out.split(s).join('[redacted]');
     return out;
   };
+}
+
+// ---------------------------------------------------------------------------
+// Rollouts
+// ---------------------------------------------------------------------------
+
+/** One line: a bar of the CVMs that have ended, and the counts by phase. */
+export function formatRolloutBar(s: RolloutStatus, width = 30): string {
+  const ended = s.counts.succeeded + s.counts.failed + s.counts.aborted;
+  const filled = s.total === 0 ? 0 : Math.round((ended / s.total) * width);
+  const c = s.counts;
+  return (
+    `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${ended}/${s.total}  ` +
+    `succeeded ${c.succeeded}  failed ${c.failed}  running ${c.running}  pending ${c.pending}` +
+    `${c.aborted ? `  aborted ${c.aborted}` : ''}  (${s.state})`
+  );
+}
+
+export function rolloutHints(rolloutId: string, s: RolloutStatus, cli = DEFAULT_CLI): string[] {
+  const out: string[] = [];
+  if (s.state === 'awaiting_approval') out.push(`roll out to the rest:   ${cli} rollout approve ${rolloutId}`);
+  if (s.state === 'paused' || s.state === 'halted') out.push(`go on:                  ${cli} rollout resume ${rolloutId}`);
+  if (s.state === 'halted') out.push(`retry the failed CVMs:  ${cli} rollout retry-failed ${rolloutId}`);
+  out.push(`stop it:                ${cli} rollout abort ${rolloutId} --reason "<why>"`);
+  return out;
+}
+
+export function formatRolloutStatus(s: RolloutStatus): string[] {
+  const lines = [
+    `rollout              ${s.rolloutId}`,
+    `state                ${s.state}${s.waitingFor ? ` — ${s.waitingFor}` : ''}`,
+    `progress             ${formatRolloutBar(s)}`,
+    `concurrency          ${s.concurrency}${s.maxFailures !== undefined ? `, max failures ${s.maxFailures}` : ''}` +
+      `${s.canary.count ? `, canary ${s.canary.count} (${s.canary.approved ? 'approved' : 'not approved'})` : ''}`,
+    `started              ${s.startedAt}${s.finishedAt ? `, finished ${s.finishedAt}` : ''}${s.runs > 1 ? ` (${s.runs} runs)` : ''}`,
+  ];
+  if (s.abortReason) lines.push(`abort reason         ${s.abortReason}`);
+  if (s.running.length) lines.push(`running              ${s.running.slice(0, 20).join(', ')}${s.running.length > 20 ? ', …' : ''}`);
+  for (const f of s.failed) lines.push(`failed               ${f.cvmId}: ${f.reason}`);
+  return lines;
+}
+
+/**
+ * Polls a rollout until it ends, writing the bar whenever a count or the state changes and
+ * the operator's options whenever it starts waiting. Undefined when `signal` stopped it.
+ */
+export async function followRollout(
+  handle: RolloutHandle,
+  rolloutId: string,
+  options: { write(line: string): void; intervalMs?: number; signal?: AbortSignal; cli?: string },
+): Promise<RolloutResult | undefined> {
+  const result = handle.result();
+  result.catch(() => {});
+  let last = '';
+  let lastState = '';
+  let done = false;
+  void result.finally(() => (done = true)).catch(() => {});
+  while (!done && !options.signal?.aborted) {
+    try {
+      const s = await handle.query(rolloutStatusQuery);
+      const bar = formatRolloutBar(s);
+      if (bar !== last) options.write(bar);
+      last = bar;
+      if (s.state !== lastState && s.waitingFor) {
+        options.write(`waiting: ${s.waitingFor}`);
+        for (const h of rolloutHints(rolloutId, s, options.cli)) options.write(`  ${h}`);
+      }
+      lastState = s.state;
+    } catch {
+      // The query is answered by a worker; a moment without one is not the rollout's end.
+    }
+    await Promise.race([result.then(() => {}, () => {}), new Promise((r) => setTimeout(r, options.intervalMs ?? 1000))]);
+  }
+  if (options.signal?.aborted && !done) return undefined;
+  // The end came between two polls: the closing counts are still worth a line.
+  try {
+    const bar = formatRolloutBar(await handle.query(rolloutStatusQuery));
+    if (bar !== last) options.write(bar);
+  } catch {
+    // Only the bar is lost; the result below says it all.
+  }
+  return result;
 }

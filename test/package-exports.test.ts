@@ -17,6 +17,13 @@ test('the package root exports the library and the backend helpers under their n
     'awaitEnvUpdate',
     'getEnvUpdateStatus',
     'createDataConverter',
+    'startRollout',
+    'awaitRollout',
+    'getRolloutStatus',
+    'pauseRollout',
+    'resumeRollout',
+    'abortRollout',
+    'approveRollout',
   ]) {
     assert.equal(typeof (pkg as Record<string, unknown>)[name], 'function', `${name} is not exported`);
   }

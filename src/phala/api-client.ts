@@ -12,6 +12,7 @@ import type { z } from 'zod';
 import {
   AppComposeSchema,
   AppKmsInfoSchema,
+  AppCvmListSchema,
   AppEnvEncryptPubkeySchema,
   BatchStatusResponseSchema,
   CvmDetailSchema,
@@ -29,6 +30,7 @@ import {
   type ApiVersion,
   type AppCompose,
   type AppKmsInfo,
+  type AppCvmList,
   type AppEnvEncryptPubkey,
   type BatchStatusResponse,
   type CvmDetail,
@@ -352,6 +354,15 @@ export class PhalaCloudClient {
     }
     const path = `/kms/${segment(kms.trim())}/pubkey/${segment(appId)}`;
     return this.#call('GET', path, AppEnvEncryptPubkeySchema, { ...opts, version: KMS_NODE_API_VERSION });
+  }
+
+  /** GET /apps/{app_id}/cvms: every CVM of an app (the SDK's getAppCvms). */
+  async listAppCvms(appId: string, opts: CallOptions = {}): Promise<AppCvmList> {
+    if (!APP_ID_RE.test(requireNonEmpty(appId, 'appId'))) {
+      throw invalidArgumentError('appId must be 40 hex characters, optionally 0x-prefixed', 'appId');
+    }
+    const path = `/apps/${segment(appId.replace(/^0x/, '').toLowerCase())}/cvms`;
+    return this.#call('GET', path, AppCvmListSchema, opts);
   }
 
   /** GET /kms/{kms_id} (node id or slug), pinned to the node-shaped API version. */

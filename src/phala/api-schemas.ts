@@ -235,6 +235,21 @@ export const CvmDetailSchema = z.looseObject({
   project_type: nullishString,
   compose_file: z.union([z.record(z.string(), z.unknown()), z.string()]).nullish(),
 });
+/**
+ * GET /apps/{app_id}/cvms: the app's CVMs. Read loosely (only what a rollout needs to address
+ * each CVM): the legacy version's numeric ids are kept as strings.
+ */
+export const AppCvmListSchema = z.array(
+  z.looseObject({
+    id: z.union([z.string().min(1), z.number().transform(String)]),
+    name: nullishString,
+    app_id: nullishString,
+    vm_uuid: nullishString,
+    status: nullishString,
+  }),
+);
+export type AppCvmList = z.infer<typeof AppCvmListSchema>;
+
 /** Parsed CVM detail (`in_progress` defaulted to false when absent). */
 export type CvmDetail = z.infer<typeof CvmDetailSchema>;
 /** What the backend may send: `in_progress` may be omitted. */

@@ -91,6 +91,21 @@ export class SimAdminClient {
     });
   }
 
+  /** `count` CVMs of one app (replicas: the same compose, so the same compose hash). */
+  async createCvms(spec: NewSimCvm, count: number): Promise<SimCvmSummary[]> {
+    const { items } = await this.#call<{ items: SimCvmSummary[] }>('POST', '/cvms', {
+      kms: spec.kms,
+      count,
+      ...(spec.appId !== undefined ? { app_id: spec.appId } : {}),
+      ...(spec.name !== undefined ? { name: spec.name } : {}),
+      ...(spec.allowedEnvs !== undefined ? { allowed_envs: spec.allowedEnvs } : {}),
+      ...(spec.applyDelayMs !== undefined ? { apply_delay_ms: spec.applyDelayMs } : {}),
+      ...(spec.pendingTtlMs !== undefined ? { pending_ttl_ms: spec.pendingTtlMs } : {}),
+      ...(spec.ownerIsSigner !== undefined ? { owner_is_signer: spec.ownerIsSigner } : {}),
+    });
+    return items;
+  }
+
   cvm(id: string): Promise<SimCvmSummary> {
     return this.#call('GET', `/cvms/${encodeURIComponent(id)}`);
   }

@@ -75,6 +75,13 @@ async function createTestCvm(deps: AdminDeps, body: Record<string, unknown>): Pr
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) badRequest(`${field} must be a non-negative integer`);
     overrides[key] = v;
   }
+  let count: number | undefined;
+  if (body.count !== undefined) {
+    if (typeof body.count !== 'number' || !Number.isInteger(body.count) || body.count < 1 || body.count > 1000) {
+      badRequest('count must be an integer from 1 to 1000');
+    }
+    count = body.count;
+  }
   if (body.name !== undefined && (typeof body.name !== 'string' || !/^[a-zA-Z][a-zA-Z0-9-]{4,62}$/.test(body.name))) {
     badRequest('name must be 5-63 characters: a letter, then letters, digits or hyphens');
   }
@@ -111,20 +118,26 @@ async function createTestCvm(deps: AdminDeps, body: Record<string, unknown>): Pr
       kms!,
     );
   }
-  let cvm: CvmRecord;
+  // `count`: that many replicas of one app at once (same compose), answered as {items}.
+  const created: CvmRecord[] = [];
   try {
-    cvm = createCvm(ws, {
-      app,
-      ...(typeof body.name === 'string' ? { name: body.name } : {}),
-      ...(allowedEnvs ? { allowedEnvs } : {}),
-      ...(composeExtra ? { composeExtra } : {}),
-      overrides,
-    });
+    for (let i = 0; i < (count ?? 1); i++) {
+      created.push(
+        createCvm(ws, {
+          app,
+          ...(typeof body.name === 'string' ? { name: count === undefined ? body.name : `${body.name}-${i + 1}` } : {}),
+          ...(allowedEnvs ? { allowedEnvs } : {}),
+          ...(composeExtra ? { composeExtra } : {}),
+          overrides,
+        }),
+      );
+    }
   } catch (err) {
     throw detailError(409, (err as Error).message);
   }
   ws.save();
-  return { status: 201, body: cvmSummary(ws, cvm, deps) };
+  if (count !== undefined) return { status: 201, body: { items: created.map((c) => cvmSummary(ws, c, deps)) } };
+  return { status: 201, body: cvmSummary(ws, created[0]!, deps) };
 }
 
 export async function handleAdmin(

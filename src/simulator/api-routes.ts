@@ -131,6 +131,14 @@ async function appKmsInfo(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> 
   });
 }
 
+/** GET /apps/{app_id}/cvms: every CVM of the app, as the SDK's getAppCvms reads it (a plain array). */
+function appCvms(deps: ApiDeps, req: ApiRequest): ApiResponse {
+  const app = deps.ws.app(req.params.app_id!);
+  if (!app) throw detailError(404, 'App not found');
+  const ctx = view(deps);
+  return ok(deps.ws.data.cvms.filter((c) => c.appId === app.appId).map((c) => renderCvmDetail(ctx, c, req.version)));
+}
+
 function composeFile(deps: ApiDeps, req: ApiRequest): ApiResponse {
   const cvm = requireCvm(req);
   const raw = req.query.get('raw');
@@ -232,6 +240,7 @@ export const API_ROUTES: RouteDef[] = [
   },
   { method: 'GET', template: '/kms/{kms_id}/pubkey/{app_id}', handler: kmsPubkey, public: true },
   { method: 'GET', template: '/apps/{app_id}/kms-info', handler: appKmsInfo },
+  { method: 'GET', template: '/apps/{app_id}/cvms', handler: appCvms },
 ];
 
 /** Matches a path (below /api/v1) against the route templates. */

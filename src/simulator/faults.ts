@@ -9,7 +9,8 @@
  */
 import { randomUUID } from 'node:crypto';
 
-export type FaultErrorStatus = 429 | 500 | 502 | 503;
+/** 403 is a refusal for good (no access to the CVM); the others are transient. */
+export type FaultErrorStatus = 403 | 429 | 500 | 502 | 503;
 export type DropWhen = 'before' | 'after';
 
 export interface FaultRule {
@@ -193,7 +194,7 @@ export class Faults {
     let error: FaultRule['error'] = null;
     const err = input.rateLimit ? { status: 429, ...input.rateLimit } : input.error;
     if (err) {
-      if (![429, 500, 502, 503].includes(err.status)) throw new FaultInputError(`${where}.error.status must be 429, 500, 502 or 503`);
+      if (![403, 429, 500, 502, 503].includes(err.status)) throw new FaultInputError(`${where}.error.status must be 403, 429, 500, 502 or 503`);
       error = {
         status: err.status as FaultErrorStatus,
         rate: rate(`${where}.error.rate`, err.rate),

@@ -80,8 +80,9 @@ const EDGE_PAGES: Record<number, string> = {
   503: '<html><head><title>503 Service Temporarily Unavailable</title></head><body><center><h1>503 Service Temporarily Unavailable</h1></center></body></html>\n',
 };
 
-/** An injected failure, shaped like what produces it: the app (500, 429) or the proxy in front (502, 503). */
+/** An injected failure, shaped like what produces it: the app (403, 500, 429) or the proxy in front (502, 503). */
 function faultError(status: number, retryAfterSeconds: number): HttpError {
+  if (status === 403) return detailError(403, 'You do not have permission to access this CVM');
   if (status === 429) {
     return detailError(429, 'Rate limit exceeded; retry later', { 'Retry-After': String(retryAfterSeconds) });
   }
