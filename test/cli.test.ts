@@ -401,23 +401,25 @@ describe('against the local stack', () => {
     assert.match(status.composeHash, /^(0x)?[0-9a-f]{64}$/);
 
     // The app's owner registers the hash, as a multisig would.
-    const { createPublicClient, createWalletClient, http } = await import('viem');
+    const { createPublicClient, createWalletClient, encodeFunctionData, http, keccak256 } = await import('viem');
     const { privateKeyToAccount } = await import('viem/accounts');
     const { foundry } = await import('viem/chains');
     const { dstackAppAbi } = await import('../src/chain/dstack-app-abi.ts');
     const chain = { ...foundry, id: stack.info.chainId };
     const transport = http(stack.info.rpcUrl);
     const owner = createWalletClient({ chain, transport, account: privateKeyToAccount(stack.devKeys.other) });
-    const hash = await owner.writeContract({
-      address: status.appId as `0x${string}`,
-      abi: dstackAppAbi,
-      functionName: 'addComposeHash',
-      args: [`0x${status.composeHash.replace(/^0x/, '')}`],
+    // Signed first and handed over before it is sent: once mined, the workflow would find it
+    // on chain by itself and use-tx would have nothing left to do.
+    const request = await owner.prepareTransactionRequest({
+      to: status.appId as `0x${string}`,
+      data: encodeFunctionData({ abi: dstackAppAbi, functionName: 'addComposeHash', args: [`0x${status.composeHash.replace(/^0x/, '')}`] }),
     });
-    // Handed over as soon as it is sent: once mined, the workflow would find it on chain by itself.
+    const raw = await owner.signTransaction(request);
+    const hash = keccak256(raw);
     const handed = await cli(['use-tx', cvmId, hash], childEnv());
     assert.equal(handed.code, 0, handed.stderr);
     assert.match(handed.stderr, /sent use-tx to workflow/);
+    await owner.sendRawTransaction({ serializedTransaction: raw });
     await createPublicClient({ chain, transport }).waitForTransactionReceipt({ hash, pollingInterval: 100 });
 
     const r = await run.done;

@@ -229,10 +229,12 @@ test('a reorg that removes the registration: the same bytes again, then confirme
   const chain = new FakeChain();
   chain.confirmations = 4;
   await withManager(chain, async (c) => {
-    const a = await c.ask(hashOf(1), { confirmations: 4 });
-    await c.until('mined', () => chain.receipts.size === 1);
-    const firstBlock = [...chain.receipts.values()][0]!.blockNumber;
     chain.automine = false;
+    const a = await c.ask(hashOf(1), { confirmations: 4 });
+    await c.until('in the pool', () => chain.pool.size === 1);
+    chain.mine();
+    await c.until('seen mined', (s) => s.pending.some((p) => p.state === 'mined'));
+    const firstBlock = [...chain.receipts.values()][0]!.blockNumber;
     chain.reorg(chain.head - firstBlock + 1);
     await c.until('the reorg noticed', (s) => s.stats.reorgs >= 1);
     chain.automine = true;

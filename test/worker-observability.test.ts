@@ -77,8 +77,7 @@ const ours = (n: string, suffix = '') => `${n}${suffix}`;
 const secrets: string[] = [];
 
 test('an on-chain update with an API hiccup: started, completed, phase durations, registration sent, API error by kind', async () => {
-  const app = stack.info.apps.find((a) => a.ownerIsSigner && a.name !== 'app-signer-shared')!;
-  const cvm = await h.newCvm({ kms: 'onchain', appId: app.appId, allowedEnvs: ['BASE'] });
+  const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['BASE'] });
   await h.sim.addFaults({ rules: [{ route: 'GET /cvms/{id}', cvmId: cvm.id, error: { status: 503 }, times: 1 }] });
   const env = { BASE: `obs-${randomBytes(8).toString('hex')}`, OBS_NEW: `obs-${randomBytes(8).toString('hex')}` };
   secrets.push(...Object.values(env));
@@ -103,8 +102,7 @@ test('an on-chain update with an API hiccup: started, completed, phase durations
 });
 
 test('a change waiting for an operator shows in the gauge until it is aborted', async () => {
-  const foreign = stack.info.apps.find((a) => !a.ownerIsSigner)!;
-  const cvm = await h.newCvm({ kms: 'onchain', appId: foreign.appId, allowedEnvs: ['A'] });
+  const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(false), allowedEnvs: ['A'] });
   const env = { A: `obs-${randomBytes(8).toString('hex')}`, OBS_WAIT: `obs-${randomBytes(8).toString('hex')}` };
   secrets.push(...Object.values(env));
   const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
