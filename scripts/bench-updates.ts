@@ -75,14 +75,22 @@ async function main(): Promise<number> {
     progress(`starting the local stack in ${session.dataDir} (block time ${opts.blockTime} s)…`);
     const stack = await session.startStack({ blockTime: opts.blockTime, log: (l) => stackLog.push(l) });
     const rpcUrl = stack.info.rpcUrl;
-    const signerApp = stack.info.apps.find((a) => a.ownerIsSigner && a.name === 'app-signer-1') ?? stack.info.apps.find((a) => a.ownerIsSigner);
+    const signerApp =
+      stack.info.apps.find((a) => a.ownerIsSigner && a.name === 'app-signer-1') ?? stack.info.apps.find((a) => a.ownerIsSigner);
     if (!signerApp) throw new BenchFailure('the stack deployed no app contract owned by the signer');
     const sim = new SimAdminClient(stack.env.SIM_URL ?? stack.env.PHALA_API_URL!, stack.env.SIM_ADMIN_TOKEN!);
     const applyDelayMs = opts.applyDelayMs ?? (await step(sim.config())).applyDelayMs;
 
     progress('bundling the workflows and starting the worker process…');
     const { client, worker } = await session.startWorkerProcessAndClient(stack);
-    const ctx: Ctx = { client, sim, taskQueue: session.taskQueue, signerAppId: signerApp.appId, applyDelayMs: opts.applyDelayMs, interrupted };
+    const ctx: Ctx = {
+      client,
+      sim,
+      taskQueue: session.taskQueue,
+      signerAppId: signerApp.appId,
+      applyDelayMs: opts.applyDelayMs,
+      interrupted,
+    };
     const workerAtStart = readProcessMemory(worker.pid);
 
     // Fleet apps: A for the service, A for the baseline, one each for the single updates, one for the round-trip probe.
@@ -133,9 +141,23 @@ async function main(): Promise<number> {
     }
     const workerSections = readProcessMemory(worker.pid);
     const notOnce = (counts: Map<string, number>) => [...counts].filter(([, n]) => n !== 1);
-    const throughputBad = notOnce(await step(composeHashAddedCounts(rpcUrl, signerApp.appId, concurrent.map((s) => s.result.composeHash!))));
+    const throughputBad = notOnce(
+      await step(
+        composeHashAddedCounts(
+          rpcUrl,
+          signerApp.appId,
+          concurrent.map((s) => s.result.composeHash!),
+        ),
+      ),
+    );
     const sequentialBad = notOnce(
-      await step(composeHashAddedCounts(rpcUrl, signerApp.appId, samples.get('onchain-new-key')!.map((s) => s.result.composeHash!))),
+      await step(
+        composeHashAddedCounts(
+          rpcUrl,
+          signerApp.appId,
+          samples.get('onchain-new-key')!.map((s) => s.result.composeHash!),
+        ),
+      ),
     );
 
     // ---- 3. fleet and baseline -------------------------------------------------------------
@@ -165,17 +187,21 @@ async function main(): Promise<number> {
       progress(`  ${ms(singleMs)} ms (floor ${ms(floor.floorMs)} ms)`);
 
       progress(`fleet: ${opts.apps} apps × ${opts.cvmsPerApp} CVMs = ${opts.apps * opts.cvmsPerApp} updates at once through the service…`);
-      const fleetRun = await step(runFleetThroughService(ctx, fleetApps, {
+      const fleetRun = await step(
+        runFleetThroughService(ctx, fleetApps, {
           rpcUrl,
           workerPid: worker.pid,
           signer: { chainId: stack.info.chainId, address: stack.info.signerAddress },
           progress,
-        }));
+        }),
+      );
       fleet = scenarioFigures(fleetRun, singleMs, fleetApps.length);
       progress(`  ${fleet.succeeded}/${fleet.updates} succeeded in ${ms(fleet.wallMs)} ms`);
 
       if (opts.baseline) {
-        progress(`baseline: one update alone, then the same ${opts.apps * opts.cvmsPerApp} updates through @phala/cloud + viem, all at once…`);
+        progress(
+          `baseline: one update alone, then the same ${opts.apps * opts.cvmsPerApp} updates through @phala/cloud + viem, all at once…`,
+        );
         const setup: BaselineSetup = {
           apiUrl: stack.env.PHALA_API_URL!,
           apiKey: stack.env.PHALA_API_KEY!,
@@ -187,13 +213,24 @@ async function main(): Promise<number> {
         const from = await step(chainClient(rpcUrl).getBlockNumber({ cacheTime: 0 }));
         const output = await step(
           runBaselineProcess(
-            { setup, single: toBaselineUpdate(baselineSingleApp!.cvms[0]!), fleet: baselineApps.flatMap((a) => a.cvms.map(toBaselineUpdate)) },
+            {
+              setup,
+              single: toBaselineUpdate(baselineSingleApp!.cvms[0]!),
+              fleet: baselineApps.flatMap((a) => a.cvms.map(toBaselineUpdate)),
+            },
             stack.env.SIGNER_PRIVATE_KEY as Hex,
             interrupt.signal,
           ),
         );
         const to = await step(chainClient(rpcUrl).getBlockNumber({ cacheTime: 0 }));
-        const registrations = await step(registrationsMined(rpcUrl, baselineApps.map((a) => a.appId), from + 1n, to));
+        const registrations = await step(
+          registrationsMined(
+            rpcUrl,
+            baselineApps.map((a) => a.appId),
+            from + 1n,
+            to,
+          ),
+        );
         baselineSingleMs = output.single.ok ? output.single.ms : null;
         baseline = scenarioFigures(baselineRun(output, registrations), baselineSingleMs, baselineApps.length);
         const startedAt = output.singleStartedAtEpochMs - performance.timeOrigin;
@@ -225,14 +262,19 @@ async function main(): Promise<number> {
       out();
       out(`3. Fleet: ${opts.apps} apps × ${opts.cvmsPerApp} CVMs sharing each app's compose, all started at once, one signer key`);
       for (const l of sideBySide(fleet, baseline)) out(`  ${l}`);
-      for (const [label, f] of [['durable-cvm-envs', fleet], ['baseline', baseline]] as const) {
+      for (const [label, f] of [
+        ['durable-cvm-envs', fleet],
+        ['baseline', baseline],
+      ] as const) {
         for (const [reason, n] of Object.entries(f?.failures ?? {})) out(`  ${label} failed ×${n}: ${reason}`);
       }
       out();
       out('4. One on-chain update against its floor (next block + remaining confirmations + apply delay + API round trips)');
       for (const l of floorTable({ ours: single.ms, baseline: baselineSingleMs }, floor)) out(`  ${l}`);
       if (baselineFloor && baselineSingleMs !== null) {
-        out(`  (the baseline's own floor, with the block wait of its run: ${ms(baselineFloor.floorMs)} ms → ${(baselineSingleMs / baselineFloor.floorMs).toFixed(2)}×)`);
+        out(
+          `  (the baseline's own floor, with the block wait of its run: ${ms(baselineFloor.floorMs)} ms → ${(baselineSingleMs / baselineFloor.floorMs).toFixed(2)}×)`,
+        );
       }
     }
     out();
@@ -272,7 +314,11 @@ async function main(): Promise<number> {
               singleWallMs: round(single.ms),
               measuredOverFloor: round(single.ms / floor.floorMs, 2),
               ...(baselineFloor && baselineSingleMs !== null
-                ? { baselineFloorMs: round(baselineFloor.floorMs), baselineSingleWallMs: round(baselineSingleMs), baselineOverFloor: round(baselineSingleMs / baselineFloor.floorMs, 2) }
+                ? {
+                    baselineFloorMs: round(baselineFloor.floorMs),
+                    baselineSingleWallMs: round(baselineSingleMs),
+                    baselineOverFloor: round(baselineSingleMs / baselineFloor.floorMs, 2),
+                  }
                 : {}),
             },
           }

@@ -84,7 +84,7 @@ function composeHashVectors() {
     },
     {
       name: 'unicode and escapes',
-      compose: { 'ключ': 'значение', emoji: '🚀✓', ctl: 'tab\tnl\nquote"back\\slash\u0001', 'é': 'e-acute', e: 'plain' },
+      compose: { ключ: 'значение', emoji: '🚀✓', ctl: 'tab\tnl\nquote"back\\slash\u0001', é: 'e-acute', e: 'plain' },
     },
     {
       name: 'numbers',

@@ -95,7 +95,8 @@ function run(cmd: string, args: string[], cwd?: string) {
 }
 
 function javaVersion(): string {
-  const java = process.env.JAVA_HOME && existsSync(join(process.env.JAVA_HOME, 'bin', 'java')) ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
+  const java =
+    process.env.JAVA_HOME && existsSync(join(process.env.JAVA_HOME, 'bin', 'java')) ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
   const res = run(java, ['-version']);
   if (res.error || res.status !== 0) {
     throw new TestServerInstallError(
@@ -140,7 +141,12 @@ export async function installTestServer(log: (line: string) => void = (line) => 
       staging,
     );
     if (res.error || res.status !== 0) {
-      const output = `${res.stdout ?? ''}${res.stderr ?? ''}`.replace(/\x1b\[[0-9;]*m/g, '').trim().split('\n').slice(-25).join('\n');
+      const output = `${res.stdout ?? ''}${res.stderr ?? ''}`
+        .replace(/\x1b\[[0-9;]*m/g, '')
+        .trim()
+        .split('\n')
+        .slice(-25)
+        .join('\n');
       throw new TestServerInstallError(
         `Could not fetch io.temporal:temporal-test-server:${TEST_SERVER_VERSION} and its dependencies from Maven Central ` +
           `(\`${mvn} ${COPY_DEPENDENCIES}\` ${res.error ? `failed: ${res.error.message}` : `exited ${res.status}`}). ` +
@@ -149,7 +155,9 @@ export async function installTestServer(log: (line: string) => void = (line) => 
     }
     const jars = readdirSync(join(staging, 'lib'));
     if (!jars.includes(`temporal-test-server-${TEST_SERVER_VERSION}.jar`)) {
-      throw new TestServerInstallError(`Maven finished but lib/ has no temporal-test-server-${TEST_SERVER_VERSION}.jar (${jars.length} jars)`);
+      throw new TestServerInstallError(
+        `Maven finished but lib/ has no temporal-test-server-${TEST_SERVER_VERSION}.jar (${jars.length} jars)`,
+      );
     }
     const executable = join(staging, 'temporal-test-server');
     writeFileSync(executable, wrapper());
@@ -232,7 +240,8 @@ function accepts(port: number): Promise<boolean> {
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
     const result = await installTestServer();
-    if (!result.installed) process.stderr.write(`the Temporal test server ${TEST_SERVER_VERSION} is already installed: ${result.executable}\n`);
+    if (!result.installed)
+      process.stderr.write(`the Temporal test server ${TEST_SERVER_VERSION} is already installed: ${result.executable}\n`);
   } catch (err) {
     process.stderr.write(`${err instanceof TestServerInstallError ? err.message : String((err as Error)?.stack ?? err)}\n`);
     process.exit(1);

@@ -80,7 +80,11 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
   onchain: {
     async run(h) {
       const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['BASE'] });
-      const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env: { BASE: secret(), NEW_KEY: secret() } }, { taskQueue: h.taskQueue });
+      const { handle } = await startEnvUpdate(
+        h.client,
+        { cvmId: cvm.id, env: { BASE: secret(), NEW_KEY: secret() } },
+        { taskQueue: h.taskQueue },
+      );
       const r = await awaitEnvUpdate(handle);
       if (!r.transactionHash) throw new Error('the on-chain case registered nothing');
       return handle;
@@ -97,7 +101,11 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
   'operator-use-tx': {
     async run(h, stack) {
       const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(false), allowedEnvs: ['A'] });
-      const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env: { A: secret(), B_NEW: secret() } }, { taskQueue: h.taskQueue });
+      const { handle } = await startEnvUpdate(
+        h.client,
+        { cvmId: cvm.id, env: { A: secret(), B_NEW: secret() } },
+        { taskQueue: h.taskQueue },
+      );
       const waiting = await waitForStatus(h, cvm.id, (s) => s.phase === 'awaiting_operator');
       const chain = { ...foundry, id: stack.info.chainId };
       const wallet = createWalletClient({ chain, transport: http(stack.info.rpcUrl), account: privateKeyToAccount(stack.devKeys.other) });
@@ -121,11 +129,15 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
       const apps = [h.appId(true), h.appId(true), await h.newApp()];
       const cvms = await Promise.all(apps.map((appId) => h.newCvm({ kms: 'onchain', appId, allowedEnvs: ['BASE'] })));
       const started = await Promise.all(
-        cvms.map((cvm) => startEnvUpdate(h.client, { cvmId: cvm.id, env: { BASE: secret(), K_FLEET: secret() } }, { taskQueue: h.taskQueue })),
+        cvms.map((cvm) =>
+          startEnvUpdate(h.client, { cvmId: cvm.id, env: { BASE: secret(), K_FLEET: secret() } }, { taskQueue: h.taskQueue }),
+        ),
       );
       await Promise.all(started.map((s) => awaitEnvUpdate(s.handle)));
       const workflowId = signerWorkflowId(stack.info.chainId, h.signer.address);
-      await waitFor(async () => (await getSignerStatus(h.client, stack.info.chainId, h.signer.address)).registrations.every((r) => r.state === 'done'));
+      await waitFor(async () =>
+        (await getSignerStatus(h.client, stack.info.chainId, h.signer.address)).registrations.every((r) => r.state === 'done'),
+      );
       return { workflowId };
     },
   },
@@ -134,7 +146,11 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
     async run(h, stack) {
       const rpc = <T>(m: string, p: unknown[] = []) => anvilRpc<T>(stack.info.rpcUrl, m, p);
       const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['BASE'] });
-      const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env: { BASE: secret(), K_REORG: secret() } }, { taskQueue: h.taskQueue });
+      const { handle } = await startEnvUpdate(
+        h.client,
+        { cvmId: cvm.id, env: { BASE: secret(), K_REORG: secret() } },
+        { taskQueue: h.taskQueue },
+      );
       const confirming = await waitForStatus(h, cvm.id, (s) => s.phase === 'confirming' && s.blockNumber !== undefined);
       const head = Number(BigInt(await rpc<string>('eth_blockNumber')));
       await rpc('anvil_reorg', [head - confirming.blockNumber! + 1, []]);

@@ -34,11 +34,10 @@ const log = (line: string) => process.stderr.write(`[stack] ${line}\n`);
 const stack = await startStack({ dataDir, services: defaultServices(), log });
 log(`suite stack ready in ${stack.info.startedInMs} ms (${dataDir})`);
 
-const child = spawn(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...files],
-  { stdio: 'inherit', env: { ...process.env, [SHARED_STACK_ENV]: dataDir } },
-);
+const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+  env: { ...process.env, [SHARED_STACK_ENV]: dataDir },
+});
 const forward = (signal: NodeJS.Signals) => child.kill(signal);
 process.on('SIGINT', forward);
 process.on('SIGTERM', forward);

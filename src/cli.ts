@@ -192,7 +192,9 @@ function parseCommandLine(command: string, args: string[]): { values: Values; po
     // `--env-file -` is stdin.
     const stdinDash = t.name === 'env-file' && t.value === '-';
     if (spec.type === 'string' && !stdinDash && (t.value === undefined || (!t.inlineValue && t.value.startsWith('-')))) {
-      throw new UsageError(`${command}: ${t.rawName} needs a value${t.value === undefined ? '' : ` (to pass one starting with '-', write ${t.rawName}=<value>)`}`);
+      throw new UsageError(
+        `${command}: ${t.rawName} needs a value${t.value === undefined ? '' : ` (to pass one starting with '-', write ${t.rawName}=<value>)`}`,
+      );
     }
     if (spec.type === 'boolean' && t.inlineValue) throw new UsageError(`${command}: ${t.rawName} takes no value`);
   }
@@ -230,7 +232,8 @@ function collectEnv(values: Values, cwd: string): { env: EnvVar[]; source: strin
   const file = values['env-file'] as string | undefined;
   const pairs = (values.env as string[] | undefined) ?? [];
   if (file !== undefined && pairs.length > 0) throw new UsageError('update: give either --env-file or -e KEY=VALUE, not both');
-  if (file === undefined && pairs.length === 0) throw new UsageError('update: the new env is missing: give --env-file <path> or -e KEY=VALUE');
+  if (file === undefined && pairs.length === 0)
+    throw new UsageError('update: the new env is missing: give --env-file <path> or -e KEY=VALUE');
   let env: EnvVar[];
   let source: string;
   if (file !== undefined) {
@@ -312,13 +315,18 @@ function rolloutInputOf(values: Values, env: EnvVar[]): RolloutInput {
   if ((app === undefined) === (cvms === undefined)) throw new UsageError('rollout start: give either --app <id> or --cvms a,b,c');
   let targets: RolloutInput['targets'];
   if (app !== undefined) {
-    if (!/^(0x)?[0-9a-fA-F]{40}$/.test(app)) throw new UsageError('rollout start: --app must be an app id (40 hex characters, optionally 0x-prefixed)');
+    if (!/^(0x)?[0-9a-fA-F]{40}$/.test(app))
+      throw new UsageError('rollout start: --app must be an app id (40 hex characters, optionally 0x-prefixed)');
     targets = { appId: app };
   } else {
-    const ids = cvms!.split(',').map((c) => c.trim()).filter(Boolean);
+    const ids = cvms!
+      .split(',')
+      .map((c) => c.trim())
+      .filter(Boolean);
     if (ids.length === 0) throw new UsageError('rollout start: --cvms must list at least one CVM id');
     ids.forEach((id, i) => {
-      if (!/^[A-Za-z0-9._:-]{1,128}$/.test(id)) throw new UsageError(`rollout start: --cvms: entry #${i + 1} is not a CVM id (letters, digits, '.', '_', ':' or '-')`);
+      if (!/^[A-Za-z0-9._:-]{1,128}$/.test(id))
+        throw new UsageError(`rollout start: --cvms: entry #${i + 1} is not a CVM id (letters, digits, '.', '_', ':' or '-')`);
     });
     if (new Set(ids).size !== ids.length) throw new UsageError('rollout start: --cvms lists a CVM twice');
     targets = { cvmIds: ids };
@@ -445,7 +453,8 @@ function parseKeys(raw: string | undefined, env: EnvVar[]): string[] | undefined
   if (raw === undefined) return undefined;
   const keys = raw.split(',').map((k) => k.trim());
   keys.forEach((k, i) => {
-    if (!ENV_KEY_PATTERN.test(k)) throw new UsageError(`update: --keys: entry #${i + 1} is not a valid env name (letters, digits, '_', not starting with a digit)`);
+    if (!ENV_KEY_PATTERN.test(k))
+      throw new UsageError(`update: --keys: entry #${i + 1} is not a valid env name (letters, digits, '_', not starting with a digit)`);
   });
   // The guest silently drops variables outside allowed_envs: refuse rather than lose them.
   const missing = env.map((e) => e.key).filter((k) => !keys.includes(k));
@@ -543,7 +552,9 @@ async function runUpdate(ctx: Context, values: Values, env: EnvVar[]): Promise<n
     ctx.err(`attached to the env update of CVM ${cvmId} that request id ${input.requestId} started earlier (workflow ${workflowId})`);
   } else {
     const keys = env.map((e) => e.key).join(', ');
-    ctx.err(`started env update of CVM ${cvmId} (${env.length} variable${env.length === 1 ? '' : 's'}: ${keys}) as workflow ${workflowId} on task queue ${ctx.cfg.taskQueue}`);
+    ctx.err(
+      `started env update of CVM ${cvmId} (${env.length} variable${env.length === 1 ? '' : 's'}: ${keys}) as workflow ${workflowId} on task queue ${ctx.cfg.taskQueue}`,
+    );
   }
   const link = uiLink(ctx.env, ctx.cfg, workflowId);
   if (link) ctx.err(`Temporal UI: ${link}`);
@@ -570,7 +581,9 @@ async function runUpdate(ctx: Context, values: Values, env: EnvVar[]): Promise<n
   const word = outcome.aborted ? 'aborted' : 'failed';
   ctx.err(`update ${word}: ${outcome.message}`);
   if (ctx.json) {
-    ctx.out(JSON.stringify({ workflowId, outcome: word, error: outcome.message, failureType: outcome.failureType, status: outcome.status }));
+    ctx.out(
+      JSON.stringify({ workflowId, outcome: word, error: outcome.message, failureType: outcome.failureType, status: outcome.status }),
+    );
   }
   return EXIT.failed;
 }
@@ -598,7 +611,18 @@ async function runStatus(ctx: Context, id: string): Promise<number> {
   }
   const link = uiLink(ctx.env, ctx.cfg, d.workflowId);
   if (ctx.json) {
-    ctx.out(JSON.stringify({ workflowId: d.workflowId, runId: d.runId, state: d.status.name, status, statusError, result, error: failure, uiUrl: link }));
+    ctx.out(
+      JSON.stringify({
+        workflowId: d.workflowId,
+        runId: d.runId,
+        state: d.status.name,
+        status,
+        statusError,
+        result,
+        error: failure,
+        uiUrl: link,
+      }),
+    );
     return EXIT.ok;
   }
   ctx.out(`workflow             ${d.workflowId} (run ${d.runId})`);
@@ -653,8 +677,10 @@ async function runSignal(ctx: Context, command: string, id: string, values: Valu
 function parseSignerFilter(values: Values): { chainId?: number; address?: string } {
   const chain = values.chain as string | undefined;
   const address = values.address as string | undefined;
-  if (chain !== undefined && !/^[1-9][0-9]{0,15}$/.test(chain)) throw new UsageError('signer: --chain must be a chain id (a positive integer)');
-  if (address !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(address)) throw new UsageError('signer: --address must be 0x followed by 40 hex digits');
+  if (chain !== undefined && !/^[1-9][0-9]{0,15}$/.test(chain))
+    throw new UsageError('signer: --chain must be a chain id (a positive integer)');
+  if (address !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(address))
+    throw new UsageError('signer: --address must be 0x followed by 40 hex digits');
   return { ...(chain ? { chainId: Number(chain) } : {}), ...(address ? { address: address.toLowerCase() } : {}) };
 }
 
@@ -664,7 +690,8 @@ async function runSignerStatus(ctx: Context, filter: { chainId?: number; address
   );
   const statuses = await Promise.all(running.map((s) => getSignerStatus(ctx.client, s.chainId, s.address)));
   if (ctx.json) ctx.out(JSON.stringify({ signers: statuses }));
-  else if (statuses.length === 0) ctx.out('no transaction manager is running' + (filter.chainId || filter.address ? ' for that filter' : ''));
+  else if (statuses.length === 0)
+    ctx.out('no transaction manager is running' + (filter.chainId || filter.address ? ' for that filter' : ''));
   else for (const s of statuses) ctx.out(formatSignerStatus(s));
   return EXIT.ok;
 }
@@ -728,7 +755,21 @@ export async function main(argv: string[], io: Io): Promise<number> {
         rolloutInput = rolloutInputOf(values, rolloutEnv);
       } else {
         target = checkId('rollout', positionals[1]!);
-        const startOnly = ['app', 'cvms', 'env-file', 'keys', 'concurrency', 'canary', 'auto-approve', 'max-failures', 'confirmations', 'policy', 'rollout-id', 'request-id', 'no-wait'];
+        const startOnly = [
+          'app',
+          'cvms',
+          'env-file',
+          'keys',
+          'concurrency',
+          'canary',
+          'auto-approve',
+          'max-failures',
+          'confirmations',
+          'policy',
+          'rollout-id',
+          'request-id',
+          'no-wait',
+        ];
         const stray = startOnly.find((o) => values[o] !== undefined);
         if (stray) throw new UsageError(`rollout ${sub}: --${stray} belongs to rollout start`);
         if (values.reason !== undefined && sub !== 'abort') throw new UsageError(`rollout ${sub}: --reason belongs to rollout abort`);

@@ -41,7 +41,14 @@ import { SIGNER_WORKFLOW_TYPE, signerStatusQuery, signerWorkflowId, type SignerS
 
 export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus } from './workflows/definitions.ts';
 export type { SignerStatus } from './workflows/signer-manager/definitions.ts';
-export type { RolloutInput, RolloutResult, RolloutStatus, RolloutState, RolloutFailure, RolloutTargets } from './workflows/rollout/definitions.ts';
+export type {
+  RolloutInput,
+  RolloutResult,
+  RolloutStatus,
+  RolloutState,
+  RolloutFailure,
+  RolloutTargets,
+} from './workflows/rollout/definitions.ts';
 
 export type EnvUpdateHandle = WorkflowHandle<typeof updateCvmEnvWorkflow>;
 

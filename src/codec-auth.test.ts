@@ -30,7 +30,10 @@ describe('codec server with OIDC', () => {
   let jwks: Server;
   let server: CodecServer;
 
-  const token = async (claims: Record<string, unknown>, opts: { key?: CryptoKey; issuer?: string; audience?: string; exp?: string | number } = {}) =>
+  const token = async (
+    claims: Record<string, unknown>,
+    opts: { key?: CryptoKey; issuer?: string; audience?: string; exp?: string | number } = {},
+  ) =>
     new SignJWT(claims)
       .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
       .setIssuer(opts.issuer ?? ISSUER)
@@ -121,11 +124,23 @@ describe('codec server with OIDC', () => {
     assert.deepEqual(o.oidc?.audience, ['temporal-ui', 'api']);
     assert.equal(o.oidc?.rolesClaim, 'groups');
     assert.throws(() => codecServerOptionsFromEnv({ ...base, CODEC_OIDC_JWKS_URL: 'https://idp/jwks' }), /CODEC_OIDC_ISSUER/);
-    assert.throws(() => codecServerOptionsFromEnv({ ...base, CODEC_OIDC_JWKS_URL: 'https://idp/jwks', CODEC_OIDC_ISSUER: ISSUER }), /CODEC_OIDC_AUDIENCE/);
-    assert.throws(() => codecServerOptionsFromEnv(base), /CODEC_SERVER_TOKEN.*CODEC_OIDC_JWKS_URL/);
-    assert.throws(() => codecServerOptionsFromEnv({ ...base, CODEC_SERVER_TOKEN: STATIC, CODEC_TLS_CERT_FILE: '/x' }), /CODEC_TLS_KEY_FILE/);
     assert.throws(
-      () => codecServerOptionsFromEnv({ ...base, CODEC_SERVER_TOKEN: STATIC, CODEC_TLS_CERT_FILE: '/nonexistent', CODEC_TLS_KEY_FILE: '/nonexistent' }),
+      () => codecServerOptionsFromEnv({ ...base, CODEC_OIDC_JWKS_URL: 'https://idp/jwks', CODEC_OIDC_ISSUER: ISSUER }),
+      /CODEC_OIDC_AUDIENCE/,
+    );
+    assert.throws(() => codecServerOptionsFromEnv(base), /CODEC_SERVER_TOKEN.*CODEC_OIDC_JWKS_URL/);
+    assert.throws(
+      () => codecServerOptionsFromEnv({ ...base, CODEC_SERVER_TOKEN: STATIC, CODEC_TLS_CERT_FILE: '/x' }),
+      /CODEC_TLS_KEY_FILE/,
+    );
+    assert.throws(
+      () =>
+        codecServerOptionsFromEnv({
+          ...base,
+          CODEC_SERVER_TOKEN: STATIC,
+          CODEC_TLS_CERT_FILE: '/nonexistent',
+          CODEC_TLS_KEY_FILE: '/nonexistent',
+        }),
       /CODEC_TLS_CERT_FILE cannot be read/,
     );
   });
@@ -136,11 +151,29 @@ describe('codec server over HTTPS', () => {
   let server: CodecServer;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'dce-codec-tls-'));
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     server = await startCodecServer({
       ...codecServerOptionsFromEnv({
         PAYLOAD_ENCRYPTION_KEYS: generatePayloadKeySpec('k1'),
@@ -162,7 +195,11 @@ describe('codec server over HTTPS', () => {
     const status = await new Promise<number>((resolve, reject) => {
       const req = httpsRequest(
         `${server.url}/encode`,
-        { method: 'POST', ca: readFileSync(join(dir, 'cert.pem')), headers: { Authorization: `Bearer ${STATIC}`, 'Content-Type': 'application/json' } },
+        {
+          method: 'POST',
+          ca: readFileSync(join(dir, 'cert.pem')),
+          headers: { Authorization: `Bearer ${STATIC}`, 'Content-Type': 'application/json' },
+        },
         (res) => {
           res.resume();
           res.on('end', () => resolve(res.statusCode ?? 0));

@@ -40,7 +40,9 @@ function claimValues(value: unknown): string[] {
 export function createAuthenticator(opts: { token?: string; oidc?: OidcOptions; jwks?: JWTVerifyGetKey }): Authenticator {
   const matchesStatic = opts.token ? staticTokenMatcher(opts.token) : undefined;
   const oidc = opts.oidc;
-  const jwks = oidc ? (opts.jwks ?? createRemoteJWKSet(new URL(oidc.jwksUrl), { timeoutDuration: 5000, cooldownDuration: 30_000 })) : undefined;
+  const jwks = oidc
+    ? (opts.jwks ?? createRemoteJWKSet(new URL(oidc.jwksUrl), { timeoutDuration: 5000, cooldownDuration: 30_000 }))
+    : undefined;
   return async (authorization) => {
     const presented = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
     if (!presented) return undefined;

@@ -69,7 +69,12 @@ describe('codec server over HTTP', () => {
   });
 
   const post = (path: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpResult> =>
-    call(`${server.url}${path}`, 'POST', { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json', ...headers }, JSON.stringify(body));
+    call(
+      `${server.url}${path}`,
+      'POST',
+      { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json', ...headers },
+      JSON.stringify(body),
+    );
 
   it('listens on loopback by default', () => {
     assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/);
@@ -78,7 +83,15 @@ describe('codec server over HTTP', () => {
   it('answers 401 without a token, with a wrong token, or with another scheme', async () => {
     const body = JSON.stringify({ payloads: [] });
     const json = { 'Content-Type': 'application/json' };
-    for (const auth of [undefined, 'Bearer wrong-token-of-some-length', `Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(0, -1)}`, `Basic ${TOKEN}`, TOKEN, 'Bearer ']) {
+    for (const auth of [
+      undefined,
+      'Bearer wrong-token-of-some-length',
+      `Bearer ${TOKEN}x`,
+      `Bearer ${TOKEN.slice(0, -1)}`,
+      `Basic ${TOKEN}`,
+      TOKEN,
+      'Bearer ',
+    ]) {
       const res = await call(`${server.url}/decode`, 'POST', auth === undefined ? json : { ...json, Authorization: auth }, body);
       assert.equal(res.status, 401, `auth header ${auth === undefined ? 'missing' : 'variant'}`);
       assert.match(String(res.headers['www-authenticate']), /^Bearer/);
@@ -187,7 +200,12 @@ describe('codec server over HTTP', () => {
   });
 
   it('rejects malformed requests without echoing their content', async () => {
-    const bad = await call(`${server.url}/decode`, 'POST', { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' }, `{"payloads": "${SECRET}"`);
+    const bad = await call(
+      `${server.url}/decode`,
+      'POST',
+      { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+      `{"payloads": "${SECRET}"`,
+    );
     assert.equal(bad.status, 400);
     assert.equal(bad.body.includes(SECRET), false);
     const shape = await post('/decode', { payloads: [{ data: 42 }], extra: SECRET });
@@ -196,7 +214,12 @@ describe('codec server over HTTP', () => {
     const base64 = await post('/decode', { payloads: [{ metadata: { encoding: 'not base64!' }, data: 'AA' }] });
     assert.equal(base64.status, 400);
     assert.match(base64.body, /not valid base64/);
-    const type = await call(`${server.url}/decode`, 'POST', { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'text/plain' }, '{"payloads":[]}');
+    const type = await call(
+      `${server.url}/decode`,
+      'POST',
+      { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'text/plain' },
+      '{"payloads":[]}',
+    );
     assert.equal(type.status, 415);
     assert.equal((await call(`${server.url}/decode`, 'GET', { Authorization: `Bearer ${TOKEN}` })).status, 405);
     assert.equal((await call(`${server.url}/a/b/decode`, 'POST', { Authorization: `Bearer ${TOKEN}` })).status, 404);
@@ -261,7 +284,12 @@ describe('codec server configuration', () => {
 describe('codec server CLI', () => {
   const entry = fileURLToPath(new URL('./codec-server.ts', import.meta.url));
 
-  function runCli(env: Record<string, string>): { child: ReturnType<typeof spawn>; stdout: Promise<string>; exit: Promise<number | null>; output: () => string } {
+  function runCli(env: Record<string, string>): {
+    child: ReturnType<typeof spawn>;
+    stdout: Promise<string>;
+    exit: Promise<number | null>;
+    output: () => string;
+  } {
     const child = spawn(process.execPath, ['--import', 'tsx', entry], {
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -282,12 +310,14 @@ describe('codec server CLI', () => {
       CODEC_SERVER_PORT: '0',
     });
     try {
-      const text = await Promise.race([
-        run.stdout,
-        run.exit.then((code) => Promise.reject(new Error(`exited ${code}: ${run.output()}`))),
-      ]);
+      const text = await Promise.race([run.stdout, run.exit.then((code) => Promise.reject(new Error(`exited ${code}: ${run.output()}`)))]);
       const url = /listening on (\S+)/.exec(text)![1]!;
-      const res = await call(`${url}/encode`, 'POST', { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' }, JSON.stringify({ payloads: [toJson(defaultPayloadConverter.toPayload(1))] }));
+      const res = await call(
+        `${url}/encode`,
+        'POST',
+        { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+        JSON.stringify({ payloads: [toJson(defaultPayloadConverter.toPayload(1))] }),
+      );
       assert.equal(res.status, 200);
       assert.equal(JSON.parse(res.body).payloads[0].metadata[KEY_ID_METADATA], b64('cli'));
       assert.equal(run.output().includes(TOKEN), false);
@@ -304,7 +334,12 @@ describe('codec server CLI', () => {
     assert.equal(missing.output().includes(TOKEN), false);
 
     const badKey = randomBytes(20).toString('base64');
-    const wrong = runCli({ PAYLOAD_ENCRYPTION_KEYS: `k7:${badKey}`, CODEC_SERVER_TOKEN: TOKEN, CODEC_CORS_ORIGINS: UI_ORIGIN, CODEC_SERVER_PORT: '0' });
+    const wrong = runCli({
+      PAYLOAD_ENCRYPTION_KEYS: `k7:${badKey}`,
+      CODEC_SERVER_TOKEN: TOKEN,
+      CODEC_CORS_ORIGINS: UI_ORIGIN,
+      CODEC_SERVER_PORT: '0',
+    });
     assert.equal(await wrong.exit, 1);
     assert.match(wrong.output(), /"k7" is 20 bytes/);
     assert.equal(wrong.output().includes(badKey), false);

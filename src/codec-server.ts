@@ -25,13 +25,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Payload } from '@temporalio/common';
 import { z } from 'zod';
-import {
-  AesGcmPayloadCodec,
-  decodeStrictBase64,
-  parsePayloadKeys,
-  PayloadDecryptionError,
-  PayloadKeyConfigError,
-} from './codec.ts';
+import { AesGcmPayloadCodec, decodeStrictBase64, parsePayloadKeys, PayloadDecryptionError, PayloadKeyConfigError } from './codec.ts';
 import { createAuthenticator, type OidcOptions } from './codec-auth.ts';
 import { ConfigError } from './config-error.ts';
 import { isMainModule } from './entry.ts';
@@ -326,13 +320,14 @@ export function codecServerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env):
     }
   };
   const keysSpec = secret('PAYLOAD_ENCRYPTION_KEYS');
-  if (!keysSpec) throw new CodecServerConfigError('PAYLOAD_ENCRYPTION_KEYS is not set: payload keys as "id:key[,id:key...]" (the workers\' keys)');
+  if (!keysSpec)
+    throw new CodecServerConfigError('PAYLOAD_ENCRYPTION_KEYS is not set: payload keys as "id:key[,id:key...]" (the workers\' keys)');
   const token = secret('CODEC_SERVER_TOKEN');
   const jwksUrl = env.CODEC_OIDC_JWKS_URL?.trim();
   let oidc: OidcOptions | undefined;
   if (jwksUrl) {
-    const issuer = requiredEnv(env, 'CODEC_OIDC_ISSUER', 'the issuer (iss) of the UI\'s access tokens');
-    const audience = requiredEnv(env, 'CODEC_OIDC_AUDIENCE', 'the audience (aud) the UI\'s access tokens are issued for')
+    const issuer = requiredEnv(env, 'CODEC_OIDC_ISSUER', "the issuer (iss) of the UI's access tokens");
+    const audience = requiredEnv(env, 'CODEC_OIDC_AUDIENCE', "the audience (aud) the UI's access tokens are issued for")
       .split(',')
       .map((a) => a.trim())
       .filter(Boolean);
@@ -363,7 +358,8 @@ export function codecServerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env):
   }
   const certFile = env.CODEC_TLS_CERT_FILE?.trim();
   const keyFile = env.CODEC_TLS_KEY_FILE?.trim();
-  if (Boolean(certFile) !== Boolean(keyFile)) throw new CodecServerConfigError('set both CODEC_TLS_CERT_FILE and CODEC_TLS_KEY_FILE, or neither');
+  if (Boolean(certFile) !== Boolean(keyFile))
+    throw new CodecServerConfigError('set both CODEC_TLS_CERT_FILE and CODEC_TLS_KEY_FILE, or neither');
   const readPem = (name: string, path: string): Buffer => {
     try {
       return readFileSync(path);
@@ -371,7 +367,8 @@ export function codecServerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env):
       throw new CodecServerConfigError(`${name} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   };
-  const tls = certFile && keyFile ? { cert: readPem('CODEC_TLS_CERT_FILE', certFile), key: readPem('CODEC_TLS_KEY_FILE', keyFile) } : undefined;
+  const tls =
+    certFile && keyFile ? { cert: readPem('CODEC_TLS_CERT_FILE', certFile), key: readPem('CODEC_TLS_KEY_FILE', keyFile) } : undefined;
   return {
     port,
     host: env.CODEC_SERVER_HOST?.trim() || '127.0.0.1',
@@ -387,9 +384,7 @@ if (isMainModule(import.meta.url)) {
   try {
     const options = codecServerOptionsFromEnv();
     const server = await startCodecServer(options);
-    process.stdout.write(
-      `codec server listening on ${server.url} (CORS origins: ${options.allowedOrigins.join(', ')})\n`,
-    );
+    process.stdout.write(`codec server listening on ${server.url} (CORS origins: ${options.allowedOrigins.join(', ')})\n`);
     const stop = (): void => {
       server.close().then(
         () => process.exit(0),

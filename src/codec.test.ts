@@ -198,7 +198,14 @@ describe('AesGcmPayloadCodec', () => {
     assert.throws(() => new AesGcmPayloadCodec([]), PayloadKeyConfigError);
     assert.throws(() => new AesGcmPayloadCodec([{ id: 'k1', key: new Uint8Array(16) }]), /"k1" must be exactly 32 bytes/);
     const key = new Uint8Array(randomBytes(32));
-    assert.throws(() => new AesGcmPayloadCodec([{ id: 'k1', key }, { id: 'k1', key }]), /duplicate/);
+    assert.throws(
+      () =>
+        new AesGcmPayloadCodec([
+          { id: 'k1', key },
+          { id: 'k1', key },
+        ]),
+      /duplicate/,
+    );
     assert.throws(() => new AesGcmPayloadCodec([{ id: 'bad id', key }]), PayloadKeyConfigError);
   });
 });
@@ -211,7 +218,10 @@ describe('parsePayloadKeys', () => {
     const keys = parsePayloadKeys(
       ` k3:${b64.toString('base64')} , k2:${urlSafe},k1:0x${b64.toString('hex')},k0:${b64.toString('hex').toUpperCase()}`,
     );
-    assert.deepEqual(keys.map((k) => k.id), ['k3', 'k2', 'k1', 'k0']);
+    assert.deepEqual(
+      keys.map((k) => k.id),
+      ['k3', 'k2', 'k1', 'k0'],
+    );
     for (const k of keys) assert.deepEqual(Buffer.from(k.key), b64);
   });
 
@@ -223,12 +233,15 @@ describe('parsePayloadKeys', () => {
 
   it('rejects a key of the wrong length, naming the key id but not the key', () => {
     const short = randomBytes(16).toString('base64');
-    assert.throws(() => parsePayloadKeys(`ok:${b64.toString('base64')},short-one:${short}`), (err: unknown) => {
-      assert.ok(err instanceof PayloadKeyConfigError);
-      assert.match(err.message, /"short-one" is 16 bytes/);
-      assert.equal(err.message.includes(short), false);
-      return true;
-    });
+    assert.throws(
+      () => parsePayloadKeys(`ok:${b64.toString('base64')},short-one:${short}`),
+      (err: unknown) => {
+        assert.ok(err instanceof PayloadKeyConfigError);
+        assert.match(err.message, /"short-one" is 16 bytes/);
+        assert.equal(err.message.includes(short), false);
+        return true;
+      },
+    );
     assert.throws(() => parsePayloadKeys(`long:${randomBytes(33).toString('base64')}`), /"long" is 33 bytes/);
     assert.throws(() => parsePayloadKeys(`hex:${randomBytes(31).toString('hex')}`), /"hex"/);
     assert.throws(() => parsePayloadKeys('nothing:'), /"nothing" is empty/);
@@ -241,20 +254,20 @@ describe('parsePayloadKeys', () => {
   });
 
   it('rejects duplicate ids', () => {
-    assert.throws(
-      () => parsePayloadKeys(`k1:${b64.toString('base64')},k1:${randomBytes(32).toString('base64')}`),
-      /duplicate key id "k1"/,
-    );
+    assert.throws(() => parsePayloadKeys(`k1:${b64.toString('base64')},k1:${randomBytes(32).toString('base64')}`), /duplicate key id "k1"/);
   });
 
   it('rejects an entry without a colon without echoing it (it is probably a bare key)', () => {
     const bare = b64.toString('base64');
-    assert.throws(() => parsePayloadKeys(`k1:${bare},${bare}`), (err: unknown) => {
-      assert.ok(err instanceof PayloadKeyConfigError);
-      assert.match(err.message, /entry #2 is missing the "id:" prefix/);
-      assert.equal(err.message.includes(bare), false);
-      return true;
-    });
+    assert.throws(
+      () => parsePayloadKeys(`k1:${bare},${bare}`),
+      (err: unknown) => {
+        assert.ok(err instanceof PayloadKeyConfigError);
+        assert.match(err.message, /entry #2 is missing the "id:" prefix/);
+        assert.equal(err.message.includes(bare), false);
+        return true;
+      },
+    );
   });
 
   it('rejects an empty or malformed id', () => {
@@ -331,144 +344,160 @@ function isShellShim(file: string): boolean {
 
 const temporalCli = findTemporalCli();
 
-describe('payload encryption against a real Temporal server', { skip: temporalCli ? false : 'temporal CLI not found (set TEMPORAL_CLI)' }, () => {
-  const namespace = 'default';
-  const taskQueue = `codec-e2e-${randomBytes(4).toString('hex')}`;
-  let env: TestWorkflowEnvironment;
-  let worker: Worker;
-  let workerRun: Promise<void>;
-  let client: Client;
-  let echoWorkflowId: string | undefined;
-  let echoSecret: string | undefined;
-  const spec = generatePayloadKeySpec('e2e');
+describe(
+  'payload encryption against a real Temporal server',
+  { skip: temporalCli ? false : 'temporal CLI not found (set TEMPORAL_CLI)' },
+  () => {
+    const namespace = 'default';
+    const taskQueue = `codec-e2e-${randomBytes(4).toString('hex')}`;
+    let env: TestWorkflowEnvironment;
+    let worker: Worker;
+    let workerRun: Promise<void>;
+    let client: Client;
+    let echoWorkflowId: string | undefined;
+    let echoSecret: string | undefined;
+    const spec = generatePayloadKeySpec('e2e');
 
-  before(async () => {
-    env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: temporalCli! } },
-    });
-    const activities: EchoActivities = { echoActivity: async (secret) => `activity saw ${secret}` };
-    worker = await Worker.create({
-      connection: env.nativeConnection,
-      namespace,
-      taskQueue,
-      workflowsPath: fileURLToPath(new URL('../test/fixtures/echo-workflow.ts', import.meta.url)),
-      activities,
-      dataConverter: createDataConverter(spec),
-    });
-    workerRun = worker.run();
-    client = new Client({ connection: env.connection, namespace, dataConverter: createDataConverter(spec) });
-  });
-
-  after(async () => {
-    if (worker) {
-      worker.shutdown();
-      await workerRun;
-    }
-    await env?.teardown();
-  });
-
-  async function rawHistory(workflowId: string): Promise<{ bytes: Uint8Array; events: proto.temporal.api.history.v1.IHistoryEvent[] }> {
-    const events: proto.temporal.api.history.v1.IHistoryEvent[] = [];
-    let nextPageToken: Uint8Array | undefined;
-    do {
-      const page = await env.connection.workflowService.getWorkflowExecutionHistory({
-        namespace,
-        execution: { workflowId },
-        nextPageToken,
+    before(async () => {
+      env = await TestWorkflowEnvironment.createLocal({
+        server: { executable: { type: 'existing-path', path: temporalCli! } },
       });
-      events.push(...(page.history?.events ?? []));
-      nextPageToken = page.nextPageToken?.length ? page.nextPageToken : undefined;
-    } while (nextPageToken);
-    return { bytes: proto.temporal.api.history.v1.History.encode({ events }).finish(), events };
-  }
-
-  function assertNoSecret(bytes: Uint8Array, secret: string): void {
-    assert.equal(containsBytes(bytes, secret), false, 'secret found in raw history');
-    assert.equal(containsBytes(bytes, Buffer.from(secret).toString('base64')), false);
-    assert.ok(containsBytes(bytes, ENCRYPTED_ENCODING), 'history should hold encrypted payloads');
-  }
-
-  it('stores input, activity data, memo and result encrypted; the client decodes them', async () => {
-    const secret = `SECRET-${randomBytes(12).toString('hex')}`;
-    const workflowId = `codec-echo-${randomBytes(4).toString('hex')}`;
-    const result = await client.workflow.execute<typeof echoWorkflow>('echoWorkflow', {
-      workflowId,
-      taskQueue,
-      args: [{ secret }],
-      memo: { note: `memo ${secret}` },
+      const activities: EchoActivities = { echoActivity: async (secret) => `activity saw ${secret}` };
+      worker = await Worker.create({
+        connection: env.nativeConnection,
+        namespace,
+        taskQueue,
+        workflowsPath: fileURLToPath(new URL('../test/fixtures/echo-workflow.ts', import.meta.url)),
+        activities,
+        dataConverter: createDataConverter(spec),
+      });
+      workerRun = worker.run();
+      client = new Client({ connection: env.connection, namespace, dataConverter: createDataConverter(spec) });
     });
-    assert.deepEqual(result, { echoed: secret, fromActivity: `activity saw ${secret}` });
-    const described = await client.workflow.getHandle(workflowId).describe();
-    assert.deepEqual(described.memo, { note: `memo ${secret}` });
 
-    const { bytes, events } = await rawHistory(workflowId);
-    assertNoSecret(bytes, secret);
-    const completed = events.find((e) => e.workflowExecutionCompletedEventAttributes);
-    const resultPayload = completed?.workflowExecutionCompletedEventAttributes?.result?.payloads?.[0];
-    assert.ok(resultPayload);
-    assert.equal(metaText(resultPayload, 'encoding'), ENCRYPTED_ENCODING);
-    assert.equal(metaText(resultPayload, KEY_ID_METADATA), 'e2e');
-    echoWorkflowId = workflowId;
-    echoSecret = secret;
-  });
+    after(async () => {
+      if (worker) {
+        worker.shutdown();
+        await workerRun;
+      }
+      await env?.teardown();
+    });
 
-  it('lets the temporal CLI read that history through the codec server', async (t) => {
-    if (!echoWorkflowId || !echoSecret) return t.skip('needs the echo workflow from the previous test');
-    const token = randomBytes(24).toString('base64url');
-    const server = await startCodecServer({ port: 0, keysSpec: spec, token, allowedOrigins: ['http://localhost:8233'] });
-    // A developer's own TEMPORAL_* settings or profile (e.g. a codec endpoint) must not leak in.
-    const cliEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_')));
-    cliEnv.TEMPORAL_CONFIG_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'no-such-temporal-config.toml');
-    try {
-      const show = (...extra: string[]) =>
-        promisify(execFile)(
-          temporalCli!,
-          ['workflow', 'show', '--workflow-id', echoWorkflowId!, '--address', env.address, '--namespace', namespace, '--output', 'json', ...extra],
-          { env: cliEnv, maxBuffer: 16 * 1024 * 1024 },
-        );
-      // The CLI prints payloads in proto3 JSON (base64), so look inside the started event's input.
-      const input = (stdout: string): JsonPayload => {
-        const history = JSON.parse(stdout) as {
-          events: { workflowExecutionStartedEventAttributes?: { input: { payloads: JsonPayload[] } } }[];
-        };
-        return history.events[0]!.workflowExecutionStartedEventAttributes!.input.payloads[0]!;
-      };
-      const raw = input((await show()).stdout);
-      assert.equal(Buffer.from(raw.metadata.encoding!, 'base64').toString(), ENCRYPTED_ENCODING);
-      const decoded = input((await show('--codec-endpoint', server.url, '--codec-auth', `Bearer ${token}`)).stdout);
-      assert.equal(Buffer.from(decoded.metadata.encoding!, 'base64').toString(), 'json/plain');
-      assert.deepEqual(JSON.parse(Buffer.from(decoded.data!, 'base64').toString()), { secret: echoSecret });
-      // The CLI keeps retrying a refused codec call until its deadline, so keep that short.
-      await assert.rejects(
-        show('--codec-endpoint', server.url, '--codec-auth', 'Bearer wrong-token-wrong-token', '--command-timeout', '2s'),
-      );
-    } finally {
-      await server.close();
+    async function rawHistory(workflowId: string): Promise<{ bytes: Uint8Array; events: proto.temporal.api.history.v1.IHistoryEvent[] }> {
+      const events: proto.temporal.api.history.v1.IHistoryEvent[] = [];
+      let nextPageToken: Uint8Array | undefined;
+      do {
+        const page = await env.connection.workflowService.getWorkflowExecutionHistory({
+          namespace,
+          execution: { workflowId },
+          nextPageToken,
+        });
+        events.push(...(page.history?.events ?? []));
+        nextPageToken = page.nextPageToken?.length ? page.nextPageToken : undefined;
+      } while (nextPageToken);
+      return { bytes: proto.temporal.api.history.v1.History.encode({ events }).finish(), events };
     }
-  });
 
-  it('stores failure messages, stack traces and details encrypted', async () => {
-    const secret = `SECRET-${randomBytes(12).toString('hex')}`;
-    const workflowId = `codec-fail-${randomBytes(4).toString('hex')}`;
-    await assert.rejects(
-      client.workflow.execute<typeof failingEchoWorkflow>('failingEchoWorkflow', { workflowId, taskQueue, args: [{ secret }] }),
-      (err: unknown) => {
-        assert.ok(err instanceof WorkflowFailedError);
-        assert.ok(err.cause instanceof ApplicationFailure);
-        assert.equal(err.cause.message, `refusing to continue with ${secret}`);
-        assert.equal(err.cause.type, 'EchoFailure');
-        assert.deepEqual(err.cause.details, [{ secret }]);
-        return true;
-      },
-    );
+    function assertNoSecret(bytes: Uint8Array, secret: string): void {
+      assert.equal(containsBytes(bytes, secret), false, 'secret found in raw history');
+      assert.equal(containsBytes(bytes, Buffer.from(secret).toString('base64')), false);
+      assert.ok(containsBytes(bytes, ENCRYPTED_ENCODING), 'history should hold encrypted payloads');
+    }
 
-    const { bytes, events } = await rawHistory(workflowId);
-    assertNoSecret(bytes, secret);
-    assert.equal(containsBytes(bytes, 'refusing to continue'), false);
-    const failed = events.find((e) => e.workflowExecutionFailedEventAttributes);
-    const failure = failed?.workflowExecutionFailedEventAttributes?.failure;
-    assert.equal(failure?.message, 'Encoded failure');
-    assert.equal(failure?.stackTrace, '');
-    assert.equal(metaText(failure!.encodedAttributes!, 'encoding'), ENCRYPTED_ENCODING);
-  });
-});
+    it('stores input, activity data, memo and result encrypted; the client decodes them', async () => {
+      const secret = `SECRET-${randomBytes(12).toString('hex')}`;
+      const workflowId = `codec-echo-${randomBytes(4).toString('hex')}`;
+      const result = await client.workflow.execute<typeof echoWorkflow>('echoWorkflow', {
+        workflowId,
+        taskQueue,
+        args: [{ secret }],
+        memo: { note: `memo ${secret}` },
+      });
+      assert.deepEqual(result, { echoed: secret, fromActivity: `activity saw ${secret}` });
+      const described = await client.workflow.getHandle(workflowId).describe();
+      assert.deepEqual(described.memo, { note: `memo ${secret}` });
+
+      const { bytes, events } = await rawHistory(workflowId);
+      assertNoSecret(bytes, secret);
+      const completed = events.find((e) => e.workflowExecutionCompletedEventAttributes);
+      const resultPayload = completed?.workflowExecutionCompletedEventAttributes?.result?.payloads?.[0];
+      assert.ok(resultPayload);
+      assert.equal(metaText(resultPayload, 'encoding'), ENCRYPTED_ENCODING);
+      assert.equal(metaText(resultPayload, KEY_ID_METADATA), 'e2e');
+      echoWorkflowId = workflowId;
+      echoSecret = secret;
+    });
+
+    it('lets the temporal CLI read that history through the codec server', async (t) => {
+      if (!echoWorkflowId || !echoSecret) return t.skip('needs the echo workflow from the previous test');
+      const token = randomBytes(24).toString('base64url');
+      const server = await startCodecServer({ port: 0, keysSpec: spec, token, allowedOrigins: ['http://localhost:8233'] });
+      // A developer's own TEMPORAL_* settings or profile (e.g. a codec endpoint) must not leak in.
+      const cliEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_')));
+      cliEnv.TEMPORAL_CONFIG_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'no-such-temporal-config.toml');
+      try {
+        const show = (...extra: string[]) =>
+          promisify(execFile)(
+            temporalCli!,
+            [
+              'workflow',
+              'show',
+              '--workflow-id',
+              echoWorkflowId!,
+              '--address',
+              env.address,
+              '--namespace',
+              namespace,
+              '--output',
+              'json',
+              ...extra,
+            ],
+            { env: cliEnv, maxBuffer: 16 * 1024 * 1024 },
+          );
+        // The CLI prints payloads in proto3 JSON (base64), so look inside the started event's input.
+        const input = (stdout: string): JsonPayload => {
+          const history = JSON.parse(stdout) as {
+            events: { workflowExecutionStartedEventAttributes?: { input: { payloads: JsonPayload[] } } }[];
+          };
+          return history.events[0]!.workflowExecutionStartedEventAttributes!.input.payloads[0]!;
+        };
+        const raw = input((await show()).stdout);
+        assert.equal(Buffer.from(raw.metadata.encoding!, 'base64').toString(), ENCRYPTED_ENCODING);
+        const decoded = input((await show('--codec-endpoint', server.url, '--codec-auth', `Bearer ${token}`)).stdout);
+        assert.equal(Buffer.from(decoded.metadata.encoding!, 'base64').toString(), 'json/plain');
+        assert.deepEqual(JSON.parse(Buffer.from(decoded.data!, 'base64').toString()), { secret: echoSecret });
+        // The CLI keeps retrying a refused codec call until its deadline, so keep that short.
+        await assert.rejects(
+          show('--codec-endpoint', server.url, '--codec-auth', 'Bearer wrong-token-wrong-token', '--command-timeout', '2s'),
+        );
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('stores failure messages, stack traces and details encrypted', async () => {
+      const secret = `SECRET-${randomBytes(12).toString('hex')}`;
+      const workflowId = `codec-fail-${randomBytes(4).toString('hex')}`;
+      await assert.rejects(
+        client.workflow.execute<typeof failingEchoWorkflow>('failingEchoWorkflow', { workflowId, taskQueue, args: [{ secret }] }),
+        (err: unknown) => {
+          assert.ok(err instanceof WorkflowFailedError);
+          assert.ok(err.cause instanceof ApplicationFailure);
+          assert.equal(err.cause.message, `refusing to continue with ${secret}`);
+          assert.equal(err.cause.type, 'EchoFailure');
+          assert.deepEqual(err.cause.details, [{ secret }]);
+          return true;
+        },
+      );
+
+      const { bytes, events } = await rawHistory(workflowId);
+      assertNoSecret(bytes, secret);
+      assert.equal(containsBytes(bytes, 'refusing to continue'), false);
+      const failed = events.find((e) => e.workflowExecutionFailedEventAttributes);
+      const failure = failed?.workflowExecutionFailedEventAttributes?.failure;
+      assert.equal(failure?.message, 'Encoded failure');
+      assert.equal(failure?.stackTrace, '');
+      assert.equal(metaText(failure!.encodedAttributes!, 'encoding'), ENCRYPTED_ENCODING);
+    });
+  },
+);

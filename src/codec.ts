@@ -111,15 +111,11 @@ function decodeKey(id: string, encoded: string): Uint8Array {
   } else {
     key = decodeStrictBase64(encoded);
     if (key === undefined) {
-      throw new PayloadKeyConfigError(
-        `payload encryption key "${id}" is neither ${KEY_BYTES * 2} hex digits nor valid base64`,
-      );
+      throw new PayloadKeyConfigError(`payload encryption key "${id}" is neither ${KEY_BYTES * 2} hex digits nor valid base64`);
     }
   }
   if (key.length !== KEY_BYTES) {
-    throw new PayloadKeyConfigError(
-      `payload encryption key "${id}" is ${key.length} bytes; AES-256 needs exactly ${KEY_BYTES}`,
-    );
+    throw new PayloadKeyConfigError(`payload encryption key "${id}" is ${key.length} bytes; AES-256 needs exactly ${KEY_BYTES}`);
   }
   if (key.every((b) => b === 0)) {
     throw new PayloadKeyConfigError(`payload encryption key "${id}" is all zeros`);
@@ -243,10 +239,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
     }
     const data = payload.data ?? new Uint8Array(0);
     if (data.length < NONCE_BYTES + TAG_BYTES) {
-      throw new PayloadDecryptionError(
-        `encrypted payload for key id ${describeKeyId(keyId)} is too short (${data.length} bytes)`,
-        keyId,
-      );
+      throw new PayloadDecryptionError(`encrypted payload for key id ${describeKeyId(keyId)} is too short (${data.length} bytes)`, keyId);
     }
     let plaintext: Uint8Array;
     try {
@@ -264,10 +257,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
       if (decoded.externalPayloads.length > 0) result.externalPayloads = decoded.externalPayloads;
       return result;
     } catch {
-      throw new PayloadDecryptionError(
-        `encrypted payload for key id ${describeKeyId(keyId)} decrypted but is not a valid Payload`,
-        keyId,
-      );
+      throw new PayloadDecryptionError(`encrypted payload for key id ${describeKeyId(keyId)} decrypted but is not a valid Payload`, keyId);
     }
   }
 }

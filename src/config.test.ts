@@ -20,7 +20,12 @@ test('Temporal: plain environment, defaults, and an API key implying TLS', () =>
   assert.equal(d.namespace, 'default');
   assert.equal(d.taskQueue, 'cvm-envs');
   assert.equal(d.connection.tls, undefined);
-  const c = loadTemporalConfig({ PAYLOAD_ENCRYPTION_KEYS: KEYS, TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', TEMPORAL_NAMESPACE: 'ns.acct', TEMPORAL_API_KEY: 'tk' });
+  const c = loadTemporalConfig({
+    PAYLOAD_ENCRYPTION_KEYS: KEYS,
+    TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233',
+    TEMPORAL_NAMESPACE: 'ns.acct',
+    TEMPORAL_API_KEY: 'tk',
+  });
   assert.equal(c.connection.address, 'ns.acct.tmprl.cloud:7233');
   assert.equal(c.namespace, 'ns.acct');
   assert.equal(c.connection.apiKey, 'tk');
@@ -45,7 +50,12 @@ test('Temporal: mTLS client certificate, CA and server name from files (envconfi
     assert.equal(Buffer.from(tls.serverRootCACertificate!).toString(), 'CA CERT');
     assert.equal(tls.serverNameOverride, 'temporal-frontend');
     assert.throws(
-      () => loadTemporalConfig({ PAYLOAD_ENCRYPTION_KEYS: KEYS, TEMPORAL_TLS_CLIENT_CERT_PATH: f.path('missing.pem'), TEMPORAL_TLS_CLIENT_KEY_PATH: f.path('client.key') }),
+      () =>
+        loadTemporalConfig({
+          PAYLOAD_ENCRYPTION_KEYS: KEYS,
+          TEMPORAL_TLS_CLIENT_CERT_PATH: f.path('missing.pem'),
+          TEMPORAL_TLS_CLIENT_KEY_PATH: f.path('client.key'),
+        }),
       (err: Error) => err instanceof ConfigError && /TEMPORAL_TLS/.test(err.message),
     );
   } finally {
@@ -88,7 +98,10 @@ test('every secret can come from a *_FILE; both set, or an unreadable file, is a
     assert.equal(resolved.PHALA_API_KEY, 'phala-secret');
     assert.equal(resolved.PHALA_API_KEY_FILE, undefined);
 
-    assert.throws(() => loadPhalaConfig({ PHALA_API_KEY: 'x', PHALA_API_KEY_FILE: f.path('api') }), /set PHALA_API_KEY or PHALA_API_KEY_FILE, not both/);
+    assert.throws(
+      () => loadPhalaConfig({ PHALA_API_KEY: 'x', PHALA_API_KEY_FILE: f.path('api') }),
+      /set PHALA_API_KEY or PHALA_API_KEY_FILE, not both/,
+    );
     assert.throws(
       () => loadTemporalConfig({ PAYLOAD_ENCRYPTION_KEYS_FILE: f.path('absent') }),
       (err: Error) => err instanceof ConfigError && err.message === 'PAYLOAD_ENCRYPTION_KEYS_FILE cannot be read (ENOENT)',
@@ -120,7 +133,11 @@ test('CHAIN_MAX_FEE_GWEI sets a per-chain cap in wei, exactly', () => {
 
 test('a bad CHAIN_MAX_FEE_GWEI is refused with the variable and chain named', () => {
   for (const bad of ['1=abc', '1=-5', '1=0', '1=1.0000000001', 'x=5']) {
-    assert.throws(() => loadChainConfig({ ...chainBase, CHAIN_MAX_FEE_GWEI: bad }), (e: unknown) => e instanceof ConfigError && /CHAIN_MAX_FEE_GWEI/.test(e.message), bad);
+    assert.throws(
+      () => loadChainConfig({ ...chainBase, CHAIN_MAX_FEE_GWEI: bad }),
+      (e: unknown) => e instanceof ConfigError && /CHAIN_MAX_FEE_GWEI/.test(e.message),
+      bad,
+    );
   }
   assert.throws(() => loadChainConfig({ ...chainBase, CHAIN_MAX_FEE_GWEI: '10=5' }), /chain 10, which has no RPC/);
 });

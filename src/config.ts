@@ -8,7 +8,11 @@ import { SUPPORTED_API_VERSIONS, type ApiVersion } from './phala/api-schemas.ts'
 import { ConfigError } from './config-error.ts';
 import { withFileSecrets, secretFromEnv } from './file-secrets.ts';
 
-const nonEmpty = (name: string) => z.string({ error: `${name} is required` }).trim().min(1, `${name} is required`);
+const nonEmpty = (name: string) =>
+  z
+    .string({ error: `${name} is required` })
+    .trim()
+    .min(1, `${name} is required`);
 
 const TemporalSchema = z.object({
   TEMPORAL_TASK_QUEUE: z.string().trim().min(1).default('cvm-envs'),
@@ -120,7 +124,10 @@ export interface ChainSettings {
 function parsePairs(name: string, raw: string | undefined): Map<number, string> {
   const out = new Map<number, string>();
   if (!raw) return out;
-  for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const eq = part.indexOf('=');
     const id = Number(part.slice(0, eq));
     if (eq <= 0 || !Number.isInteger(id) || id <= 0) throw new ConfigError(`${name}: "${part.slice(0, 40)}" is not chainId=value`);

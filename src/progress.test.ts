@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { ownerProposalLines } from './progress.ts';
 
 const waiting = {
-  waitingFor: 'the signer 0xabc is not the owner (0xdef) of app 0x1234567890abcdef1234567890abcdef12345678: the owner must call addComposeHash',
+  waitingFor:
+    'the signer 0xabc is not the owner (0xdef) of app 0x1234567890abcdef1234567890abcdef12345678: the owner must call addComposeHash',
   chainId: 8453,
   appId: '0x1234567890abcdef1234567890abcdef12345678',
   composeHash: 'ab'.repeat(32),

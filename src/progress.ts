@@ -22,7 +22,8 @@ export const DEFAULT_CLI = 'npm run cli --';
 const PHASE_TEXT: Record<UpdateStatus['phase'], (s: UpdateStatus) => string> = {
   validating: () => 'checking the input',
   resolving: () => 'looking up the CVM',
-  encrypting: (s) => `${s.kms ? `${s.kms === 'onchain' ? 'on-chain' : 'Phala'} KMS` : 'KMS'}${s.appId ? `, app ${s.appId}` : ''}: fetching the env encryption key and encrypting`,
+  encrypting: (s) =>
+    `${s.kms ? `${s.kms === 'onchain' ? 'on-chain' : 'Phala'} KMS` : 'KMS'}${s.appId ? `, app ${s.appId}` : ''}: fetching the env encryption key and encrypting`,
   phase1: () => 'sending the encrypted env (phase 1)',
   checking: (s) => `the API asks for compose hash ${s.composeHash ?? '?'} to be registered on chain ${s.chainId ?? '?'}; checking it`,
   registering: (s) => `registering the compose hash on app ${s.appId ?? '?'}`,
@@ -105,14 +106,18 @@ export class ProgressPrinter {
     for (const tx of s.sentTransactions) {
       if (this.seenTx.has(tx.hash)) continue;
       this.seenTx.add(tx.hash);
-      txLines.push(`sent transaction ${tx.hash} (nonce ${tx.nonce}, max fee ${gwei(tx.maxFeePerGas)}, tip ${gwei(tx.maxPriorityFeePerGas)})`);
+      txLines.push(
+        `sent transaction ${tx.hash} (nonce ${tx.nonce}, max fee ${gwei(tx.maxFeePerGas)}, tip ${gwei(tx.maxPriorityFeePerGas)})`,
+      );
     }
     if (prev && s.transactionHash && prev.transactionHash !== s.transactionHash && s.phase === prev.phase) {
       txLines.push(`registration transaction is now ${s.transactionHash}${s.blockNumber !== undefined ? ` (block ${s.blockNumber})` : ''}`);
     }
     const confirmationLines: string[] = [];
     if (s.confirmations !== undefined && s.confirmations !== prev?.confirmations) {
-      confirmationLines.push(`confirmations ${s.confirmations}/${s.requiredConfirmations ?? '?'}${s.blockNumber !== undefined ? ` (block ${s.blockNumber})` : ''}`);
+      confirmationLines.push(
+        `confirmations ${s.confirmations}/${s.requiredConfirmations ?? '?'}${s.blockNumber !== undefined ? ` (block ${s.blockNumber})` : ''}`,
+      );
     }
     // What happened on chain goes before the step that followed it (the last confirmation
     // before phase 2), and after the step it belongs to when that step has just begun.
@@ -196,7 +201,8 @@ export async function followUpdate(
     } catch (err) {
       // A fresh workflow answers queries only after its first task; a busy worker may miss one
       // deadline. Report only a persistent failure, once.
-      if (!ended && ++queryFailures === 10) printer.line(`status not available (${describeFailure(err).message}); still waiting for the result`);
+      if (!ended && ++queryFailures === 10)
+        printer.line(`status not available (${describeFailure(err).message}); still waiting for the result`);
     }
     await Promise.race([sleep(interval), result, stopped]);
   }
@@ -233,7 +239,8 @@ export function formatResult(r: UpdateEnvResult): string[] {
     `  allowed envs changed ${r.allowedEnvsChanged ? 'yes' : 'no'}`,
   ];
   if (r.composeHash) lines.push(`  compose hash         ${r.composeHash}`);
-  if (r.transactionHash) lines.push(`  registration tx      ${r.transactionHash}${r.blockNumber !== undefined ? ` (block ${r.blockNumber})` : ''}`);
+  if (r.transactionHash)
+    lines.push(`  registration tx      ${r.transactionHash}${r.blockNumber !== undefined ? ` (block ${r.blockNumber})` : ''}`);
   for (const l of formatTimings(r.timings)) lines.push(`  ${l}`);
   return lines;
 }
@@ -265,7 +272,9 @@ export function formatStatus(s: UpdateStatus, cli = DEFAULT_CLI): string[] {
  * Short strings are left alone, since masking them would mangle ordinary text.
  */
 export function createRedactor(secrets: Iterable<string | undefined>): (text: string) => string {
-  const list = [...new Set([...secrets].filter((s): s is string => typeof s === 'string' && s.length >= 8))].sort((a, b) => b.length - a.length);
+  const list = [...new Set([...secrets].filter((s): s is string => typeof s === 'string' && s.length >= 8))].sort(
+    (a, b) => b.length - a.length,
+  );
   if (list.length === 0) return (t) => t;
   return (text) => {
     let out = text;
@@ -343,7 +352,13 @@ export async function followRollout(
     } catch {
       // The query is answered by a worker; a moment without one is not the rollout's end.
     }
-    await Promise.race([result.then(() => {}, () => {}), new Promise((r) => setTimeout(r, options.intervalMs ?? 1000))]);
+    await Promise.race([
+      result.then(
+        () => {},
+        () => {},
+      ),
+      new Promise((r) => setTimeout(r, options.intervalMs ?? 1000)),
+    ]);
   }
   if (options.signal?.aborted && !done) return undefined;
   // The end came between two polls: the closing counts are still worth a line.

@@ -14,7 +14,8 @@ export function formatSignerStatus(s: SignerStatus): string {
     `signer ${s.signer} on chain ${s.chainId}: next nonce ${s.nextNonce}` +
       (s.accountNonce !== undefined ? `, account nonce ${s.accountNonce}` : '') +
       (s.head !== undefined ? ` at block ${s.head}` : ''),
-    `  ${s.pending.length} nonce(s) in flight` + (s.oldestPendingAgeMs !== undefined ? `, oldest unmined for ${seconds(s.oldestPendingAgeMs)}` : ''),
+    `  ${s.pending.length} nonce(s) in flight` +
+      (s.oldestPendingAgeMs !== undefined ? `, oldest unmined for ${seconds(s.oldestPendingAgeMs)}` : ''),
     `  signed ${s.stats.signed}, replaced ${s.stats.replaced}, rebroadcast ${s.stats.rebroadcast}, gaps filled ${s.stats.filled}, ` +
       `mined ${s.stats.mined}, reorgs ${s.stats.reorgs}; history ${s.historyLength} events, run ${s.continuedAsNew + 1}`,
   ];

@@ -26,7 +26,8 @@ export function shutdownGraceMs(env: NodeJS.ProcessEnv): number {
   const raw = env.WORKER_SHUTDOWN_GRACE_SECONDS?.trim();
   if (!raw) return DEFAULT_SHUTDOWN_GRACE_SECONDS * 1000;
   const seconds = Number(raw);
-  if (!Number.isFinite(seconds) || seconds < 0) throw new ConfigError('WORKER_SHUTDOWN_GRACE_SECONDS must be a number of seconds (0 or more)');
+  if (!Number.isFinite(seconds) || seconds < 0)
+    throw new ConfigError('WORKER_SHUTDOWN_GRACE_SECONDS must be a number of seconds (0 or more)');
   return seconds * 1000;
 }
 
@@ -112,7 +113,11 @@ export async function main(): Promise<void> {
       })
     : undefined;
   // Worker.run() handles SIGINT/SIGTERM itself: it stops polling and drains within the grace time.
-  logger.info('polling task queue', { taskQueue: temporal.taskQueue, namespace: temporal.namespace, metrics: telemetry.metricsBind ?? 'off' });
+  logger.info('polling task queue', {
+    taskQueue: temporal.taskQueue,
+    namespace: temporal.namespace,
+    metrics: telemetry.metricsBind ?? 'off',
+  });
   await created.worker.run();
   stopGauge?.();
   await created.connection.close();

@@ -21,7 +21,19 @@ describe('bench options', () => {
   });
 
   test('values are read', () => {
-    const o = parseBenchOptions(['--apps', '3', '--cvms-per-app', '2', '--no-baseline', '--runs', '0', '--concurrent', '0', '--block-time', '0.5']);
+    const o = parseBenchOptions([
+      '--apps',
+      '3',
+      '--cvms-per-app',
+      '2',
+      '--no-baseline',
+      '--runs',
+      '0',
+      '--concurrent',
+      '0',
+      '--block-time',
+      '0.5',
+    ]);
     assert.deepEqual(o, { runs: 0, concurrent: 0, apps: 3, cvmsPerApp: 2, baseline: false, blockTime: 0.5, applyDelayMs: undefined });
     assert.equal(parseBenchOptions(['--help']), 'help');
   });
@@ -42,12 +54,18 @@ describe('bench options', () => {
     [['extra'], /positional/i],
   ] as const) {
     test(`refuses ${JSON.stringify(args.join(' '))}`, () => {
-      assert.throws(() => parseBenchOptions([...args]), (err: unknown) => err instanceof BenchUsageError && message.test(err.message));
+      assert.throws(
+        () => parseBenchOptions([...args]),
+        (err: unknown) => err instanceof BenchUsageError && message.test(err.message),
+      );
     });
   }
 
   test('npm run bench with a bad value exits 2 with the message and the usage, starting nothing', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench-updates.ts', '--apps', 'x'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench-updates.ts', '--apps', 'x'], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     let stdout = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -61,10 +79,28 @@ describe('bench options', () => {
 });
 
 test('a 2 × 2 fleet run: the JSON line has the fleet and baseline figures and every update succeeded', { timeout: 240_000 }, async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench-updates.ts', '--runs', '0', '--concurrent', '0', '--apps', '2', '--cvms-per-app', '2', '--apply-delay-ms', '200'], {
-    cwd: REPO,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'scripts/bench-updates.ts',
+      '--runs',
+      '0',
+      '--concurrent',
+      '0',
+      '--apps',
+      '2',
+      '--cvms-per-app',
+      '2',
+      '--apply-delay-ms',
+      '200',
+    ],
+    {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -75,7 +111,17 @@ test('a 2 × 2 fleet run: the JSON line has the fleet and baseline figures and e
   const summary = JSON.parse(lines.at(-1)!) as Record<string, Record<string, unknown>>;
   assert.match(stdout, /durable-cvm-envs\s+@phala\/cloud \+ viem inline/, 'the side-by-side table comes before the JSON line');
 
-  const fields = ['updates', 'succeeded', 'registrationsMined', 'distinctRegistrations', 'signed', 'wallMs', 'singleWallMs', 'ratio', 'workerPeakRssMb'];
+  const fields = [
+    'updates',
+    'succeeded',
+    'registrationsMined',
+    'distinctRegistrations',
+    'signed',
+    'wallMs',
+    'singleWallMs',
+    'ratio',
+    'workerPeakRssMb',
+  ];
   for (const name of ['fleet', 'baseline'] as const) {
     const s = summary[name]!;
     assert.ok(s, `${name} is in the JSON line`);
@@ -89,7 +135,15 @@ test('a 2 × 2 fleet run: the JSON line has the fleet and baseline figures and e
   assert.equal(summary.baseline!.signed, 4);
   assert.equal(summary.baseline!.registrationsMined, 4);
   const floor = summary.floor!;
-  for (const f of ['floorMs', 'apiRoundTripsMs', 'nextBlockWaitMs', 'remainingConfirmationsMs', 'applyDelayMs', 'singleWallMs', 'measuredOverFloor']) {
+  for (const f of [
+    'floorMs',
+    'apiRoundTripsMs',
+    'nextBlockWaitMs',
+    'remainingConfirmationsMs',
+    'applyDelayMs',
+    'singleWallMs',
+    'measuredOverFloor',
+  ]) {
     assert.equal(typeof floor[f], 'number', `floor.${f}`);
   }
   assert.ok((floor.singleWallMs as number) > (floor.floorMs as number) * 0.9, 'one update does not beat its floor');

@@ -116,7 +116,7 @@ describe('usage errors (exit 2, nothing started)', { concurrency: 4 }, () => {
     assert.match(r.stderr, /the new env is missing/);
   });
 
-  test('a missing --env-file is ours to report, not node\'s', async () => {
+  test("a missing --env-file is ours to report, not node's", async () => {
     const r = await cli(['update', '--cvm', 'cvm-x', '--env-file', '/nonexistent/dce.env'], env);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--env-file: cannot read \/nonexistent\/dce\.env \(ENOENT\)/);
@@ -290,7 +290,15 @@ describe('against the local stack', () => {
     // A value with '=' in it, as a base64 token or URL query often has.
     const values = { DB_PASSWORD: secret(), API_TOKEN: `${secret()}==`, QUERY: `a=${secret()}&b=c` };
     const r = await cli(
-      ['update', '--cvm', cvmId, ...Object.entries(values).flatMap(([k, v]) => ['-e', `${k}=${v}`]), '--request-id', `req-${randomUUID()}`, '--json'],
+      [
+        'update',
+        '--cvm',
+        cvmId,
+        ...Object.entries(values).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+        '--request-id',
+        `req-${randomUUID()}`,
+        '--json',
+      ],
       childEnv(),
     );
     assert.equal(r.code, 0, `exit ${r.code}\nstderr:\n${r.stderr}`);
@@ -357,7 +365,12 @@ describe('against the local stack', () => {
       const envFile = join(dir, 'app.env');
       writeFileSync(envFile, `# app settings\nexport SESSION_KEY="${v1}"\nMULTI="line1\\n${v2}"\n`);
       const settings = join(dir, 'settings.env');
-      writeFileSync(settings, Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n'));
+      writeFileSync(
+        settings,
+        Object.entries(env)
+          .map(([k, v]) => `${k}=${v}`)
+          .join('\n'),
+      );
       const r = await cli(['update', '--cvm', cvmId, '--env-file', envFile, '--env-from', settings], offlineEnv());
       assert.equal(r.code, 0, `exit ${r.code}\nstderr:\n${r.stderr}`);
       assert.match(r.stdout, new RegExp(`env of CVM ${cvmId} updated \\(Phala KMS\\), running with it`));
@@ -373,23 +386,38 @@ describe('against the local stack', () => {
   async function foreignCvm(): Promise<string> {
     const foreign = stack.info.apps.find((a) => !a.ownerIsSigner);
     assert.ok(foreign, 'the stack has no app owned by another key');
-    const res = await fetch(`${simBase()}/_sim/cvms`, { method: 'POST', headers: simHeaders(), body: JSON.stringify({ kms: 'onchain', app_id: foreign.appId }) });
+    const res = await fetch(`${simBase()}/_sim/cvms`, {
+      method: 'POST',
+      headers: simHeaders(),
+      body: JSON.stringify({ kms: 'onchain', app_id: foreign.appId }),
+    });
     assert.equal(res.status, 201, `POST /_sim/cvms answered ${res.status}`);
     return ((await res.json()) as { id: string }).id;
   }
 
   async function waitingUpdate(cvmId: string, values: Record<string, string>): Promise<RunningCli> {
-    const run = startCli(['update', '--cvm', cvmId, ...Object.entries(values).flatMap(([k, v]) => ['-e', `${k}=${v}`]), '--json'], childEnv(), 180_000);
-    await waitFor('the update to wait for an operator', () => /WAITING FOR AN OPERATOR/.test(run.output().stderr) || run.output().code !== null);
+    const run = startCli(
+      ['update', '--cvm', cvmId, ...Object.entries(values).flatMap(([k, v]) => ['-e', `${k}=${v}`]), '--json'],
+      childEnv(),
+      180_000,
+    );
+    await waitFor(
+      'the update to wait for an operator',
+      () => /WAITING FOR AN OPERATOR/.test(run.output().stderr) || run.output().code !== null,
+    );
     const { stderr } = run.output();
     assert.match(stderr, /is not the owner/);
-    assert.match(stderr, /the owner's transaction:[\s\S]*to: +0x[0-9a-fA-F]{40}[\s\S]*value: 0[\s\S]*data: +0xdfc77223[0-9a-f]{64}/, 'what to propose is printed');
+    assert.match(
+      stderr,
+      /the owner's transaction:[\s\S]*to: +0x[0-9a-fA-F]{40}[\s\S]*value: 0[\s\S]*data: +0xdfc77223[0-9a-f]{64}/,
+      'what to propose is printed',
+    );
     assert.ok(stderr.includes(`npm run cli -- use-tx ${cvmId} 0x`), 'the use-tx command is printed');
     assert.ok(stderr.includes(`npm run cli -- abort ${cvmId}`), 'the abort command is printed');
     return run;
   }
 
-  test('an update on an app the signer does not own waits; use-tx hands over the owner\'s registration', async () => {
+  test("an update on an app the signer does not own waits; use-tx hands over the owner's registration", async () => {
     const cvmId = await foreignCvm();
     const values = { [`NEW_KEY_${randomBytes(3).toString('hex').toUpperCase()}`]: secret() };
     const run = await waitingUpdate(cvmId, values);

@@ -40,7 +40,12 @@ before(async () => {
     cvms: [],
   };
   writeFileSync(join(dir, 'seed.json'), JSON.stringify(seed));
-  sim = await startSimulator({ statePath: join(dir, 'state.json'), seedPath: join(dir, 'seed.json'), apiKey: 'policy-key', adminToken: 'policy-admin' });
+  sim = await startSimulator({
+    statePath: join(dir, 'state.json'),
+    seedPath: join(dir, 'seed.json'),
+    apiKey: 'policy-key',
+    adminToken: 'policy-admin',
+  });
   admin = new SimAdminClient(sim.apiUrl, 'policy-admin');
   phala = new PhalaCloudClient({ baseUrl: sim.apiUrl, apiKey: 'policy-key' });
 });
@@ -53,7 +58,10 @@ after(async () => {
 async function requestedHash(cvmId: string, keys: string[]): Promise<string> {
   const kms = (await phala.listKms({ isOnchain: true })).items[0]!;
   const pub = await phala.getAppEnvEncryptPubkey(kms.slug ?? kms.id, APP);
-  const encrypted = await encryptEnvVars(keys.map((key) => ({ key, value: 'v' })), pub.public_key);
+  const encrypted = await encryptEnvVars(
+    keys.map((key) => ({ key, value: 'v' })),
+    pub.public_key,
+  );
   const r = await phala.updateCvmEnvs({ id: cvmId, encrypted_env: encrypted, env_keys: keys });
   assert.equal(r.status, 'precondition_required');
   return (r as { compose_hash: string }).compose_hash;
@@ -68,11 +76,7 @@ async function check(policy: 'strict' | 'warn', mode: string, drift = false): Pr
   return (await env.run(() => activities.checkComposeHash({ cvmId: cvm.id, envKeys: keys, expected, policy }))) as ComposeHashCheck;
 }
 
-const MODES = [
-  'compact',
-  'indented',
-  ...COMPOSE_SERIALISATION_NAMES.flatMap((n) => [n, `${n}+preprocessed`, `${n}+nulls-dropped`]),
-];
+const MODES = ['compact', 'indented', ...COMPOSE_SERIALISATION_NAMES.flatMap((n) => [n, `${n}+preprocessed`, `${n}+nulls-dropped`])];
 
 test(`strict accepts a correct change under each of the ${MODES.length} writer settings`, async () => {
   for (const mode of MODES) {

@@ -38,7 +38,10 @@ interface Service {
   container_name?: string;
   ports?: string[];
 }
-const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service>; secrets: Record<string, { file: string }> };
+const compose = parse(read('docker-compose.yml'), { merge: true }) as {
+  services: Record<string, Service>;
+  secrets: Record<string, { file: string }>;
+};
 const services = compose.services;
 const oneShot = (s: Service) => s.restart === 'no';
 
@@ -84,10 +87,24 @@ test('long-running services have healthchecks; every dependency waits on a condi
       assert.ok(target, `${name} depends on unknown ${dep}`);
       assert.equal(condition, oneShot(target) ? 'service_completed_successfully' : 'service_healthy', `${name} → ${dep}`);
       if (!target.profiles) assert.ok(!s.profiles || s.profiles.length > 0);
-      else assert.ok(s.profiles?.some((p) => target.profiles!.includes(p)), `${name} depends on ${dep} outside its profile`);
+      else
+        assert.ok(
+          s.profiles?.some((p) => target.profiles!.includes(p)),
+          `${name} depends on ${dep} outside its profile`,
+        );
     }
   }
-  for (const required of ['postgresql', 'temporal-schema', 'temporal', 'temporal-init', 'temporal-ui', 'codec-server', 'worker', 'prometheus', 'grafana']) {
+  for (const required of [
+    'postgresql',
+    'temporal-schema',
+    'temporal',
+    'temporal-init',
+    'temporal-ui',
+    'codec-server',
+    'worker',
+    'prometheus',
+    'grafana',
+  ]) {
     assert.ok(services[required], `the ${required} service exists`);
     assert.equal(services[required]!.profiles, undefined, `${required} is in the default profile`);
   }
@@ -125,7 +142,14 @@ test('the worker gets every variable it reads, secrets as files, and its configu
   for (const secret of ['PAYLOAD_ENCRYPTION_KEYS', 'PHALA_API_KEY', 'SIGNER_PRIVATE_KEY']) {
     assert.ok(`${secret}_FILE` in env && !(secret in env), `${secret} comes from a file`);
   }
-  for (const name of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'TEMPORAL_TASK_QUEUE', 'CHAIN_RPC_URLS', 'METRICS_PORT', 'WORKER_SHUTDOWN_GRACE_SECONDS']) {
+  for (const name of [
+    'TEMPORAL_ADDRESS',
+    'TEMPORAL_NAMESPACE',
+    'TEMPORAL_TASK_QUEUE',
+    'CHAIN_RPC_URLS',
+    'METRICS_PORT',
+    'WORKER_SHUTDOWN_GRACE_SECONDS',
+  ]) {
     assert.ok(env[name], `${name} is provided`);
   }
   const files = withSecretFiles(env, SECRET_VALUES);
@@ -138,7 +162,7 @@ test('the worker gets every variable it reads, secrets as files, and its configu
     assert.ok(loadChainConfig(files.env).size >= 1, 'at least one chain');
     assert.equal(loadSignerKey(files.env), SECRET_VALUES.signer_key);
     assert.equal(loadTelemetryConfig(files.env).metricsBind, `0.0.0.0:${env.METRICS_PORT}`);
-    assert.ok(shutdownGraceMs(files.env) < 30_000, 'drains within Kubernetes\' 30 s');
+    assert.ok(shutdownGraceMs(files.env) < 30_000, "drains within Kubernetes' 30 s");
   } finally {
     files.done();
   }
@@ -146,7 +170,9 @@ test('the worker gets every variable it reads, secrets as files, and its configu
 });
 
 test('the codec server configuration loads; the UI points at it and passes the access token', () => {
-  const env = Object.fromEntries(Object.entries(services['codec-server']!.environment!).map(([k, v]) => [k, interpolate(String(v), envExample)]));
+  const env = Object.fromEntries(
+    Object.entries(services['codec-server']!.environment!).map(([k, v]) => [k, interpolate(String(v), envExample)]),
+  );
   const files = withSecretFiles(env, SECRET_VALUES);
   try {
     const o = codecServerOptionsFromEnv(files.env);
@@ -164,7 +190,9 @@ test('the codec server configuration loads; the UI points at it and passes the a
 });
 
 test('Prometheus scrapes the worker port; the dashboard and the alerts use our metrics', () => {
-  const prom = parse(read('deploy/prometheus/prometheus.yml')) as { scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; port: number }[] }[] };
+  const prom = parse(read('deploy/prometheus/prometheus.yml')) as {
+    scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; port: number }[] }[];
+  };
   const job = prom.scrape_configs.find((j) => j.dns_sd_configs?.some((d) => d.names.includes('worker')));
   assert.ok(job, 'a job discovers every worker replica');
   assert.equal(String(job.dns_sd_configs![0]!.port), services.worker!.environment!.METRICS_PORT);
@@ -195,13 +223,16 @@ test('the Dockerfile runs the worker from dist as a non-root user with productio
   assert.match(runtime, /WORKER_SHUTDOWN_GRACE_SECONDS=25/);
 });
 
-test('local profile: the contract deployment job deploys to a real anvil and writes the simulator\'s stack.json', async () => {
+test("local profile: the contract deployment job deploys to a real anvil and writes the simulator's stack.json", async () => {
   const stack = await useStack();
   const dir = mkdtempSync(join(tmpdir(), 'dce-local-'));
   try {
     const env = { ...process.env, CHAIN_RPC_URL: stack.info.rpcUrl };
     await run(process.execPath, ['--import', 'tsx', 'src/dev/deploy-local.ts', '--stack-dir', dir], { cwd: root, env });
-    const written = JSON.parse(readFileSync(join(dir, 'stack.json'), 'utf8')) as { chainId: number; apps: { name: string; appId: string }[] };
+    const written = JSON.parse(readFileSync(join(dir, 'stack.json'), 'utf8')) as {
+      chainId: number;
+      apps: { name: string; appId: string }[];
+    };
     assert.equal(written.chainId, stack.info.chainId);
     assert.deepEqual(written.apps.map((a) => a.name).sort(), ['app-foreign', 'app-signer-1', 'app-signer-shared']);
     for (const app of written.apps) assert.notEqual(await anvilRpc<string>(stack.info.rpcUrl, 'eth_getCode', [app.appId, 'latest']), '0x');
@@ -228,7 +259,11 @@ test('docker compose config accepts the file (where docker compose is installed)
     for (const name of Object.keys(compose.secrets)) writeFileSync(join(dir, name), 'x');
     const envFile = join(dir, '.env');
     writeFileSync(envFile, read('.env.example'));
-    const { stdout } = await run('docker', ['compose', '--env-file', envFile, '--profile', 'local', '-f', join(root, 'docker-compose.yml'), 'config', '--quiet'], { cwd: root });
+    const { stdout } = await run(
+      'docker',
+      ['compose', '--env-file', envFile, '--profile', 'local', '-f', join(root, 'docker-compose.yml'), 'config', '--quiet'],
+      { cwd: root },
+    );
     assert.equal(stdout.trim(), '');
   } finally {
     rmSync(dir, { recursive: true, force: true });

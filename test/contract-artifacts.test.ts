@@ -17,18 +17,18 @@ test('every committed artifact is what its Solidity source compiles to', () => {
 test('the hand-kept ABI used at run time matches the compiled contract', () => {
   // The stand-in and the dstack-compatible app each: the worker talks to either.
   for (const name of ['DstackApp', 'dstack/DstackApp']) {
-  const compiled = loadArtifact(name).abi;
-  const signatures = (abi: readonly unknown[]) =>
-    new Set(
-      (abi as (AbiFunction | AbiEvent | { type: string })[]).flatMap((item) =>
-        item.type === 'function'
-          ? [`${toFunctionSignature(item as AbiFunction)}:${(item as AbiFunction).stateMutability}`]
-          : item.type === 'event'
-            ? [toEventSignature(item as AbiEvent)]
-            : [],
-      ),
-    );
-  const compiledSigs = signatures(compiled);
-  for (const sig of signatures(dstackAppAbi)) assert.ok(compiledSigs.has(sig), `${sig} is not in ${name}`);
+    const compiled = loadArtifact(name).abi;
+    const signatures = (abi: readonly unknown[]) =>
+      new Set(
+        (abi as (AbiFunction | AbiEvent | { type: string })[]).flatMap((item) =>
+          item.type === 'function'
+            ? [`${toFunctionSignature(item as AbiFunction)}:${(item as AbiFunction).stateMutability}`]
+            : item.type === 'event'
+              ? [toEventSignature(item as AbiEvent)]
+              : [],
+        ),
+      );
+    const compiledSigs = signatures(compiled);
+    for (const sig of signatures(dstackAppAbi)) assert.ok(compiledSigs.has(sig), `${sig} is not in ${name}`);
   }
 });

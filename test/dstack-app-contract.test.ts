@@ -49,7 +49,10 @@ test('addComposeHash by the owner allows the hash and emits ComposeHashAdded', a
   const { publicClient, owner } = clients();
   const app = await deployFresh();
   const composeHash = keccak256(toHex(`compose-${Date.now()}`));
-  assert.equal(await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash] }), false);
+  assert.equal(
+    await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash] }),
+    false,
+  );
 
   const hash = await owner.writeContract({ address: app, abi: dstackAppAbi, functionName: 'addComposeHash', args: [composeHash] });
   const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
@@ -58,7 +61,10 @@ test('addComposeHash by the owner allows the hash and emits ComposeHashAdded', a
   assert.equal(events.length, 1);
   assert.equal(events[0]!.args.composeHash, composeHash);
   assert.equal(events[0]!.address.toLowerCase(), app.toLowerCase());
-  assert.equal(await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash] }), true);
+  assert.equal(
+    await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash] }),
+    true,
+  );
 
   // Re-adding is allowed and emits again: callers must not count events as registrations.
   const again = await owner.writeContract({ address: app, abi: dstackAppAbi, functionName: 'addComposeHash', args: [composeHash] });
@@ -68,7 +74,10 @@ test('addComposeHash by the owner allows the hash and emits ComposeHashAdded', a
   const removed = await owner.writeContract({ address: app, abi: dstackAppAbi, functionName: 'removeComposeHash', args: [composeHash] });
   const removedReceipt = await publicClient.waitForTransactionReceipt({ hash: removed, pollingInterval: 50 });
   assert.equal(parseEventLogs({ abi: dstackAppAbi, logs: removedReceipt.logs, eventName: 'ComposeHashRemoved' }).length, 1);
-  assert.equal(await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash] }), false);
+  assert.equal(
+    await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash] }),
+    false,
+  );
 });
 
 test('a non-owner cannot add a compose hash or a device', async () => {
@@ -76,11 +85,23 @@ test('a non-owner cannot add a compose hash or a device', async () => {
   const app = await deployFresh();
   const composeHash = keccak256(toHex('not yours'));
   await assert.rejects(
-    publicClient.simulateContract({ account: stranger.account, address: app, abi: dstackAppAbi, functionName: 'addComposeHash', args: [composeHash] }),
+    publicClient.simulateContract({
+      account: stranger.account,
+      address: app,
+      abi: dstackAppAbi,
+      functionName: 'addComposeHash',
+      args: [composeHash],
+    }),
     /revert/i,
   );
   await assert.rejects(
-    publicClient.simulateContract({ account: stranger.account, address: app, abi: dstackAppAbi, functionName: 'addDevice', args: [composeHash] }),
+    publicClient.simulateContract({
+      account: stranger.account,
+      address: app,
+      abi: dstackAppAbi,
+      functionName: 'addDevice',
+      args: [composeHash],
+    }),
     /revert/i,
   );
   // Also as a mined transaction, not only a simulation.
@@ -88,7 +109,10 @@ test('a non-owner cannot add a compose hash or a device', async () => {
   const hash = await stranger.writeContract({ address: app, abi: dstackAppAbi, functionName: 'addComposeHash', args: [composeHash], gas });
   const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
   assert.equal(receipt.status, 'reverted');
-  assert.equal(await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash] }), false);
+  assert.equal(
+    await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash] }),
+    false,
+  );
 });
 
 test('devices: the owner adds one; allowAnyDevice reads back the constructor flag', async () => {
@@ -98,5 +122,8 @@ test('devices: the owner adds one; allowAnyDevice reads back the constructor fla
   assert.equal(await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowAnyDevice' }), false);
   const hash = await owner.writeContract({ address: app, abi: dstackAppAbi, functionName: 'addDevice', args: [device] });
   await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
-  assert.equal(await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedDeviceIds', args: [device] }), true);
+  assert.equal(
+    await publicClient.readContract({ address: app, abi: dstackAppAbi, functionName: 'allowedDeviceIds', args: [device] }),
+    true,
+  );
 });

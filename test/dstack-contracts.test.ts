@@ -136,9 +136,15 @@ test("our compiled ABIs carry dstack's function selectors, event topics and erro
   assert.ok(selectors(appAbi).errors.has(ERRORS[4]![1]) && selectors(appAbi).errors.has(ERRORS[5]![1]), 'UUPS errors');
   // The interface ids dstack hard-codes follow from the selectors above.
   const xor = (sigs: string[]) =>
-    toHex(sigs.reduce((acc, s) => (acc ^ parseInt(APP_FUNCTIONS.find(([f]) => f === s)![1].slice(2), 16)) >>> 0, 0), { size: 4 });
+    toHex(
+      sigs.reduce((acc, s) => (acc ^ parseInt(APP_FUNCTIONS.find(([f]) => f === s)![1].slice(2), 16)) >>> 0, 0),
+      { size: 4 },
+    );
   assert.equal(xor(['isAppAllowed((address,bytes32,address,bytes32,bytes32,bytes32,bytes32,string,string[]))']), IAPP_AUTH_ID);
-  assert.equal(xor(['addComposeHash(bytes32)', 'removeComposeHash(bytes32)', 'addDevice(bytes32)', 'removeDevice(bytes32)']), IAPP_AUTH_BASIC_MANAGEMENT_ID);
+  assert.equal(
+    xor(['addComposeHash(bytes32)', 'removeComposeHash(bytes32)', 'addDevice(bytes32)', 'removeDevice(bytes32)']),
+    IAPP_AUTH_BASIC_MANAGEMENT_ID,
+  );
 });
 
 // ---------------------------------------------------------------------------
@@ -200,14 +206,23 @@ test('the stack deployed its KMS and apps through DstackKms: registered proxies 
     const stored = await pub.getStorageAt({ address: app.appId, slot });
     assert.equal(getAddress(`0x${stored!.slice(-40)}`), impl, `${app.name} is a proxy of the app implementation`);
     assert.equal(await pub.readContract({ address: app.appId, abi: appAbi, functionName: 'version' }), 2n);
-    assert.equal(getAddress((await pub.readContract({ address: app.appId, abi: appAbi, functionName: 'owner' })) as Address), getAddress(app.owner));
+    assert.equal(
+      getAddress((await pub.readContract({ address: app.appId, abi: appAbi, functionName: 'owner' })) as Address),
+      getAddress(app.owner),
+    );
   }
   const [k256] = (await pub.readContract({ address: kms, abi: kmsAbi, functionName: 'kmsInfo' })) as readonly Hex[];
-  const listed = (await (await fetch(`${stack.info.apiUrl}/kms?is_onchain=true`)).json()) as { items: { kms_contract_address: string; k256_pubkey: string }[] };
+  const listed = (await (await fetch(`${stack.info.apiUrl}/kms?is_onchain=true`)).json()) as {
+    items: { kms_contract_address: string; k256_pubkey: string }[];
+  };
   assert.equal(listed.items[0]!.kms_contract_address.toLowerCase(), kms.toLowerCase(), 'the simulator names the deployed KMS');
   assert.equal(listed.items[0]!.k256_pubkey, k256, 'kmsInfo holds the key the simulated KMS signs with');
   for (const id of [IAPP_AUTH_ID, IAPP_AUTH_BASIC_MANAGEMENT_ID]) {
-    assert.equal(await pub.readContract({ address: stack.info.apps[0]!.appId, abi: appAbi, functionName: 'supportsInterface', args: [id] }), true, id);
+    assert.equal(
+      await pub.readContract({ address: stack.info.apps[0]!.appId, abi: appAbi, functionName: 'supportsInterface', args: [id] }),
+      true,
+      id,
+    );
   }
 });
 
@@ -215,30 +230,62 @@ test('ownership: only the owner changes policy (OwnableUnauthorizedAccount), two
   const { pub, wallet, other } = clients();
   const app = await newApp({ allowAnyDevice: true });
   const h = rand32();
-  assert.equal(await revertName(pub.simulateContract({ address: app, abi: appAbi, functionName: 'addComposeHash', args: [h], account: newOwner })), 'OwnableUnauthorizedAccount');
-  await pub.waitForTransactionReceipt({ hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'addComposeHash', args: [h] }) });
+  assert.equal(
+    await revertName(pub.simulateContract({ address: app, abi: appAbi, functionName: 'addComposeHash', args: [h], account: newOwner })),
+    'OwnableUnauthorizedAccount',
+  );
+  await pub.waitForTransactionReceipt({
+    hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'addComposeHash', args: [h] }),
+  });
   assert.equal(await pub.readContract({ address: app, abi: appAbi, functionName: 'allowedComposeHashes', args: [h] }), true);
 
   assert.equal(
-    await revertName(pub.simulateContract({ address: app, abi: appAbi, functionName: 'initialize', args: [newOwner.address, false, true, ZERO, ZERO], account: newOwner })),
+    await revertName(
+      pub.simulateContract({
+        address: app,
+        abi: appAbi,
+        functionName: 'initialize',
+        args: [newOwner.address, false, true, ZERO, ZERO],
+        account: newOwner,
+      }),
+    ),
     'InvalidInitialization',
   );
   const impl = (await pub.readContract({ address: kmsAddress(), abi: kmsAbi, functionName: 'appImplementation' })) as Address;
   assert.equal(
-    await revertName(pub.simulateContract({ address: impl, abi: appAbi, functionName: 'initialize', args: [newOwner.address, false, true, ZERO, ZERO], account: newOwner })),
+    await revertName(
+      pub.simulateContract({
+        address: impl,
+        abi: appAbi,
+        functionName: 'initialize',
+        args: [newOwner.address, false, true, ZERO, ZERO],
+        account: newOwner,
+      }),
+    ),
     'InvalidInitialization',
     'the implementation behind the proxies cannot be taken over',
   );
 
-  await pub.waitForTransactionReceipt({ hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'transferOwnership', args: [newOwner.address] }) });
-  assert.equal(getAddress((await pub.readContract({ address: app, abi: appAbi, functionName: 'owner' })) as Address), owner.address, 'still the owner until accepted');
-  assert.equal(getAddress((await pub.readContract({ address: app, abi: appAbi, functionName: 'pendingOwner' })) as Address), newOwner.address);
+  await pub.waitForTransactionReceipt({
+    hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'transferOwnership', args: [newOwner.address] }),
+  });
+  assert.equal(
+    getAddress((await pub.readContract({ address: app, abi: appAbi, functionName: 'owner' })) as Address),
+    owner.address,
+    'still the owner until accepted',
+  );
+  assert.equal(
+    getAddress((await pub.readContract({ address: app, abi: appAbi, functionName: 'pendingOwner' })) as Address),
+    newOwner.address,
+  );
   await pub.waitForTransactionReceipt({ hash: await other.writeContract({ address: app, abi: appAbi, functionName: 'acceptOwnership' }) });
   assert.equal(getAddress((await pub.readContract({ address: app, abi: appAbi, functionName: 'owner' })) as Address), newOwner.address);
 
   await pub.waitForTransactionReceipt({ hash: await other.writeContract({ address: app, abi: appAbi, functionName: 'disableUpgrades' }) });
   assert.equal(
-    await revertName(pub.simulateContract({ address: app, abi: appAbi, functionName: 'upgradeToAndCall', args: [impl, '0x'], account: newOwner })),
+    await revertName(
+      pub.simulateContract({ address: app, abi: appAbi, functionName: 'upgradeToAndCall', args: [impl, '0x'], account: newOwner }),
+    ),
     'Upgrades are permanently disabled',
   );
 });
@@ -249,7 +296,11 @@ test("the boot check: DstackKms.isAppAllowed refuses each missing condition with
   const device = rand32();
   const compose = rand32();
   const app = await newApp({ allowAnyDevice: false, deviceId: device });
-  const osImage = (await (await fetch(`${stack.info.apiUrl}/cvms/${(stack.info.cvms as { id: string }[])[0]!.id}`, { headers: { 'X-API-Key': stack.info.apiKey as string, 'X-Phala-Version': '2026-06-23' } })).json()) as {
+  const osImage = (await (
+    await fetch(`${stack.info.apiUrl}/cvms/${(stack.info.cvms as { id: string }[])[0]!.id}`, {
+      headers: { 'X-API-Key': stack.info.apiKey as string, 'X-Phala-Version': '2026-06-23' },
+    })
+  ).json()) as {
     os: { os_image_hash: string };
   };
   const boot = (over: Partial<{ appId: Address; composeHash: Hex; deviceId: Hex; osImageHash: Hex; tcbStatus: string }> = {}) => ({
@@ -270,12 +321,18 @@ test("the boot check: DstackKms.isAppAllowed refuses each missing condition with
   assert.deepEqual(await ask(boot({ appId: getAddress(toHex(randomBytes(20))) })), [false, 'App not registered']);
   assert.deepEqual(await ask(boot({ osImageHash: rand32() })), [false, 'OS image is not allowed']);
   assert.deepEqual(await ask(boot()), [false, 'Compose hash not allowed']);
-  await pub.waitForTransactionReceipt({ hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'addComposeHash', args: [compose] }) });
+  await pub.waitForTransactionReceipt({
+    hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'addComposeHash', args: [compose] }),
+  });
   assert.deepEqual(await ask(boot()), [true, '']);
   assert.deepEqual(await ask(boot({ deviceId: rand32() })), [false, 'Device not allowed']);
-  await pub.waitForTransactionReceipt({ hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'setRequireTcbUpToDate', args: [true] }) });
+  await pub.waitForTransactionReceipt({
+    hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'setRequireTcbUpToDate', args: [true] }),
+  });
   assert.deepEqual(await ask(boot({ tcbStatus: 'OutOfDate' })), [false, 'TCB status is not up to date']);
-  await pub.waitForTransactionReceipt({ hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'removeComposeHash', args: [compose] }) });
+  await pub.waitForTransactionReceipt({
+    hash: await wallet.writeContract({ address: app, abi: appAbi, functionName: 'removeComposeHash', args: [compose] }),
+  });
   assert.deepEqual(await ask(boot()), [false, 'Compose hash not allowed'], 'a hash removed later no longer boots');
 });
 

@@ -120,7 +120,12 @@ function describeNative(): void {
     const start = () => startTemporalServer({ dbFile, logFile: join(dataDir, 'temporal.log'), port, uiPort });
     temporal = await start();
     const taskQueue = `native-${randomBytes(4).toString('hex')}`;
-    const env: Record<string, string> = { ...stack.env, TEMPORAL_ADDRESS: temporal.address, TEMPORAL_TASK_QUEUE: taskQueue, CHAIN_CONFIRMATIONS: `${stack.info.chainId}=5` };
+    const env: Record<string, string> = {
+      ...stack.env,
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      CHAIN_CONFIRMATIONS: `${stack.info.chainId}=5`,
+    };
 
     const t0 = Date.now();
     worker = spawn(process.execPath, [join(pkgDir(), 'dist', 'worker.js')], {

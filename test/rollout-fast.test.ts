@@ -47,10 +47,15 @@ test('1,000 CVMs: bounded history per run, every CVM booked once, failures with 
   const handle = await env.client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', {
     workflowId: `rollout-${rolloutId}`,
     taskQueue,
-    args: [{ rolloutId, targets: { appId: '0x00000000000000000000000000000000000000a1' }, env: { A: 'x' }, concurrency: 50, maxEventsPerRun }],
+    args: [
+      { rolloutId, targets: { appId: '0x00000000000000000000000000000000000000a1' }, env: { A: 'x' }, concurrency: 50, maxEventsPerRun },
+    ],
   });
   // The query needs the worker too: it replays the closed run.
-  const { result, status } = await worker.runUntil(async () => ({ result: await handle.result(), status: await handle.query(rolloutStatusQuery) }));
+  const { result, status } = await worker.runUntil(async () => ({
+    result: await handle.result(),
+    status: await handle.query(rolloutStatusQuery),
+  }));
   assert.equal(result.total, 1000);
   assert.equal(result.succeeded, 996);
   assert.deepEqual(result.failed.map((f) => f.cvmId).sort(), ['cvm-257-bad', 'cvm-507-bad', 'cvm-7-bad', 'cvm-757-bad']);
@@ -58,7 +63,7 @@ test('1,000 CVMs: bounded history per run, every CVM booked once, failures with 
 
   // Every run of the chain stayed near its event budget, far below Temporal's 50K limit.
   const runs: number[] = [];
-  for (let runId: string | undefined = handle.firstExecutionRunId; runId; ) {
+  for (let runId: string | undefined = handle.firstExecutionRunId; runId;) {
     const history = await env.client.workflow.getHandle(handle.workflowId, runId).fetchHistory();
     const events: NonNullable<typeof history.events> = history.events ?? [];
     runs.push(events.length);

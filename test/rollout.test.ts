@@ -55,7 +55,8 @@ async function phalaCvms(h: Harness, n: number, applyDelayMs = 200): Promise<str
 
 async function childrenOf(h: Harness, rolloutId: string): Promise<string[]> {
   const ids: string[] = [];
-  for await (const wf of h.client.workflow.list({ query: `RolloutId = '${rolloutId}' AND WorkflowType = 'updateCvmEnvWorkflow'` })) ids.push(wf.workflowId);
+  for await (const wf of h.client.workflow.list({ query: `RolloutId = '${rolloutId}' AND WorkflowType = 'updateCvmEnvWorkflow'` }))
+    ids.push(wf.workflowId);
   return ids.sort();
 }
 
@@ -66,7 +67,10 @@ test('1 app × 20 CVMs (targets.appId): one registration, 20 applied; 5 apps × 
   // One update alone, as the yardstick.
   const single = await h.newCvm({ kms: 'onchain', appId: await h.newApp(), allowedEnvs: ['BASE'] });
   let t0 = Date.now();
-  const one = await awaitEnvUpdate((await startEnvUpdate(h.client, { cvmId: single.id, env: { BASE: secret(), [newKey()]: secret() } }, { taskQueue: h.taskQueue })).handle);
+  const one = await awaitEnvUpdate(
+    (await startEnvUpdate(h.client, { cvmId: single.id, env: { BASE: secret(), [newKey()]: secret() } }, { taskQueue: h.taskQueue }))
+      .handle,
+  );
   timings.oneUpdateMs = Date.now() - t0;
   assert.ok(one.transactionHash);
 
@@ -90,7 +94,9 @@ test('1 app × 20 CVMs (targets.appId): one registration, 20 applied; 5 apps × 
     const st = await getEnvUpdateStatus(h.client, c.id);
     for (const ph of st.timings.phases) phaseMs[ph.phase] = (phaseMs[ph.phase] ?? 0) + ph.ms / cvms.length;
   }
-  process.stderr.write(`# 1 × 20: mean ms per child phase ${JSON.stringify(Object.fromEntries(Object.entries(phaseMs).map(([k, v]) => [k, Math.round(v)])))}\n`);
+  process.stderr.write(
+    `# 1 × 20: mean ms per child phase ${JSON.stringify(Object.fromEntries(Object.entries(phaseMs).map(([k, v]) => [k, Math.round(v)])))}\n`,
+  );
   // Each child carries the rollout id: the UI filters a rollout's children with it.
   const children = await waitFor('the children in visibility', async () => {
     const ids = await childrenOf(h, rolloutId);
@@ -104,14 +110,18 @@ test('1 app × 20 CVMs (targets.appId): one registration, 20 applied; 5 apps × 
   const byApp = await Promise.all(apps.map((a) => h.sim.createCvms({ kms: 'onchain', appId: a, allowedEnvs: ['BASE'] }, 4)));
   const env2 = { BASE: secret(), [newKey()]: secret() };
   t0 = Date.now();
-  const r2 = await awaitRollout((await start(h, { targets: { cvmIds: byApp.flat().map((c) => c.id) }, env: env2, concurrency: 20 })).handle);
+  const r2 = await awaitRollout(
+    (await start(h, { targets: { cvmIds: byApp.flat().map((c) => c.id) }, env: env2, concurrency: 20 })).handle,
+  );
   timings.rollout5x4Ms = Date.now() - t0;
   assert.equal(r2.succeeded, 20, JSON.stringify(r2.failed));
   for (const [i, a] of apps.entries()) {
     const hsh = (await h.sim.cvm(byApp[i]![0]!.id)).composeHash;
     assert.equal((await registrationsOf(stack.info.rpcUrl, a, hsh)).length, 1, `one registration for app ${a}`);
   }
-  process.stderr.write(`# rollout wall times: ${JSON.stringify({ ...timings, ratio1x20: +(timings.rollout1x20Ms! / timings.oneUpdateMs!).toFixed(2), ratio5x4: +(timings.rollout5x4Ms! / timings.oneUpdateMs!).toFixed(2) })}\n`);
+  process.stderr.write(
+    `# rollout wall times: ${JSON.stringify({ ...timings, ratio1x20: +(timings.rollout1x20Ms! / timings.oneUpdateMs!).toFixed(2), ratio5x4: +(timings.rollout5x4Ms! / timings.oneUpdateMs!).toFixed(2) })}\n`,
+  );
 });
 
 test('a CVM that fails for good is reported with its reason and the others succeed; at maxFailures no child starts; retryFailed', async () => {
@@ -184,7 +194,10 @@ test('abort mid-way: running children are aborted and have ended, the rest never
   assert.equal(r.succeeded + r.failed.length + r.aborted.length, 6, JSON.stringify(r));
   assert.ok(r.aborted.length >= 4, JSON.stringify(r));
   for (const id of ids) {
-    const d = await h.client.workflow.getHandle(`cvm-env-${id}`).describe().catch(() => undefined);
+    const d = await h.client.workflow
+      .getHandle(`cvm-env-${id}`)
+      .describe()
+      .catch(() => undefined);
     if (d) assert.notEqual(d.status.name, 'RUNNING', `child of ${id} still runs`);
     else assert.ok(r.aborted.includes(id), `${id} neither ran nor is listed as aborted`);
   }
@@ -205,7 +218,9 @@ test('canary: the rest waits for approval; autoApprove goes on by itself', async
   await assert.rejects(approveRollout(h.client, rolloutId), /already approved|ended/);
   assert.equal((await awaitRollout(handle)).succeeded, 4);
 
-  const auto = await awaitRollout((await start(h, { targets: { cvmIds: await phalaCvms(h, 3) }, env: { A: secret() }, canary: { count: 1, autoApprove: true } })).handle);
+  const auto = await awaitRollout(
+    (await start(h, { targets: { cvmIds: await phalaCvms(h, 3) }, env: { A: secret() }, canary: { count: 1, autoApprove: true } })).handle,
+  );
   assert.equal(auto.succeeded, 3);
 });
 
@@ -303,7 +318,11 @@ test('CLI: usage errors exit 2 naming the option; rollout start from stdin shows
   const ids = await phalaCvms(h, 3);
   const value = secret();
   const rolloutId = `cli-${randomUUID()}`;
-  const r = await runCli(h, ['start', '--cvms', ids.join(','), '--env-file', '-', '--concurrency', '2', '--rollout-id', rolloutId, '--json'], `A=${value}\n`);
+  const r = await runCli(
+    h,
+    ['start', '--cvms', ids.join(','), '--env-file', '-', '--concurrency', '2', '--rollout-id', rolloutId, '--json'],
+    `A=${value}\n`,
+  );
   assert.equal(r.code, 0, r.stderr);
   const result = JSON.parse(r.stdout) as { succeeded: number; total: number };
   assert.deepEqual([result.total, result.succeeded], [3, 3]);

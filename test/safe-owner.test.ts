@@ -36,14 +36,21 @@ before(async () => {
   const chain = { ...foundry, id: stack.info.chainId };
   const wallet = createWalletClient({ chain, transport: http(stack.info.rpcUrl), account: executor });
   const pub = createPublicClient({ chain, transport: http(stack.info.rpcUrl), pollingInterval: 50 });
-  app = await appIdFromDeployment(pub, await sendDeployAndRegisterApp({ wallet, kms: getAddress(stack.info.kmsAddress as string), owner: safe.address }));
+  app = await appIdFromDeployment(
+    pub,
+    await sendDeployAndRegisterApp({ wallet, kms: getAddress(stack.info.kmsAddress as string), owner: safe.address }),
+  );
 });
 after(async () => {
   await stack?.release();
 });
 
 test('a Safe-owned app: propose, 2 of 3 owners sign, one executes; the chain read finds it and phase 2 accepts the relay', async () => {
-  const pub = createPublicClient({ chain: { ...foundry, id: stack.info.chainId }, transport: http(stack.info.rpcUrl), pollingInterval: 50 });
+  const pub = createPublicClient({
+    chain: { ...foundry, id: stack.info.chainId },
+    transport: http(stack.info.rpcUrl),
+    pollingInterval: 50,
+  });
   const phala = new PhalaCloudClient({ baseUrl: stack.info.apiUrl as string, apiKey: stack.info.apiKey as string });
   const admin = new SimAdminClient(stack.info.apiUrl as string, stack.info.simAdminToken as string);
   const startBlock = Number(await pub.getBlockNumber());
@@ -52,7 +59,10 @@ test('a Safe-owned app: propose, 2 of 3 owners sign, one executes; the chain rea
   // Phase 1 asks for a registration.
   const kms = (await phala.listKms({ isOnchain: true })).items[0]!;
   const pubkey = await phala.getAppEnvEncryptPubkey(kms.slug ?? kms.id, app);
-  const env = [{ key: 'APP_MODE', value: 'safe' }, { key: 'SAFE_KEY', value: 'multisig-set' }];
+  const env = [
+    { key: 'APP_MODE', value: 'safe' },
+    { key: 'SAFE_KEY', value: 'multisig-set' },
+  ];
   const encrypted = await encryptEnvVars(env, pubkey.public_key);
   const keys = env.map((e) => e.key);
   const first = await phala.updateCvmEnvs({ id: cvm.id, encrypted_env: encrypted, env_keys: keys });
@@ -94,11 +104,21 @@ test('a Safe-owned app: propose, 2 of 3 owners sign, one executes; the chain rea
   // The simulator's setting decides relays: txMustTargetApp=true refuses the Safe's transaction.
   const verifier = new ChainVerifier({ rpcUrl: stack.info.rpcUrl });
   const args = { appId: app.slice(2).toLowerCase(), composeHash, txHash: exec.hash, requiredConfirmations: 1 };
-  assert.deepEqual(await verifier.verify({ ...args, txMustTargetApp: true }), { ok: false, status: 467, reason: 'transaction was not sent to the app contract' });
+  assert.deepEqual(await verifier.verify({ ...args, txMustTargetApp: true }), {
+    ok: false,
+    status: 467,
+    reason: 'transaction was not sent to the app contract',
+  });
   assert.equal((await verifier.verify({ ...args, txMustTargetApp: false })).ok, true);
 
   // Phase 2 with the Safe's transaction: accepted (relays are the simulator's default), then boots.
-  const second = await phala.updateCvmEnvs({ id: cvm.id, encrypted_env: encrypted, env_keys: keys, compose_hash: composeHash, transaction_hash: exec.hash });
+  const second = await phala.updateCvmEnvs({
+    id: cvm.id,
+    encrypted_env: encrypted,
+    env_keys: keys,
+    compose_hash: composeHash,
+    transaction_hash: exec.hash,
+  });
   assert.equal(second.status, 'in_progress');
   await admin.waitUntilIdle(cvm.id);
   const applied = await admin.appliedEnv(cvm.id);
@@ -109,11 +129,26 @@ test('the proposal for a Safe on Base links the Safe app; an EOA owner gets none
   const appId = '0x1234567890abcdef1234567890abcdef12345678';
   const hash = 'ab'.repeat(32);
   const owner = '0x00000000000000000000000000000000000000a1';
-  const p = buildRegistrationProposal({ chainId: 8453, appId, composeHash: hash, kmsInfo: { deployer_address: owner, deployer_type: 'safe' } });
+  const p = buildRegistrationProposal({
+    chainId: 8453,
+    appId,
+    composeHash: hash,
+    kmsInfo: { deployer_address: owner, deployer_type: 'safe' },
+  });
   assert.equal(p.safeAppUrl, `https://app.safe.global/home?safe=base:${getAddress(owner)}`);
-  const given = buildRegistrationProposal({ chainId: 1, appId, composeHash: hash, kmsInfo: { deployer_address: owner, deployer_type: 'safe', safe_app_url: 'https://app.safe.global/x' } });
+  const given = buildRegistrationProposal({
+    chainId: 1,
+    appId,
+    composeHash: hash,
+    kmsInfo: { deployer_address: owner, deployer_type: 'safe', safe_app_url: 'https://app.safe.global/x' },
+  });
   assert.equal(given.safeAppUrl, 'https://app.safe.global/x', "the API's link wins");
-  const eoa = buildRegistrationProposal({ chainId: 1, appId, composeHash: hash, kmsInfo: { deployer_address: owner, deployer_type: 'eoa' } });
+  const eoa = buildRegistrationProposal({
+    chainId: 1,
+    appId,
+    composeHash: hash,
+    kmsInfo: { deployer_address: owner, deployer_type: 'eoa' },
+  });
   assert.equal(eoa.safeAppUrl, undefined);
   assert.throws(() => buildRegistrationProposal({ chainId: 1, appId: 'nope', composeHash: hash }), /appId/);
   assert.throws(() => buildRegistrationProposal({ chainId: 1, appId, composeHash: 'xyz' }), /composeHash/);

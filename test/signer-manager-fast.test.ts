@@ -41,7 +41,10 @@ interface Case {
   chain: FakeChain;
   taskQueue: string;
   managerId: string;
-  ask(composeHash: string, opts?: { appId?: string; confirmations?: number }): Promise<{ askerId: string; answers: Promise<RegistrationNotice[]> }>;
+  ask(
+    composeHash: string,
+    opts?: { appId?: string; confirmations?: number },
+  ): Promise<{ askerId: string; answers: Promise<RegistrationNotice[]> }>;
   status(): Promise<SignerStatus>;
   until(what: string, probe: (s: SignerStatus) => boolean, timeoutMs?: number): Promise<SignerStatus>;
 }
@@ -75,7 +78,9 @@ async function withManager(chain: FakeChain, body: (c: Case) => Promise<void>, m
         workflowId: managerId,
         args: [{ chainId, signer: SIGNER, ...(maxHistoryEvents ? { maxHistoryEvents } : {}) }],
         signal: registerSignal,
-        signalArgs: [{ requestId: askerId, appId: opts.appId ?? APP, composeHash, confirmations: opts.confirmations ?? 2, notifyWorkflowId: askerId }],
+        signalArgs: [
+          { requestId: askerId, appId: opts.appId ?? APP, composeHash, confirmations: opts.confirmations ?? 2, notifyWorkflowId: askerId },
+        ],
       });
       const answers = asker.result() as Promise<RegistrationNotice[]>;
       answers.catch(() => {}); // an asker left waiting is terminated at the end of the case
@@ -95,7 +100,11 @@ async function withManager(chain: FakeChain, body: (c: Case) => Promise<void>, m
   try {
     await body(c);
   } finally {
-    for (const id of [managerId, ...askers]) await client.workflow.getHandle(id).terminate('test over').catch(() => {});
+    for (const id of [managerId, ...askers])
+      await client.workflow
+        .getHandle(id)
+        .terminate('test over')
+        .catch(() => {});
     worker.shutdown();
     await running;
   }
@@ -117,7 +126,10 @@ test('two askers of one (app, hash) share one signing; each is told sent, mined,
     assert.equal(confirmedOf(ra).tx.hash, c.chain.signed[0]!.hash);
     assert.equal(confirmedOf(rb).tx.hash, c.chain.signed[0]!.hash);
     assert.ok(confirmedOf(rb).confirmations >= 3);
-    assert.deepEqual(ra.map((n) => n.state), ['sent', 'mined', 'confirmed']);
+    assert.deepEqual(
+      ra.map((n) => n.state),
+      ['sent', 'mined', 'confirmed'],
+    );
   });
 });
 
@@ -175,7 +187,7 @@ test('a stuck transaction is replaced after the stall time, both fees +10%, and 
   await withManager(chain, async (c) => {
     const a = await c.ask(hashOf(1));
     await c.until('a replacement', (s) => s.stats.replaced >= 1);
-    const [first, second] = chain.signed as [typeof chain.signed[0], typeof chain.signed[0]];
+    const [first, second] = chain.signed as [(typeof chain.signed)[0], (typeof chain.signed)[0]];
     assert.equal(second.nonce, first.nonce);
     for (const f of ['maxFeePerGas', 'maxPriorityFeePerGas'] as const) assert.ok(BigInt(second[f]) >= min110(first[f]), f);
     chain.automine = true;
@@ -254,7 +266,13 @@ test('a withdrawn ask: the pending registration is cancelled by a self-send at t
     await c.until('the cancel', () => chain.signed.some((t) => t.kind === 'self'));
     chain.automine = true;
     const s = await c.until('settled', (st) => st.pending.length === 0 && st.registrations.length === 0);
-    assert.deepEqual(chain.signed.map((t) => [t.kind, t.nonce]), [['register', 0], ['self', 0]]);
+    assert.deepEqual(
+      chain.signed.map((t) => [t.kind, t.nonce]),
+      [
+        ['register', 0],
+        ['self', 0],
+      ],
+    );
     assert.equal(chain.allowed.size, 0, 'the hash was never registered');
     assert.equal(s.stats.mined, 1);
   });

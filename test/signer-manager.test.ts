@@ -27,7 +27,9 @@ const rpc = <T = unknown>(method: string, params: unknown[] = []) => anvilRpc<T>
 const mine = (blocks = 1) => rpc('anvil_mine', [`0x${blocks.toString(16)}`]);
 async function inPool(hash: string): Promise<boolean> {
   const pool = await rpc<{ pending: Record<string, Record<string, { hash: string }>> }>('txpool_content');
-  return Object.values(pool.pending ?? {}).some((byNonce) => Object.values(byNonce).some((tx) => tx.hash.toLowerCase() === hash.toLowerCase()));
+  return Object.values(pool.pending ?? {}).some((byNonce) =>
+    Object.values(byNonce).some((tx) => tx.hash.toLowerCase() === hash.toLowerCase()),
+  );
 }
 const managerOf = (h: Harness) => getSignerStatus(h.client, stack.info.chainId, h.signer.address);
 
@@ -93,7 +95,10 @@ test('concurrent updates of CVMs that share a compose hash: one registration per
         assert.equal(hashes.size, 1, 'the CVMs of one app share the compose hash');
         const mined = await registrationsOf(stack.info.rpcUrl, appId, ofApp[0]!.composeHash!);
         assert.equal(mined.length, 1, `one ComposeHashAdded for app ${appId}: ${mined.join(', ')}`);
-        assert.ok(ofApp.every((r) => r.transactionHash === mined[0]), 'every CVM of the app used that one transaction');
+        assert.ok(
+          ofApp.every((r) => r.transactionHash === mined[0]),
+          'every CVM of the app used that one transaction',
+        );
       }
       const manager = await managerOf(h);
       assert.equal(manager.stats.signed, 2, JSON.stringify(manager.stats));

@@ -48,13 +48,18 @@ function patch(path: string, body: unknown): Promise<Response> {
 
 async function phalaPayload(id: string, env: Record<string, string>): Promise<string> {
   const detail = (await (await get(`/cvms/${id}`)).json()) as { kms_info: { encrypted_env_pubkey: string } };
-  return encryptEnvVars(Object.entries(env).map(([key, value]) => ({ key, value })), detail.kms_info.encrypted_env_pubkey);
+  return encryptEnvVars(
+    Object.entries(env).map(([key, value]) => ({ key, value })),
+    detail.kms_info.encrypted_env_pubkey,
+  );
 }
 
 test('5xx once per CVM: a 503 page from the edge with Retry-After, then normal answers; other CVMs unaffected', async () => {
   const a = await cvm();
   const b = await cvm();
-  const { added } = await admin.addFaults({ rules: [{ route: 'GET /cvms/{id}', cvmId: a.id, error: { status: 503, retryAfterSeconds: 2 }, times: 1 }] });
+  const { added } = await admin.addFaults({
+    rules: [{ route: 'GET /cvms/{id}', cvmId: a.id, error: { status: 503, retryAfterSeconds: 2 }, times: 1 }],
+  });
   assert.equal(added.rules.length, 1);
   assert.equal((await get(`/cvms/${b.id}`)).status, 200, 'a rule scoped to A leaves B alone');
   const first = await get(`/cvms/${a.id}`);
@@ -63,7 +68,11 @@ test('5xx once per CVM: a 503 page from the edge with Retry-After, then normal a
   assert.match(first.headers.get('content-type') ?? '', /text\/html/);
   assert.match(await first.text(), /503/);
   assert.equal((await get(`/cvms/${a.id}`)).status, 200, 'times: 1 fires once');
-  assert.equal((await admin.faults()).rules.some((r) => r.id === added.rules[0]), false, 'a spent rule is gone');
+  assert.equal(
+    (await admin.faults()).rules.some((r) => r.id === added.rules[0]),
+    false,
+    'a spent rule is gone',
+  );
 
   await admin.addFaults({
     rules: [
@@ -89,7 +98,10 @@ test('429 with Retry-After, and a per-route error rate', async () => {
   }
   assert.equal((await get(`/cvms/${a.id}/operations`)).status, 200);
 
-  const { added } = await admin.addFaults({ seed: 42, rules: [{ route: 'GET /cvms/{id}', cvmId: a.id, error: { status: 500, rate: 0.5 } }] });
+  const { added } = await admin.addFaults({
+    seed: 42,
+    rules: [{ route: 'GET /cvms/{id}', cvmId: a.id, error: { status: 500, rate: 0.5 } }],
+  });
   const statuses: number[] = [];
   for (let i = 0; i < 40; i++) statuses.push((await get(`/cvms/${a.id}`)).status);
   const errors = statuses.filter((s) => s === 500).length;
@@ -145,8 +157,15 @@ test('RPC lag: the first K phase-2 calls answer 467, then the same request is ac
   const keys = ['APP_MODE', 'LAGGED'];
   const p1 = await patch(`/cvms/${c.id}/envs`, { encrypted_env: encrypted, env_keys: keys });
   assert.equal(p1.status, 465);
-  const composeHash = ((await p1.json()) as { details: { field: string; value: string }[] }).details.find((d) => d.field === 'compose_hash')!.value;
-  const tx: Hex = await wallet.writeContract({ address: app, abi: dstackAppAbi, functionName: 'addComposeHash', args: [`0x${composeHash}`] });
+  const composeHash = ((await p1.json()) as { details: { field: string; value: string }[] }).details.find(
+    (d) => d.field === 'compose_hash',
+  )!.value;
+  const tx: Hex = await wallet.writeContract({
+    address: app,
+    abi: dstackAppAbi,
+    functionName: 'addComposeHash',
+    args: [`0x${composeHash}`],
+  });
   await publicClient.waitForTransactionReceipt({ hash: tx, pollingInterval: 50 });
 
   await admin.addFaults({ phase2Lag: [{ cvmId: c.id, calls: 2 }] });

@@ -118,7 +118,11 @@ test('restart keeps the workspace: ids, keys, applied envs, operations, in-fligh
   const sim2 = await start('key-2');
   try {
     const api2 = client(sim2, 'key-2');
-    assert.deepEqual(sim2.seeded.map((c) => c.id), [onchainId, phalaId], 'same CVM ids');
+    assert.deepEqual(
+      sim2.seeded.map((c) => c.id),
+      [onchainId, phalaId],
+      'same CVM ids',
+    );
     assert.equal((await api2('GET', `/cvms/${phalaId}`)).status, 200);
     assert.equal((await client(sim2, 'key-1')('GET', `/cvms/${phalaId}`)).status, 401, 'credentials are per run');
     assert.deepEqual((await api2('GET', '/kms')).json, kmsBefore, 'KMS ids and keys survive');
@@ -143,7 +147,12 @@ test('restart keeps the workspace: ids, keys, applied envs, operations, in-fligh
     const { publicClient, wallet } = chain();
     const tx = await wallet.writeContract({ address: app, abi: dstackAppAbi, functionName: 'addComposeHash', args: [`0x${composeHash}`] });
     await publicClient.waitForTransactionReceipt({ hash: tx, pollingInterval: 50 });
-    const p2 = await api2('PATCH', `/cvms/${onchainId}/envs`, { encrypted_env: onchainPayload, env_keys: keys, compose_hash: composeHash, transaction_hash: tx });
+    const p2 = await api2('PATCH', `/cvms/${onchainId}/envs`, {
+      encrypted_env: onchainPayload,
+      env_keys: keys,
+      compose_hash: composeHash,
+      transaction_hash: tx,
+    });
     assert.equal(p2.status, 202, JSON.stringify(p2.json));
     await admin2.waitUntilIdle(onchainId);
     assert.deepEqual((await admin2.appliedEnv(onchainId)).env, { AFTER_RESTART: 'yes' });
@@ -159,15 +168,19 @@ test('restart keeps the workspace: ids, keys, applied envs, operations, in-fligh
 
 test('npm run sim (main.ts) starts standalone from the stack, prints its ready line, applies SIM_FAULTS, stops on SIGTERM', async () => {
   const dataDir = join(dir, 'standalone');
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/simulator/main.ts', '--stack-dir', stack.info.dataDir, '--data-dir', dataDir, '--port', '0'], {
-    env: {
-      ...process.env,
-      PHALA_API_KEY: '',
-      SIM_ADMIN_TOKEN: '',
-      SIM_FAULTS: JSON.stringify({ rules: [{ route: 'GET /kms', error: { status: 503 }, times: 1 }] }),
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/simulator/main.ts', '--stack-dir', stack.info.dataDir, '--data-dir', dataDir, '--port', '0'],
+    {
+      env: {
+        ...process.env,
+        PHALA_API_KEY: '',
+        SIM_ADMIN_TOKEN: '',
+        SIM_FAULTS: JSON.stringify({ rules: [{ route: 'GET /kms', error: { status: 503 }, times: 1 }] }),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

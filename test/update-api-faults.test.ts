@@ -10,7 +10,7 @@ const setup = useUpdateHarness();
 
 const newKey = () => `K_${randomBytes(4).toString('hex').toUpperCase()}`;
 
-test('467 three times (the API\'s RPC lags), then phase 2 succeeds', async () => {
+test("467 three times (the API's RPC lags), then phase 2 succeeds", async () => {
   const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(true), allowedEnvs: ['A'] });
   await setup.h.sim.addFaults({ phase2Lag: [{ cvmId: cvm.id, calls: 3 }] });
   const env = { A: 'a', [newKey()]: randomBytes(8).toString('hex') };

@@ -35,7 +35,9 @@ const mine = (blocks = 1) => rpc('anvil_mine', [`0x${blocks.toString(16)}`]);
 
 async function inPool(hash: string): Promise<boolean> {
   const pool = await rpc<{ pending: Record<string, Record<string, { hash: string }>> }>('txpool_content');
-  return Object.values(pool.pending ?? {}).some((byNonce) => Object.values(byNonce).some((tx) => tx.hash.toLowerCase() === hash.toLowerCase()));
+  return Object.values(pool.pending ?? {}).some((byNonce) =>
+    Object.values(byNonce).some((tx) => tx.hash.toLowerCase() === hash.toLowerCase()),
+  );
 }
 
 /** Empty blocks in the background: under automine nothing else would deepen a registration. */
@@ -71,7 +73,14 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined | fal
 const statusOf = (h: Harness, cvmId: string) => getEnvUpdateStatus(h.client, cvmId);
 const managerOf = (h: Harness) => getSignerStatus(h.client, stack.info.chainId, h.signer.address);
 const describeStatus = (s: UpdateStatus) =>
-  JSON.stringify({ phase: s.phase, sent: s.sentTransactions, tx: s.transactionHash, block: s.blockNumber, lastError: s.lastError, attempts: s.attempts });
+  JSON.stringify({
+    phase: s.phase,
+    sent: s.sentTransactions,
+    tx: s.transactionHash,
+    block: s.blockNumber,
+    lastError: s.lastError,
+    attempts: s.attempts,
+  });
 
 /** What every case must end with, whatever the chain did on the way. */
 async function assertLandedOnce(h: Harness, cvm: SimCvmSummary, env: Record<string, string>, result: UpdateEnvResult): Promise<void> {
@@ -79,7 +88,9 @@ async function assertLandedOnce(h: Harness, cvm: SimCvmSummary, env: Record<stri
   assert.ok(result.composeHash && result.transactionHash, JSON.stringify(result));
   assert.deepEqual((await h.sim.appliedEnv(cvm.id)).env, env);
   assert.deepEqual(await registrationsOf(stack.info.rpcUrl, cvm.appId, result.composeHash), [result.transactionHash]);
-  const receipt = await rpc<{ blockHash: string; blockNumber: string; status: string }>('eth_getTransactionReceipt', [result.transactionHash]);
+  const receipt = await rpc<{ blockHash: string; blockNumber: string; status: string }>('eth_getTransactionReceipt', [
+    result.transactionHash,
+  ]);
   assert.ok(receipt, 'the registration has a receipt');
   assert.equal(receipt.status, '0x1');
   assert.equal(Number(BigInt(receipt.blockNumber)), result.blockNumber);
@@ -90,7 +101,10 @@ async function assertLandedOnce(h: Harness, cvm: SimCvmSummary, env: Record<stri
 /** A fresh CVM whose env adds a key, so phase 1 asks for a new compose hash on chain. */
 async function newTwoPhaseCase(h: Harness) {
   const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['BASE'] });
-  const env = { BASE: randomBytes(8).toString('hex'), [`K_${randomBytes(4).toString('hex').toUpperCase()}`]: randomBytes(8).toString('hex') };
+  const env = {
+    BASE: randomBytes(8).toString('hex'),
+    [`K_${randomBytes(4).toString('hex').toUpperCase()}`]: randomBytes(8).toString('hex'),
+  };
   return { cvm, env };
 }
 
@@ -125,7 +139,11 @@ test('a transaction dropped from the pool is rebroadcast as the same bytes, not 
     assert.equal(await rpc('eth_getTransactionByHash', [first.hash]), null, 'anvil forgot the transaction');
 
     // With no blocks the manager still looks every few seconds: it must see "dropped" and resend.
-    await waitFor('the manager to rebroadcast', async () => (await inPool(first.hash)) || (await rpc('eth_getTransactionByHash', [first.hash])) !== null, 15_000);
+    await waitFor(
+      'the manager to rebroadcast',
+      async () => (await inPool(first.hash)) || (await rpc('eth_getTransactionByHash', [first.hash])) !== null,
+      15_000,
+    );
     const resent = await statusOf(h, cvm.id);
     assert.equal(resent.sentTransactions.length, 1, describeStatus(resent));
     assert.ok((await managerOf(h)).stats.rebroadcast >= 1, `broadcast again after the drop: ${JSON.stringify((await managerOf(h)).stats)}`);
@@ -192,7 +210,10 @@ test('a transaction stuck past the stall time is replaced at the same nonce with
         assert.ok(BigInt(sent[i]![field]) >= min110(sent[i - 1]![field]), `signing ${i} ${field}: ${describeStatus(status)}`);
       }
     }
-    assert.ok(sent.some((t) => t.hash === result.transactionHash), 'the mined registration is one we signed');
+    assert.ok(
+      sent.some((t) => t.hash === result.transactionHash),
+      'the mined registration is one we signed',
+    );
     for (const t of sent.filter((t) => t.hash !== result.transactionHash)) {
       assert.equal(await rpc('eth_getTransactionReceipt', [t.hash]), null, `the replaced ${t.hash} was not mined too`);
     }

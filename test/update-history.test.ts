@@ -69,9 +69,15 @@ for (const kms of ['onchain', 'phala'] as const) {
 
 test('recorded histories replay against the current workflow code', async () => {
   assert.ok(runs.length >= 2, 'the history tests ran first');
-  const histories = await Promise.all(runs.map(async (r) => ({ workflowId: r.workflowId, history: await rawHistory(r.workflowId, r.runId) })));
+  const histories = await Promise.all(
+    runs.map(async (r) => ({ workflowId: r.workflowId, history: await rawHistory(r.workflowId, r.runId) })),
+  );
   const results = Worker.runReplayHistories(
-    { workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES }, dataConverter: createDataConverter(setup.stack.env.PAYLOAD_ENCRYPTION_KEYS!) },
+    {
+      workflowsPath: WORKFLOWS_PATH,
+      interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES },
+      dataConverter: createDataConverter(setup.stack.env.PAYLOAD_ENCRYPTION_KEYS!),
+    },
     histories,
   );
   let replayed = 0;

@@ -60,8 +60,12 @@ test('allowedKeys must cover the env (the guest would drop the rest silently)', 
   assert.match((await failureOf(handle)).message, /allowedKeys must include every env key; missing: B/);
 });
 
-test('an unknown CVM fails at once with the API\'s 404', async () => {
-  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: 'cvm_does_not_exist', env: { A: '1' } }, { taskQueue: setup.h.taskQueue });
+test("an unknown CVM fails at once with the API's 404", async () => {
+  const { handle } = await startEnvUpdate(
+    setup.h.client,
+    { cvmId: 'cvm_does_not_exist', env: { A: '1' } },
+    { taskQueue: setup.h.taskQueue },
+  );
   const { message, seconds } = await failureOf(handle);
   assert.match(message, /404 not_found/);
   assert.ok(seconds < 10, `took ${seconds} s`);
@@ -84,7 +88,10 @@ test('a wrong API key fails at once with 401, and the key is not in the message'
 });
 
 test('the client refuses malformed input before starting anything', async () => {
-  await assert.rejects(startEnvUpdate(setup.h.client, { cvmId: '', env: { A: '1' } }, { taskQueue: setup.h.taskQueue }), /cvmId is required/);
+  await assert.rejects(
+    startEnvUpdate(setup.h.client, { cvmId: '', env: { A: '1' } }, { taskQueue: setup.h.taskQueue }),
+    /cvmId is required/,
+  );
   await assert.rejects(
     startEnvUpdate(setup.h.client, { cvmId: 'x', env: { A: '1' }, confirmations: 0 }, { taskQueue: setup.h.taskQueue }),
     /confirmations must be a positive integer/,

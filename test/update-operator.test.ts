@@ -36,12 +36,16 @@ async function waitForStatus(cvmId: string, pred: (s: UpdateStatus) => boolean, 
 function ownerWallet() {
   const chain = { ...foundry, id: setup.stack.info.chainId };
   return {
-    wallet: createWalletClient({ chain, transport: http(setup.stack.info.rpcUrl), account: privateKeyToAccount(setup.stack.devKeys.other) }),
+    wallet: createWalletClient({
+      chain,
+      transport: http(setup.stack.info.rpcUrl),
+      account: privateKeyToAccount(setup.stack.devKeys.other),
+    }),
     client: createPublicClient({ chain, transport: http(setup.stack.info.rpcUrl) }),
   };
 }
 
-test('signer not the owner: waits for an operator, rejects a wrong transaction, finishes with the owner\'s', async () => {
+test("signer not the owner: waits for an operator, rejects a wrong transaction, finishes with the owner's", async () => {
   const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(false), allowedEnvs: ['A'] });
   const env = { A: randomBytes(8).toString('hex'), B_NEW: randomBytes(8).toString('hex') };
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
@@ -78,7 +82,10 @@ test('signer not the owner: waits for an operator, rejects a wrong transaction, 
 test('an owner who signs elsewhere: the status shows the exact proposal, and the change goes on by itself once the chain allows the hash', async () => {
   const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(false), allowedEnvs: ['A'] });
   // A key of its own: the app is shared by this file's tests, and its compose hash must be new.
-  const env = { A: randomBytes(8).toString('hex'), [`OWNER_${randomBytes(4).toString('hex').toUpperCase()}`]: randomBytes(8).toString('hex') };
+  const env = {
+    A: randomBytes(8).toString('hex'),
+    [`OWNER_${randomBytes(4).toString('hex').toUpperCase()}`]: randomBytes(8).toString('hex'),
+  };
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
 
   const waiting = await waitForStatus(cvm.id, (s) => s.phase === 'awaiting_operator' && s.ownerProposal !== undefined);
@@ -94,7 +101,7 @@ test('an owner who signs elsewhere: the status shows the exact proposal, and the
   await client.waitForTransactionReceipt({ hash: sent, pollingInterval: 100 });
 
   const result = await awaitEnvUpdate(handle);
-  assert.equal(result.transactionHash, sent, 'the registration found on chain is the owner\'s');
+  assert.equal(result.transactionHash, sent, "the registration found on chain is the owner's");
   assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, env);
   const final = await getEnvUpdateStatus(setup.h.client, cvm.id);
   assert.equal(final.ownerProposal, undefined, 'the proposal is gone once the wait is over');

@@ -16,7 +16,11 @@ const secret = () => `s3cr3t-${randomBytes(12).toString('hex')}`;
 test('on-chain KMS, new allowed keys: phase 1 → registration → confirmations → phase 2 → applied', async () => {
   const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(true), allowedEnvs: ['OLD_KEY'] });
   const env = { API_TOKEN: secret(), DATABASE_URL: `postgres://u:${secret()}@db/app` };
-  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env, requestId: `req-${cvm.id}` }, { taskQueue: setup.h.taskQueue });
+  const { handle } = await startEnvUpdate(
+    setup.h.client,
+    { cvmId: cvm.id, env, requestId: `req-${cvm.id}` },
+    { taskQueue: setup.h.taskQueue },
+  );
   const result = await awaitEnvUpdate(handle);
 
   assert.equal(result.kms, 'onchain');
@@ -65,15 +69,27 @@ test('a compose hash removed on chain before the CVM restarts: the KMS refuses t
   const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
 
   let s = await getEnvUpdateStatus(h.client, cvm.id).catch(() => undefined);
-  for (const deadline = Date.now() + 30_000; s?.phase !== 'applying'; s = await getEnvUpdateStatus(h.client, cvm.id).catch(() => undefined)) {
+  for (
+    const deadline = Date.now() + 30_000;
+    s?.phase !== 'applying';
+    s = await getEnvUpdateStatus(h.client, cvm.id).catch(() => undefined)
+  ) {
     if (Date.now() > deadline) throw new Error(`never reached applying: ${JSON.stringify(s)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   // The app's owner takes the hash back while the CVM is still restarting.
   const chain = { ...foundry, id: stack.info.chainId };
   const owner = createWalletClient({ chain, transport: http(stack.info.rpcUrl), account: privateKeyToAccount(h.signer.key) });
-  const removed = await owner.writeContract({ address: cvm.appId as `0x${string}`, abi: dstackAppAbi, functionName: 'removeComposeHash', args: [`0x${s.composeHash!.replace(/^0x/, "")}`] });
-  await createPublicClient({ chain, transport: http(stack.info.rpcUrl) }).waitForTransactionReceipt({ hash: removed, pollingInterval: 100 });
+  const removed = await owner.writeContract({
+    address: cvm.appId as `0x${string}`,
+    abi: dstackAppAbi,
+    functionName: 'removeComposeHash',
+    args: [`0x${s.composeHash!.replace(/^0x/, '')}`],
+  });
+  await createPublicClient({ chain, transport: http(stack.info.rpcUrl) }).waitForTransactionReceipt({
+    hash: removed,
+    pollingInterval: 100,
+  });
 
   let waiting = s;
   for (const deadline = Date.now() + 30_000; waiting.phase !== 'awaiting_operator'; waiting = await getEnvUpdateStatus(h.client, cvm.id)) {

@@ -26,7 +26,14 @@ before(async () => {
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
   worker = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
-    env: { ...process.env, ...h.env, METRICS_PORT: String(port), METRICS_HOST: '127.0.0.1', OPERATOR_GAUGE_INTERVAL_SECONDS: '1', LOG_LEVEL: 'INFO' },
+    env: {
+      ...process.env,
+      ...h.env,
+      METRICS_PORT: String(port),
+      METRICS_HOST: '127.0.0.1',
+      OPERATOR_GAUGE_INTERVAL_SECONDS: '1',
+      LOG_LEVEL: 'INFO',
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   exited = new Promise((resolve) => worker.once('exit', (code) => resolve(code)));
@@ -67,7 +74,13 @@ async function eventually(what: string, probe: (s: Sample[]) => boolean, timeout
   for (;;) {
     const samples = await scrape();
     if (probe(samples)) return samples;
-    assert.ok(Date.now() < deadline, `metrics never showed ${what}: ${samples.filter((x) => x.name.includes('cvm_env')).map((x) => `${x.name}${JSON.stringify(x.labels)}=${x.value}`).join('\n')}`);
+    assert.ok(
+      Date.now() < deadline,
+      `metrics never showed ${what}: ${samples
+        .filter((x) => x.name.includes('cvm_env'))
+        .map((x) => `${x.name}${JSON.stringify(x.labels)}=${x.value}`)
+        .join('\n')}`,
+    );
     await sleep(250);
   }
 }
@@ -97,8 +110,14 @@ test('an on-chain update with an API hiccup: started, completed, phase durations
   }
   assert.ok(sum(s, ours(METRICS.phaseDuration, '_sum'), { phase: 'confirming' }) > 0);
   // The SDK's own metrics share the endpoint.
-  assert.ok(s.some((x) => x.name.startsWith('temporal_activity_execution_latency')), 'SDK activity latency');
-  assert.ok(s.some((x) => x.name.startsWith('temporal_workflow_task_schedule_to_start_latency')), 'SDK schedule-to-start latency');
+  assert.ok(
+    s.some((x) => x.name.startsWith('temporal_activity_execution_latency')),
+    'SDK activity latency',
+  );
+  assert.ok(
+    s.some((x) => x.name.startsWith('temporal_workflow_task_schedule_to_start_latency')),
+    'SDK schedule-to-start latency',
+  );
 });
 
 test('a change waiting for an operator shows in the gauge until it is aborted', async () => {
@@ -149,7 +168,8 @@ test('worker logs are JSON lines with workflow and run ids, and hold no env valu
       return assert.fail(`not a JSON log line: ${l}`);
     }
   });
-  for (const r of records) assert.ok(typeof r.time === 'string' && typeof r.level === 'string' && typeof r.msg === 'string', JSON.stringify(r));
+  for (const r of records)
+    assert.ok(typeof r.time === 'string' && typeof r.level === 'string' && typeof r.msg === 'string', JSON.stringify(r));
   const workflowLines = records.filter((r) => r.workflowId !== undefined);
   assert.ok(workflowLines.length > 0, 'the SDK logged workflow or activity lines');
   for (const r of workflowLines) assert.ok(typeof r.runId === 'string' || typeof r.workflowRunId === 'string', JSON.stringify(r));

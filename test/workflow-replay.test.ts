@@ -41,7 +41,8 @@ const activityTypes = (f: Fixture) => events(f).flatMap((e) => e.activityTaskSch
 
 test('the fixtures cover the four kinds of run this version was recorded with', () => {
   const scenarios = new Set(fixtures.map((f) => f.recordedWith.scenario));
-  for (const s of ['onchain', 'phala-kms', 'operator-use-tx', 'reorg-during-confirmations']) assert.ok(scenarios.has(s), `no fixture for ${s}`);
+  for (const s of ['onchain', 'phala-kms', 'operator-use-tx', 'reorg-during-confirmations'])
+    assert.ok(scenarios.has(s), `no fixture for ${s}`);
   for (const f of fixtures) {
     const types = activityTypes(f);
     // Since 0.2.0 an update asks the signer's transaction manager; before, it signed itself.
@@ -57,16 +58,22 @@ test('the fixtures cover the four kinds of run this version was recorded with', 
     if (f.recordedWith.scenario === 'phala-kms') assert.ok(!types.includes('signRegistration') && !viaManager, `${f.file}: no chain step`);
     if (f.recordedWith.scenario === 'onchain') assert.ok(types.includes('signRegistration') || viaManager, `${f.file}: registers on chain`);
     if (f.recordedWith.scenario === 'operator-use-tx') {
-      assert.ok(events(f).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'useTransaction'), `${f.file}: has the hand-over`);
+      assert.ok(
+        events(f).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'useTransaction'),
+        `${f.file}: has the hand-over`,
+      );
     }
     if (f.recordedWith.scenario === 'reorg-during-confirmations' && !viaManager) {
-      assert.ok(types.filter((t) => t === 'broadcastTransaction').length >= 2, `${f.file}: the registration went out again after the reorg`);
+      assert.ok(
+        types.filter((t) => t === 'broadcastTransaction').length >= 2,
+        `${f.file}: the registration went out again after the reorg`,
+      );
     }
     if (viaManager) assert.ok(signals('registrationNotice') >= 2, `${f.file}: the manager's answers are in the history`);
   }
 });
 
-test('the fixtures hold no plaintext env value: every payload is the codec\'s ciphertext', async () => {
+test("the fixtures hold no plaintext env value: every payload is the codec's ciphertext", async () => {
   const codec = new AesGcmPayloadCodec(parsePayloadKeys(FIXTURE_PAYLOAD_KEYS));
   for (const f of fixtures) {
     const input = events(f)[0]?.workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
@@ -109,7 +116,11 @@ test('the fixtures hold no plaintext env value: every payload is the codec\'s ci
 test('every recorded history replays against the current workflow code', async () => {
   assert.ok(fixtures.length >= 4);
   const results = Worker.runReplayHistories(
-    { workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES }, dataConverter: createDataConverter(FIXTURE_PAYLOAD_KEYS) },
+    {
+      workflowsPath: WORKFLOWS_PATH,
+      interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES },
+      dataConverter: createDataConverter(FIXTURE_PAYLOAD_KEYS),
+    },
     fixtures.map((f) => ({ workflowId: f.workflowId, history: f.history })),
   );
   const failures: string[] = [];

@@ -45,7 +45,13 @@ async function main(): Promise<void> {
     }),
   );
   const fleetWallMs = Math.max(...fleet.map((o) => o.ms), 0);
-  const output: BaselineOutput = { single, singleStartedAtEpochMs: performance.timeOrigin + singleStart, fleet, fleetWallMs, peakRssMb: reset ? readProcessMemory(process.pid).peakMb : null };
+  const output: BaselineOutput = {
+    single,
+    singleStartedAtEpochMs: performance.timeOrigin + singleStart,
+    fleet,
+    fleetWallMs,
+    peakRssMb: reset ? readProcessMemory(process.pid).peakMb : null,
+  };
   process.stdout.write(`${JSON.stringify(output)}\n`);
 }
 

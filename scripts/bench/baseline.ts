@@ -86,31 +86,50 @@ export function createBaselineBackend(setup: BaselineSetup, signerKey: Hex) {
     let signed = 0;
     try {
       const cvm = await withRetries('getCvmInfo', () => sdk.getCvmInfo({ id: u.cvmId }));
-      if (!cvm.app_id || cvm.kms_info?.chain_id !== setup.chainId) throw new Error(`CVM ${u.cvmId} is not an on-chain KMS CVM of chain ${setup.chainId}`);
+      if (!cvm.app_id || cvm.kms_info?.chain_id !== setup.chainId)
+        throw new Error(`CVM ${u.cvmId} is not an on-chain KMS CVM of chain ${setup.chainId}`);
       // The KMS list does not change during a run: fetched once for all updates.
       kmsSlug ??= withRetries('getKmsList', () => sdk.getKmsList()).then((list) => {
-        const kms = list.items.find((k) => k.chain_id === setup.chainId && k.kms_contract_address?.toLowerCase() === cvm.kms_info?.dstack_kms_address?.toLowerCase());
+        const kms = list.items.find(
+          (k) => k.chain_id === setup.chainId && k.kms_contract_address?.toLowerCase() === cvm.kms_info?.dstack_kms_address?.toLowerCase(),
+        );
         if (!kms?.slug) throw new Error(`no KMS listed for chain ${setup.chainId}`);
         return kms.slug;
       });
-      const pub = await withRetries('getAppEnvEncryptPubKey', async () => sdk.getAppEnvEncryptPubKey({ kms: await kmsSlug!, app_id: cvm.app_id! }));
+      const pub = await withRetries('getAppEnvEncryptPubKey', async () =>
+        sdk.getAppEnvEncryptPubKey({ kms: await kmsSlug!, app_id: cvm.app_id! }),
+      );
       const hex = (h: string) => Uint8Array.from(Buffer.from(h.replace(/^0x/, ''), 'hex'));
-      if (!verifyEnvEncryptPublicKey(hex(pub.public_key), hex(pub.signature), cvm.app_id)) throw new Error('the env key is not signed by the KMS');
+      if (!verifyEnvEncryptPublicKey(hex(pub.public_key), hex(pub.signature), cvm.app_id))
+        throw new Error('the env key is not signed by the KMS');
       const encrypted = await encryptEnvVars(u.env, pub.public_key);
 
       const first = await withRetries('phase 1', () => updateCvmEnvs(sdk, { id: u.cvmId, encrypted_env: encrypted, env_keys: u.envKeys }));
-      if (first.status !== 'precondition_required') throw new Error(`phase 1 answered ${first.status}, not the registration request the new key needs`);
+      if (first.status !== 'precondition_required')
+        throw new Error(`phase 1 answered ${first.status}, not the registration request the new key needs`);
       const composeHash = `0x${first.compose_hash.replace(/^0x/, '')}` as Hex;
       const appAddress = getAddress(`0x${first.app_id.replace(/^0x/, '')}`);
 
       signed++;
-      const txHash = await wallet.writeContract({ address: appAddress, abi: dstackAppAbi, functionName: 'addComposeHash', args: [composeHash] });
+      const txHash = await wallet.writeContract({
+        address: appAddress,
+        abi: dstackAppAbi,
+        functionName: 'addComposeHash',
+        args: [composeHash],
+      });
       const receipt = await publicClient.waitForTransactionReceipt({ hash: txHash, confirmations: setup.confirmations, timeout: 120_000 });
       if (receipt.status !== 'success') throw new Error('addComposeHash reverted');
 
       const second = await withRetries(
         'phase 2',
-        () => updateCvmEnvs(sdk, { id: u.cvmId, encrypted_env: encrypted, env_keys: u.envKeys, compose_hash: first.compose_hash, transaction_hash: txHash }),
+        () =>
+          updateCvmEnvs(sdk, {
+            id: u.cvmId,
+            encrypted_env: encrypted,
+            env_keys: u.envKeys,
+            compose_hash: first.compose_hash,
+            transaction_hash: txHash,
+          }),
         // 467: the API's RPC has not seen the transaction yet. Not a request that got no answer:
         // it may have been accepted, and a second one would start a second operation.
         (s) => s === 467 || s === 409 || s === 429 || (s !== undefined && s >= 500),
@@ -127,7 +146,13 @@ export function createBaselineBackend(setup: BaselineSetup, signerKey: Hex) {
       }
       return { cvmId: u.cvmId, ok: true, ms: performance.now() - startedAt, signed };
     } catch (err) {
-      return { cvmId: u.cvmId, ok: false, ms: performance.now() - startedAt, signed, error: (err as Error).message.split('\n')[0]!.slice(0, 300) };
+      return {
+        cvmId: u.cvmId,
+        ok: false,
+        ms: performance.now() - startedAt,
+        signed,
+        error: (err as Error).message.split('\n')[0]!.slice(0, 300),
+      };
     }
   }
 

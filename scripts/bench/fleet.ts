@@ -113,7 +113,12 @@ export async function runFleetThroughService(
   const wallMs = lastSettled - t0;
   const memory = readProcessMemory(opts.workerPid);
   const toBlock = await chain.getBlockNumber({ cacheTime: 0 });
-  const registrations = await registrationsMined(opts.rpcUrl, apps.map((a) => a.appId), fromBlock + 1n, toBlock);
+  const registrations = await registrationsMined(
+    opts.rpcUrl,
+    apps.map((a) => a.appId),
+    fromBlock + 1n,
+    toBlock,
+  );
   const signed = await countSigned(cvmIds);
   return {
     updates: prepared.length,

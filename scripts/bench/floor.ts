@@ -41,7 +41,10 @@ export async function measureRoundTrips(env: Record<string, string>, cvm: SimCvm
       }),
       await timed(async () => (publicKey = (await api.getAppEnvEncryptPubkey(kmsSlug, cvm.appId)).public_key)),
     ];
-    const encrypted = await encryptEnvVars(keys.map((key) => ({ key, value: 'probe' })), publicKey);
+    const encrypted = await encryptEnvVars(
+      keys.map((key) => ({ key, value: 'probe' })),
+      publicKey,
+    );
     row.push(
       await timed(async () => {
         const r = await api.updateCvmEnvs({ id: cvm.id, encrypted_env: encrypted, env_keys: keys });
@@ -49,7 +52,13 @@ export async function measureRoundTrips(env: Record<string, string>, cvm: SimCvm
       }),
       await timed(() => api.getComposeFile(cvm.id)),
       await timed(() =>
-        api.updateCvmEnvs({ id: cvm.id, encrypted_env: encrypted, env_keys: keys, compose_hash: composeHash, transaction_hash: `0x${'ab'.repeat(32)}` }),
+        api.updateCvmEnvs({
+          id: cvm.id,
+          encrypted_env: encrypted,
+          env_keys: keys,
+          compose_hash: composeHash,
+          transaction_hash: `0x${'ab'.repeat(32)}`,
+        }),
       ),
       await timed(() => api.getCvmOperations(cvm.id, { limit: 20 })),
     );

@@ -70,6 +70,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
   if (opts.apps * opts.cvmsPerApp > MAX_FLEET_UPDATES) {
     throw new BenchUsageError(`--apps × --cvms-per-app must be at most ${MAX_FLEET_UPDATES}, got ${opts.apps * opts.cvmsPerApp}`);
   }
-  if (opts.runs + opts.concurrent + opts.apps === 0) throw new BenchUsageError('--runs, --concurrent and --apps are all 0: nothing to measure');
+  if (opts.runs + opts.concurrent + opts.apps === 0)
+    throw new BenchUsageError('--runs, --concurrent and --apps are all 0: nothing to measure');
   return opts;
 }

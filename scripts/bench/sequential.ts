@@ -56,7 +56,8 @@ export function checkPath(kind: Kind, r: UpdateEnvResult): void {
     throw new BenchFailure(`CVM ${r.cvmId}: a new allowed key finished without a registration transaction`);
   }
   if (kind !== 'onchain-new-key' && twoPhase) throw new BenchFailure(`CVM ${r.cvmId}: a ${kind} update sent a registration transaction`);
-  if (kind === 'phala' ? r.kms !== 'phala' : r.kms !== 'onchain') throw new BenchFailure(`CVM ${r.cvmId} reported ${r.kms} KMS for a ${kind} update`);
+  if (kind === 'phala' ? r.kms !== 'phala' : r.kms !== 'onchain')
+    throw new BenchFailure(`CVM ${r.cvmId} reported ${r.kms} KMS for a ${kind} update`);
   if (!r.applied) throw new BenchFailure(`CVM ${r.cvmId}: the update finished without being applied`);
 }
 
@@ -91,13 +92,7 @@ async function historySpan(handle: EnvUpdateHandle): Promise<HistorySpan> {
   return { workflowMs: last - first, activityRunMs };
 }
 
-export async function runUpdate(
-  ctx: Ctx,
-  kind: Kind,
-  prepared: Prepared,
-  startAt?: number,
-  withHistory = false,
-): Promise<Sample> {
+export async function runUpdate(ctx: Ctx, kind: Kind, prepared: Prepared, startAt?: number, withHistory = false): Promise<Sample> {
   const { cvm } = prepared;
   const t0 = startAt ?? performance.now();
   const handle = await startUpdate(ctx, prepared);
@@ -185,7 +180,7 @@ export function sequentialSection(samples: Map<Kind, Sample[]>, out: (line?: str
   ))
     out(`  ${l}`);
   out();
-  out('   Median split of the workflow\'s own timings (ms)');
+  out("   Median split of the workflow's own timings (ms)");
   const splits = KINDS.map(({ kind }) => medianSplit(samples.get(kind)!));
   const splitRows: [string, keyof Split][] = [
     ['API calls (excl. apply wait)', 'apiMs'],
@@ -249,7 +244,10 @@ export function throughputSection(run: ThroughputRun, out: (line?: string) => vo
   const nonceCounts = concurrent.map((s) => new Set(s.status.sentTransactions.map((t) => t.nonce)).size);
   const newNonceResigns = nonceCounts.reduce((a, n) => a + Math.max(0, n - 1), 0);
   const sameNonceReplacements = txCounts.reduce((a, n, i) => a + n - nonceCounts[i]!, 0);
-  const txHistogram = [...byCount].sort(([a], [b]) => a - b).map(([n, k]) => `${k}×${n} tx`).join(', ');
+  const txHistogram = [...byCount]
+    .sort(([a], [b]) => a - b)
+    .map(([n, k]) => `${k}×${n} tx`)
+    .join(', ');
   const once = throughputBad.length === 0 && distinctHashes === concurrent.length;
   out();
   out(`2. Throughput: ${n} on-chain updates with new keys started at once, one signer key`);
@@ -258,7 +256,10 @@ export function throughputSection(run: ThroughputRun, out: (line?: string) => vo
     [
       ['total wall time (ms)', ms(batchWallMs)],
       ['updates/min', updatesPerMin.toFixed(1)],
-      ['per-update wall min / median / p95 / max (ms)', `${ms(perUpdate.min)} / ${ms(perUpdate.median)} / ${ms(perUpdate.p95)} / ${ms(perUpdate.max)}`],
+      [
+        'per-update wall min / median / p95 / max (ms)',
+        `${ms(perUpdate.min)} / ${ms(perUpdate.median)} / ${ms(perUpdate.p95)} / ${ms(perUpdate.max)}`,
+      ],
       ['updates that sent more than one transaction', `${moreThanOne} of ${concurrent.length}`],
       ['transactions sent in all', String(txCounts.reduce((a, n) => a + n, 0))],
       ['updates by transactions sent', txHistogram],

@@ -8,7 +8,10 @@ import { getSignerStatus } from '../../src/client.ts';
  * transactions the manager signed in between: new registrations, fee replacements, cancels and
  * gap fills (its counters are carried across continue-as-new).
  */
-export async function beginSignedCount(client: Client, signer: { chainId: number; address: string }): Promise<(cvmIds: string[]) => Promise<number>> {
+export async function beginSignedCount(
+  client: Client,
+  signer: { chainId: number; address: string },
+): Promise<(cvmIds: string[]) => Promise<number>> {
   const signedNow = async () => {
     try {
       const s = (await getSignerStatus(client, signer.chainId, signer.address)).stats;

@@ -158,17 +158,32 @@ export function createChainActivities(deps: ChainActivityDeps, clientFor: (chain
       if (res.outcome === 'maybe-ours') return { result: 'known' };
       // The base fee outran our cap: only a replacement with higher fees can get in.
       if (res.reason === 'fee-too-low') return { result: 'underpriced' };
-      throw ApplicationFailure.nonRetryable(`the node refused transaction ${res.hash}: ${res.reason} (${res.nodeMessage})`, 'BroadcastRejected');
+      throw ApplicationFailure.nonRetryable(
+        `the node refused transaction ${res.hash}: ${res.reason} (${res.nodeMessage})`,
+        'BroadcastRejected',
+      );
     },
 
-    async observeTransactions(a: { chainId: number; from: string; nonce: number; hashes: string[]; maxWaitMs: number }): Promise<TxObservation> {
+    async observeTransactions(a: {
+      chainId: number;
+      from: string;
+      nonce: number;
+      hashes: string[];
+      maxWaitMs: number;
+    }): Promise<TxObservation> {
       const client = clientFor(a.chainId);
       const deadline = Date.now() + a.maxWaitMs;
       for (;;) {
         const seen = await chainCall(() => observeNonce(client, { from: a.from as Hex, nonce: a.nonce, hashes: a.hashes as Hex[] }));
         switch (seen.state) {
           case 'mined':
-            return { state: 'mined', success: seen.status === 'success', hash: seen.hash, blockNumber: seen.blockNumber, blockHash: seen.blockHash };
+            return {
+              state: 'mined',
+              success: seen.status === 'success',
+              hash: seen.hash,
+              blockNumber: seen.blockNumber,
+              blockHash: seen.blockHash,
+            };
           case 'consumed':
             return { state: 'nonce_consumed', accountNonce: seen.accountNonce };
           case 'dropped':
@@ -201,7 +216,12 @@ export function createChainActivities(deps: ChainActivityDeps, clientFor: (chain
       }
     },
 
-    async verifyRegistration(a: { chainId: number; appId: string; composeHash: string; transactionHash: string }): Promise<RegistrationVerification> {
+    async verifyRegistration(a: {
+      chainId: number;
+      appId: string;
+      composeHash: string;
+      transactionHash: string;
+    }): Promise<RegistrationVerification> {
       const res = await chainCall(() =>
         verifyRegistrationTx(clientFor(a.chainId), { app: a.appId as Hex, composeHash: a.composeHash, txHash: a.transactionHash }),
       );

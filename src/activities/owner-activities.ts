@@ -26,12 +26,23 @@ export function createOwnerActivities(deps: OwnerActivityDeps, clientFor: (chain
     },
 
     /** Polls until the app allows the hash (and its ComposeHashAdded is found) or maxWaitMs passes. */
-    async watchOwnerRegistration(a: { chainId: number; appId: string; composeHash: string; fromBlock: number; maxWaitMs: number }): Promise<OwnerWatch> {
+    async watchOwnerRegistration(a: {
+      chainId: number;
+      appId: string;
+      composeHash: string;
+      fromBlock: number;
+      maxWaitMs: number;
+    }): Promise<OwnerWatch> {
       const client = clientFor(a.chainId);
       const deadline = Date.now() + a.maxWaitMs;
       const signal = Context.current().cancellationSignal;
       for (;;) {
-        const seen = await readOwnerRegistration(client, { app: a.appId as Hex, composeHash: a.composeHash, fromBlock: a.fromBlock, signal });
+        const seen = await readOwnerRegistration(client, {
+          app: a.appId as Hex,
+          composeHash: a.composeHash,
+          fromBlock: a.fromBlock,
+          signal,
+        });
         if (seen.allowed && seen.registration) {
           const r = seen.registration;
           return { state: 'registered', tx: { hash: r.txHash, blockNumber: r.blockNumber, blockHash: r.blockHash } };

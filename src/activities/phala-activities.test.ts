@@ -5,7 +5,7 @@ import { APPLY_POLL_MIN_MS, applyPollDelayMs } from './phala-activities.ts';
 /** The times (ms after the watch began) at which the watcher polls, for a watch of `untilMs`. */
 function pollTimes(untilMs: number, maxMs: number): number[] {
   const times = [0];
-  for (let t = 0; ; ) {
+  for (let t = 0; ;) {
     t += applyPollDelayMs(t, maxMs);
     if (t > untilMs) return times;
     times.push(t);

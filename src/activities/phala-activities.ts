@@ -90,7 +90,10 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         }
         const allowed = input.allowedKeys as string[];
         const bad = allowed.filter((k) => !ENV_KEY_PATTERN.test(k));
-        if (bad.length > 0) throw invalidInput(`allowedKeys: ${bad.length} name(s) are not valid env names (${bad.map((k) => JSON.stringify(k.slice(0, 32))).join(', ')})`);
+        if (bad.length > 0)
+          throw invalidInput(
+            `allowedKeys: ${bad.length} name(s) are not valid env names (${bad.map((k) => JSON.stringify(k.slice(0, 32))).join(', ')})`,
+          );
         // The guest silently drops keys outside allowed_envs: refuse instead of losing them.
         const missing = envKeys.filter((k) => !allowed.includes(k));
         if (missing.length > 0) throw invalidInput(`allowedKeys must include every env key; missing: ${missing.join(', ')}`);
@@ -139,7 +142,10 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           (k) => k.kms_contract_address?.toLowerCase() === kmsAddress && (target.chainId === undefined || k.chain_id === target.chainId),
         );
         if (!kms) {
-          throw ApplicationFailure.nonRetryable(`no KMS listed for contract ${kmsAddress ?? '(none)'} on chain ${target.chainId}`, 'KmsNotFound');
+          throw ApplicationFailure.nonRetryable(
+            `no KMS listed for contract ${kmsAddress ?? '(none)'} on chain ${target.chainId}`,
+            'KmsNotFound',
+          );
         }
         target.kmsId = kms.slug ?? kms.id;
         target.kmsPublicKey = kms.k256_pubkey ?? undefined;
@@ -159,7 +165,10 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         throw apiFailure(err, `GET /kms/${target.kmsId}/pubkey/${target.appId}`);
       });
       if (!target.kmsPublicKey) {
-        throw ApplicationFailure.nonRetryable(`KMS ${target.kmsId} publishes no k256_pubkey: the env key cannot be verified`, 'KeyNotTrusted');
+        throw ApplicationFailure.nonRetryable(
+          `KMS ${target.kmsId} publishes no k256_pubkey: the env key cannot be verified`,
+          'KeyNotTrusted',
+        );
       }
       // Prefer the timestamped signature: it cannot be replayed once it expires.
       const timestamped = res.signature_v1 && res.timestamp != null;
@@ -211,7 +220,10 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           kmsId: res.kms_info.slug ?? res.kms_info.id,
         };
       } catch (err) {
-        if (err instanceof PhalaApiError && (err.kind === 'hash_expired' || err.kind === 'tx_not_verified' || err.kind === 'hash_not_allowed')) {
+        if (
+          err instanceof PhalaApiError &&
+          (err.kind === 'hash_expired' || err.kind === 'tx_not_verified' || err.kind === 'hash_not_allowed')
+        ) {
           return { kind: err.kind, message: err.message };
         }
         throw apiFailure(err, `${phase} PATCH /cvms/${input.cvmId}/envs`);
@@ -242,7 +254,12 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       });
       const verified = assessment.verdict === 'verified';
       if (!verified) {
-        log.warn('compose hash not reproduced from the served compose', { cvmId: input.cvmId, expected, verdict: assessment.verdict, policy: input.policy });
+        log.warn('compose hash not reproduced from the served compose', {
+          cvmId: input.cvmId,
+          expected,
+          verdict: assessment.verdict,
+          policy: input.policy,
+        });
       }
       return {
         policy: input.policy,

@@ -3,14 +3,7 @@
 import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type { Hex, LocalAccount, PublicClient } from 'viem';
 import { estimateFeesPerGas, getTransactionCount, readContract } from 'viem/actions';
-import {
-  broadcastTransaction,
-  bumpFees,
-  ChainError,
-  dstackAppAbi,
-  normalizeComposeHash,
-  signTransaction,
-} from '../chain/index.ts';
+import { broadcastTransaction, bumpFees, ChainError, dstackAppAbi, normalizeComposeHash, signTransaction } from '../chain/index.ts';
 import { latestBlock, observeSigner } from '../chain/observe-signer.ts';
 import type { ChainSettings } from '../config.ts';
 import {
@@ -45,7 +38,11 @@ export function createSignerActivities(deps: SignerActivityDeps, clientFor: (cha
 
   const settingsFor = (chainId: number): ChainSettings => {
     const s = deps.chains.get(chainId);
-    if (!s) throw ApplicationFailure.nonRetryable(`no RPC configured for chain ${chainId}; set CHAIN_RPC_URLS on the worker`, 'ChainNotConfigured');
+    if (!s)
+      throw ApplicationFailure.nonRetryable(
+        `no RPC configured for chain ${chainId}; set CHAIN_RPC_URLS on the worker`,
+        'ChainNotConfigured',
+      );
     return s;
   };
   /** The worker's key, and only if it is the key the manager was started for. */
@@ -73,7 +70,15 @@ export function createSignerActivities(deps: SignerActivityDeps, clientFor: (cha
   const suggestedFees = async (client: PublicClient) =>
     chainCall(() => estimateFeesPerGas(client, { type: 'eip1559', chain: client.chain ?? null }));
 
-  const sign = (client: PublicClient, account: LocalAccount, chainId: number, nonce: number, payload: TxPayload, fees: { maxFeePerGas: bigint | string; maxPriorityFeePerGas: bigint | string }, gas?: string) =>
+  const sign = (
+    client: PublicClient,
+    account: LocalAccount,
+    chainId: number,
+    nonce: number,
+    payload: TxPayload,
+    fees: { maxFeePerGas: bigint | string; maxPriorityFeePerGas: bigint | string },
+    gas?: string,
+  ) =>
     chainCall(() =>
       signTransaction(client, {
         account,
@@ -85,19 +90,17 @@ export function createSignerActivities(deps: SignerActivityDeps, clientFor: (cha
           : { to: account.address, data: '0x' as Hex, gas: SELF_SEND_GAS }),
         ...(gas !== undefined && payload.kind === 'register' ? { gas } : {}),
       }),
-    ).then(
-      (s): SignedTx => ({
-        hash: s.hash,
-        raw: s.raw,
-        nonce: s.nonce,
-        from: s.from,
-        to: s.to,
-        chainId: s.chainId,
-        gas: s.gas,
-        maxFeePerGas: s.maxFeePerGas,
-        maxPriorityFeePerGas: s.maxPriorityFeePerGas,
-      }),
-    );
+    ).then((s): SignedTx => ({
+      hash: s.hash,
+      raw: s.raw,
+      nonce: s.nonce,
+      from: s.from,
+      to: s.to,
+      chainId: s.chainId,
+      gas: s.gas,
+      maxFeePerGas: s.maxFeePerGas,
+      maxPriorityFeePerGas: s.maxPriorityFeePerGas,
+    }));
 
   return {
     async signerSettings(a: { chainId: number; signer: string }): Promise<SignerSettings> {
@@ -136,14 +139,26 @@ export function createSignerActivities(deps: SignerActivityDeps, clientFor: (cha
       const results: NewRegistrationResult[] = [];
       for (const r of a.registrations) {
         const allowed = await chainCall(() =>
-          readContract(client, { address: r.appId as Hex, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [normalizeComposeHash(r.composeHash)] }),
+          readContract(client, {
+            address: r.appId as Hex,
+            abi: dstackAppAbi,
+            functionName: 'allowedComposeHashes',
+            args: [normalizeComposeHash(r.composeHash)],
+          }),
         );
         if (allowed) {
           results.push({ appId: r.appId, composeHash: r.composeHash, outcome: 'already_allowed' });
           continue;
         }
         try {
-          const signed = await sign(client, account, a.chainId, nonce, { kind: 'register', appId: r.appId, composeHash: r.composeHash }, fees);
+          const signed = await sign(
+            client,
+            account,
+            a.chainId,
+            nonce,
+            { kind: 'register', appId: r.appId, composeHash: r.composeHash },
+            fees,
+          );
           results.push({ appId: r.appId, composeHash: r.composeHash, outcome: 'signed', signed });
           nonce += 1;
         } catch (err) {
@@ -226,7 +241,11 @@ export function createSignerActivities(deps: SignerActivityDeps, clientFor: (cha
      * Hands a registration to the signer's manager, starting it if it is not running.
      * Asking twice is harmless: the manager keys requests by requestId.
      */
-    async requestRegistration(a: { chainId: number; signer: string; request: RegistrationRequest }): Promise<{ managerWorkflowId: string }> {
+    async requestRegistration(a: {
+      chainId: number;
+      signer: string;
+      request: RegistrationRequest;
+    }): Promise<{ managerWorkflowId: string }> {
       const ctx = Context.current();
       const workflowId = signerWorkflowId(a.chainId, a.signer);
       const input: SignerManagerInput = { chainId: a.chainId, signer: a.signer.toLowerCase() };

@@ -97,16 +97,11 @@ export type TxObservation =
   | { state: 'nonce_consumed'; accountNonce: number };
 
 export type ConfirmationCheck =
-  | { state: 'confirmed'; confirmations: number }
-  | { state: 'pending'; confirmations: number }
-  | { state: 'reorged'; detail: string };
+  { state: 'confirmed'; confirmations: number } | { state: 'pending'; confirmations: number } | { state: 'reorged'; detail: string };
 
 export type RegistrationVerification = ({ ok: true } & MinedTx) | { ok: false; reason: string };
 
-export type ApplyObservation =
-  | { state: 'applied' }
-  | { state: 'failed'; message: string }
-  | { state: 'pending'; detail: string };
+export type ApplyObservation = { state: 'applied' } | { state: 'failed'; message: string } | { state: 'pending'; detail: string };
 
 // ---- The per-signer transaction manager ----
 
@@ -122,9 +117,7 @@ export interface SignerSettings {
 }
 
 export type NewRegistrationResult = { appId: string; composeHash: string } & (
-  | { outcome: 'signed'; signed: SignedTx }
-  | { outcome: 'already_allowed' }
-  | { outcome: 'rejected'; reason: string }
+  { outcome: 'signed'; signed: SignedTx } | { outcome: 'already_allowed' } | { outcome: 'rejected'; reason: string }
 );
 
 export type ReplacementResult = { outcome: 'signed'; signed: SignedTx } | { outcome: 'at_cap'; capWei: string; wantedWei: string };

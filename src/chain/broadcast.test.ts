@@ -21,9 +21,19 @@ beforeEach(async () => {
   await chain.setAutomine(true);
 });
 
-async function sign(nonce: number | 'pending', label: string, fees = { maxFeePerGas: parseGwei('10'), maxPriorityFeePerGas: parseGwei('1') }) {
+async function sign(
+  nonce: number | 'pending',
+  label: string,
+  fees = { maxFeePerGas: parseGwei('10'), maxPriorityFeePerGas: parseGwei('1') },
+) {
   return signTransaction(chain.client, {
-    account: chain.accounts.owner, chainId: chain.chainId, to: app, composeHash: keccak256(toHex(label)), nonce, fees, gas: 100_000n,
+    account: chain.accounts.owner,
+    chainId: chain.chainId,
+    to: app,
+    composeHash: keccak256(toHex(label)),
+    nonce,
+    fees,
+    gas: 100_000n,
   });
 }
 
@@ -39,7 +49,12 @@ test('the same raw bytes twice: the second is "maybe ours" (anvil: transaction a
   const signed = await sign('pending', 'twice');
   assert.equal((await broadcastTransaction(chain.client, { raw: signed.raw })).outcome, 'accepted');
   const second = await broadcastTransaction(chain.client, { raw: signed.raw });
-  assert.deepEqual(second, { outcome: 'maybe-ours', reason: 'already-known', hash: signed.hash, nodeMessage: 'transaction already imported' });
+  assert.deepEqual(second, {
+    outcome: 'maybe-ours',
+    reason: 'already-known',
+    hash: signed.hash,
+    nodeMessage: 'transaction already imported',
+  });
   await chain.mine();
   assert.equal((await chain.receipt(signed.hash)).status, 'success');
   // Once mined, anvil (like geth) no longer knows it as pending and says "nonce too low".
@@ -62,7 +77,12 @@ test('another signing at a pooled nonce without a fee bump: "maybe ours" (replac
 test('refusals the same bytes cannot overcome come back as rejected with a reason', async () => {
   const nonce = await getTransactionCount(chain.client, { address: chain.accounts.owner.address, blockTag: 'pending' });
   const wrongChain = await signTransaction(undefined, {
-    account: chain.accounts.owner, chainId: 1, to: app, data: '0x', nonce, gas: 50_000n,
+    account: chain.accounts.owner,
+    chainId: 1,
+    to: app,
+    data: '0x',
+    nonce,
+    gas: 50_000n,
     fees: { maxFeePerGas: parseGwei('10'), maxPriorityFeePerGas: 1n },
   });
   const r1 = await broadcastTransaction(chain.client, { raw: wrongChain.raw });
@@ -73,22 +93,41 @@ test('refusals the same bytes cannot overcome come back as rejected with a reaso
   assert.equal(r2.outcome === 'rejected' && r2.reason, 'fee-too-low', JSON.stringify(r2));
 
   const lowGas = await chain.accounts.owner.signTransaction({
-    type: 'eip1559', chainId: chain.chainId, nonce, to: app, gas: 20_000n, maxFeePerGas: parseGwei('10'), maxPriorityFeePerGas: 1n,
+    type: 'eip1559',
+    chainId: chain.chainId,
+    nonce,
+    to: app,
+    gas: 20_000n,
+    maxFeePerGas: parseGwei('10'),
+    maxPriorityFeePerGas: 1n,
   });
   const r3 = await broadcastTransaction(chain.client, { raw: lowGas });
   assert.equal(r3.outcome === 'rejected' && r3.reason, 'gas-too-low', JSON.stringify(r3));
 
   const poor = chain.accounts.fourth;
   const tooRich = await poor.signTransaction({
-    type: 'eip1559', chainId: chain.chainId, nonce: 0, to: app, gas: 21_000n, value: 10n ** 30n, maxFeePerGas: parseGwei('10'), maxPriorityFeePerGas: 1n,
+    type: 'eip1559',
+    chainId: chain.chainId,
+    nonce: 0,
+    to: app,
+    gas: 21_000n,
+    value: 10n ** 30n,
+    maxFeePerGas: parseGwei('10'),
+    maxPriorityFeePerGas: 1n,
   });
   const r4 = await broadcastTransaction(chain.client, { raw: tooRich });
   assert.equal(r4.outcome === 'rejected' && r4.reason, 'insufficient-funds', JSON.stringify(r4));
 });
 
 test('bytes that are not a transaction, or do not match the recorded hash, are refused before sending', async () => {
-  await assert.rejects(broadcastTransaction(chain.client, { raw: '0x02f8' }), (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT');
-  await assert.rejects(broadcastTransaction(chain.client, { raw: 'nothex' as never }), (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT');
+  await assert.rejects(
+    broadcastTransaction(chain.client, { raw: '0x02f8' }),
+    (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT',
+  );
+  await assert.rejects(
+    broadcastTransaction(chain.client, { raw: 'nothex' as never }),
+    (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT',
+  );
   const signed = await sign(0, 'mismatch');
   await assert.rejects(
     broadcastTransaction(chain.client, { raw: signed.raw, hash: keccak256('0x00') }),
@@ -120,7 +159,10 @@ test('classifyBroadcastError knows the words of geth, anvil, besu and nethermind
     ['replacement transaction underpriced', { outcome: 'maybe-ours', reason: 'replacement-underpriced' }],
     ['REPLACEMENT_UNDERPRICED', { outcome: 'maybe-ours', reason: 'replacement-underpriced' }],
     ['transaction underpriced: tip needed 1, tip permitted 0', { outcome: 'rejected', reason: 'fee-too-low' }],
-    ['max fee per gas less than block base fee: address 0xabc, maxFeePerGas: 1, baseFee: 7', { outcome: 'rejected', reason: 'fee-too-low' }],
+    [
+      'max fee per gas less than block base fee: address 0xabc, maxFeePerGas: 1, baseFee: 7',
+      { outcome: 'rejected', reason: 'fee-too-low' },
+    ],
     ['insufficient funds for gas * price + value: balance 0, tx cost 1, overshot 1', { outcome: 'rejected', reason: 'insufficient-funds' }],
     ['tx fee (1.10 ether) exceeds the configured cap (1.00 ether)', { outcome: 'rejected', reason: 'fee-cap-exceeded' }],
     ['intrinsic gas too low: gas 100, minimum needed 21000', { outcome: 'rejected', reason: 'gas-too-low' }],

@@ -40,17 +40,32 @@ export interface BroadcastParams {
 }
 
 // Order matters: "replacement transaction underpriced" must win over "transaction underpriced".
-const RULES: [RegExp, { outcome: 'maybe-ours'; reason: MaybeOursReason } | { outcome: 'rejected'; reason: RejectedReason } | 'transient'][] = [
-  [/already known|already imported|known transaction|alreadyknown|already in (the )?(tx|transaction)? ?pool/i, { outcome: 'maybe-ours', reason: 'already-known' }],
+const RULES: [
+  RegExp,
+  { outcome: 'maybe-ours'; reason: MaybeOursReason } | { outcome: 'rejected'; reason: RejectedReason } | 'transient',
+][] = [
+  [
+    /already known|already imported|known transaction|alreadyknown|already in (the )?(tx|transaction)? ?pool/i,
+    { outcome: 'maybe-ours', reason: 'already-known' },
+  ],
   [/nonce too low|oldnonce|nonce has already been used|invalid nonce.*(lower|low)/i, { outcome: 'maybe-ours', reason: 'nonce-too-low' }],
-  [/replacement (transaction )?underpriced|replacement_underpriced|replacement fee too low|replacementnotallowed/i, { outcome: 'maybe-ours', reason: 'replacement-underpriced' }],
+  [
+    /replacement (transaction )?underpriced|replacement_underpriced|replacement fee too low|replacementnotallowed/i,
+    { outcome: 'maybe-ours', reason: 'replacement-underpriced' },
+  ],
   [/insufficient funds|insufficient balance/i, { outcome: 'rejected', reason: 'insufficient-funds' }],
   [/exceeds the configured cap|tx ?fee .*exceeds/i, { outcome: 'rejected', reason: 'fee-cap-exceeded' }],
-  [/(max )?fee (per gas |cap )?(is )?less than (the )?block base fee|fee cap (is )?(too low|less than)|transaction underpriced|underpriced|gas price too low|max priority fee per gas higher than max fee per gas|tip.*higher than.*fee cap/i, { outcome: 'rejected', reason: 'fee-too-low' }],
+  [
+    /(max )?fee (per gas |cap )?(is )?less than (the )?block base fee|fee cap (is )?(too low|less than)|transaction underpriced|underpriced|gas price too low|max priority fee per gas higher than max fee per gas|tip.*higher than.*fee cap/i,
+    { outcome: 'rejected', reason: 'fee-too-low' },
+  ],
   [/intrinsic gas too low|gas too low|out of gas/i, { outcome: 'rejected', reason: 'gas-too-low' }],
   [/exceeds block gas limit|gas limit (is )?too high|exceeds .*gas limit/i, { outcome: 'rejected', reason: 'gas-limit-exceeded' }],
   [/chain ?id|invalid sender|only replay-protected|replay protection/i, { outcome: 'rejected', reason: 'wrong-chain' }],
-  [/decode|rlp|invalid (transaction|signature)|typed transaction too short|transaction type not supported|oversized data/i, { outcome: 'rejected', reason: 'invalid-transaction' }],
+  [
+    /decode|rlp|invalid (transaction|signature)|typed transaction too short|transaction type not supported|oversized data/i,
+    { outcome: 'rejected', reason: 'invalid-transaction' },
+  ],
   // A full pool is load, not a verdict on these bytes.
   [/txpool is full|pool is full|too many (pending )?transactions|rate limit|try again later/i, 'transient'],
 ];

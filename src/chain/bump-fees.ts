@@ -58,7 +58,13 @@ export function bumpFees(previous: FeesInput, options: BumpFeesOptions = {}): Fe
 }
 
 /** bumpFees with the node's current suggestion fetched first. */
-export async function replacementFees(client: Client, previous: FeesInput, options: Omit<BumpFeesOptions, 'suggested'> = {}): Promise<Fees> {
-  const suggested = await withChainErrors('estimating fees', () => estimateFeesPerGas(client, { type: 'eip1559', chain: client.chain ?? null }));
+export async function replacementFees(
+  client: Client,
+  previous: FeesInput,
+  options: Omit<BumpFeesOptions, 'suggested'> = {},
+): Promise<Fees> {
+  const suggested = await withChainErrors('estimating fees', () =>
+    estimateFeesPerGas(client, { type: 'eip1559', chain: client.chain ?? null }),
+  );
   return bumpFees(previous, { ...options, suggested });
 }

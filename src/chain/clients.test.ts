@@ -9,16 +9,22 @@ test('CHAIN_RPC_URLS maps each chain id to its URL; query strings and extra = su
   const config = parseChainRpcConfig({
     CHAIN_RPC_URLS: ' 31337=http://127.0.0.1:8545 ,8453=https://base.example/v2/abc?key=x=y\n1=https://eth.example',
   });
-  assert.deepEqual([...config.entries()], [
-    [31337, 'http://127.0.0.1:8545'],
-    [8453, 'https://base.example/v2/abc?key=x=y'],
-    [1, 'https://eth.example'],
-  ]);
+  assert.deepEqual(
+    [...config.entries()],
+    [
+      [31337, 'http://127.0.0.1:8545'],
+      [8453, 'https://base.example/v2/abc?key=x=y'],
+      [1, 'https://eth.example'],
+    ],
+  );
   assert.equal(rpcUrlFor(config, 8453), 'https://base.example/v2/abc?key=x=y');
 });
 
 test('the single CHAIN_RPC_URL + CHAIN_ID form, alone or merged with the list', () => {
-  assert.deepEqual([...parseChainRpcConfig({ CHAIN_RPC_URL: 'http://localhost:8545', CHAIN_ID: '31337' })], [[31337, 'http://localhost:8545']]);
+  assert.deepEqual(
+    [...parseChainRpcConfig({ CHAIN_RPC_URL: 'http://localhost:8545', CHAIN_ID: '31337' })],
+    [[31337, 'http://localhost:8545']],
+  );
   const merged = parseChainRpcConfig({ CHAIN_RPC_URLS: '1=https://a.example', CHAIN_RPC_URL: 'https://b.example', CHAIN_ID: '8453' });
   assert.deepEqual([...merged.keys()].sort(), [1, 8453]);
   // The same pair twice is harmless.
@@ -41,11 +47,14 @@ test('configuration errors name the variable and entry but never echo the URL', 
     [{ CHAIN_RPC_URL: secret, CHAIN_ID: 'base' }, /CHAIN_RPC_URL\/CHAIN_ID: chain id must be a number/],
   ];
   for (const [env, re] of cases) {
-    assert.throws(() => parseChainRpcConfig(env), (err: unknown) => {
-      assert.ok(configError(re)(err), `${JSON.stringify(env)} → ${(err as Error).message}`);
-      assert.doesNotMatch((err as Error).message, /SECRETKEY/);
-      return true;
-    });
+    assert.throws(
+      () => parseChainRpcConfig(env),
+      (err: unknown) => {
+        assert.ok(configError(re)(err), `${JSON.stringify(env)} → ${(err as Error).message}`);
+        assert.doesNotMatch((err as Error).message, /SECRETKEY/);
+        return true;
+      },
+    );
   }
 });
 
@@ -75,14 +84,17 @@ test('createChainClients validates its input and binds the chain', () => {
 test('an unreachable RPC surfaces as a retryable RPC_UNAVAILABLE error with the URL redacted', async () => {
   const { withChainErrors } = await import('./errors.ts');
   const { publicClient } = createChainClients({ rpcUrl: 'http://127.0.0.1:9/v2/SECRETKEY', chainId: 1, retryCount: 0, timeoutMs: 2000 });
-  await assert.rejects(withChainErrors('reading the block number', () => publicClient.getBlockNumber()), (err: unknown) => {
-    assert.ok(err instanceof ChainError);
-    assert.equal(err.code, 'RPC_UNAVAILABLE');
-    assert.equal(err.retryable, true);
-    assert.match(err.message, /^reading the block number: /);
-    assert.doesNotMatch(err.message, /SECRETKEY/);
-    assert.doesNotMatch(err.message, /\n/);
-    return true;
-  });
+  await assert.rejects(
+    withChainErrors('reading the block number', () => publicClient.getBlockNumber()),
+    (err: unknown) => {
+      assert.ok(err instanceof ChainError);
+      assert.equal(err.code, 'RPC_UNAVAILABLE');
+      assert.equal(err.retryable, true);
+      assert.match(err.message, /^reading the block number: /);
+      assert.doesNotMatch(err.message, /SECRETKEY/);
+      assert.doesNotMatch(err.message, /\n/);
+      return true;
+    },
+  );
   assert.equal(describeRpcUrl('https://user:pw@base.example/v2/SECRETKEY'), 'https://base.example/…');
 });

@@ -25,8 +25,13 @@ beforeEach(async () => {
 let counter = 0;
 async function sendMined(): Promise<{ tx: SignedTransaction; at: { hash: Hex; blockNumber: number; blockHash: Hex } }> {
   const tx = await signTransaction(chain.client, {
-    account: chain.accounts.owner, chainId: chain.chainId, to: app, composeHash: keccak256(toHex(`c${++counter}`)), nonce: 'pending',
-    fees: { maxFeePerGas: parseGwei('10'), maxPriorityFeePerGas: parseGwei('1') }, gas: 100_000n,
+    account: chain.accounts.owner,
+    chainId: chain.chainId,
+    to: app,
+    composeHash: keccak256(toHex(`c${++counter}`)),
+    nonce: 'pending',
+    fees: { maxFeePerGas: parseGwei('10'), maxPriorityFeePerGas: parseGwei('1') },
+    gas: 100_000n,
   });
   assert.equal((await broadcastTransaction(chain.client, { raw: tx.raw })).outcome, 'accepted');
   const r = await chain.receipt(tx.hash);
@@ -63,7 +68,17 @@ test('a reorg that drops the block: reorged (receipt-missing); observe, rebroadc
   const again = await observeNonce(chain.client, { from: tx.from, nonce: tx.nonce, hashes: [tx.hash] });
   assert.ok(again.state === 'mined');
   assert.notEqual(again.blockHash, at.blockHash);
-  assert.equal((await checkConfirmations(chain.client, { hash: tx.hash, blockNumber: again.blockNumber, blockHash: again.blockHash, confirmations: 1 })).state, 'confirmed');
+  assert.equal(
+    (
+      await checkConfirmations(chain.client, {
+        hash: tx.hash,
+        blockNumber: again.blockNumber,
+        blockHash: again.blockHash,
+        confirmations: 1,
+      })
+    ).state,
+    'confirmed',
+  );
 });
 
 test('a reorg that re-includes the tx in another block: reorged (moved) with where it is now', async () => {
@@ -121,13 +136,22 @@ test('waitForConfirmations polls with progress until confirmed, while blocks arr
   const miner = setInterval(() => void chain.mine(1).catch(() => {}), 40);
   try {
     const progress: ConfirmationCheck[] = [];
-    const result = await waitForConfirmations(chain.client, { ...at, confirmations: 4, pollingIntervalMs: 20, onProgress: (c) => progress.push(c) });
+    const result = await waitForConfirmations(chain.client, {
+      ...at,
+      confirmations: 4,
+      pollingIntervalMs: 20,
+      onProgress: (c) => progress.push(c),
+    });
     assert.equal(result.state, 'confirmed');
     assert.ok(result.confirmations >= 4);
     assert.ok(progress.length >= 2, `progress calls: ${progress.length}`);
     assert.equal(progress.at(-1), result);
     const counts = progress.map((p) => p.confirmations);
-    assert.deepEqual(counts, [...counts].sort((a, b) => a - b), 'confirmations never go down without a reorg');
+    assert.deepEqual(
+      counts,
+      [...counts].sort((a, b) => a - b),
+      'confirmations never go down without a reorg',
+    );
   } finally {
     clearInterval(miner);
   }
@@ -139,7 +163,13 @@ test('waitForConfirmations returns reorged at once, returns pending at the timeo
   assert.equal(timedOut.state, 'pending');
 
   const controller = new AbortController();
-  const waiting = waitForConfirmations(chain.client, { ...at, confirmations: 50, pollingIntervalMs: 10_000, signal: controller.signal, onProgress: () => controller.abort(new Error('activity cancelled')) });
+  const waiting = waitForConfirmations(chain.client, {
+    ...at,
+    confirmations: 50,
+    pollingIntervalMs: 10_000,
+    signal: controller.signal,
+    onProgress: () => controller.abort(new Error('activity cancelled')),
+  });
   await assert.rejects(waiting, /activity cancelled/);
 
   await chain.rpc('anvil_reorg', [1, []]);
@@ -149,7 +179,12 @@ test('waitForConfirmations returns reorged at once, returns pending at the timeo
 
 test('bad parameters are INVALID_INPUT', async () => {
   const at = { hash: keccak256('0x01'), blockNumber: 1, blockHash: keccak256('0x02') };
-  for (const bad of [{ ...at, confirmations: 0 }, { ...at, confirmations: 'latest' as never }, { ...at, blockNumber: -1, confirmations: 1 }, { ...at, blockHash: '0x12' as Hex, confirmations: 1 }]) {
+  for (const bad of [
+    { ...at, confirmations: 0 },
+    { ...at, confirmations: 'latest' as never },
+    { ...at, blockNumber: -1, confirmations: 1 },
+    { ...at, blockHash: '0x12' as Hex, confirmations: 1 },
+  ]) {
     await assert.rejects(checkConfirmations(chain.client, bad), (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT');
   }
 });

@@ -21,7 +21,11 @@ test('a ChainError redacts its own message and carries retryability by code', ()
 test('toChainError keeps the node message on one line and classifies transport failures', () => {
   const rpcBody = { method: 'eth_sendRawTransaction', params: ['0x02'] };
   const rejected = new TransactionRejectedRpcError(
-    new RpcRequestError({ body: rpcBody, error: { code: -32003, message: 'insufficient funds for gas' }, url: 'https://rpc.example/KEY123' }),
+    new RpcRequestError({
+      body: rpcBody,
+      error: { code: -32003, message: 'insufficient funds for gas' },
+      url: 'https://rpc.example/KEY123',
+    }),
   );
   assert.equal(nodeMessageOf(rejected), 'insufficient funds for gas');
   const wrapped = toChainError(rejected, 'broadcasting');

@@ -56,7 +56,8 @@ export function redactUrls(text: string): string {
     } catch {
       return '<url>';
     }
-    const hidden = url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '' || (url.pathname !== '/' && url.pathname !== '');
+    const hidden =
+      url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '' || (url.pathname !== '/' && url.pathname !== '');
     return `${url.protocol}//${url.host}${hidden ? '/…' : ''}`;
   });
 }
@@ -64,7 +65,9 @@ export function redactUrls(text: string): string {
 /** The node's own words for a JSON-RPC error (e.g. "nonce too low"), if the error carries them. */
 export function nodeMessageOf(err: unknown): string | undefined {
   if (!(err instanceof BaseError)) return undefined;
-  const rpc = err.walk((e) => typeof (e as { code?: unknown }).code === 'number' && typeof (e as { details?: unknown }).details === 'string');
+  const rpc = err.walk(
+    (e) => typeof (e as { code?: unknown }).code === 'number' && typeof (e as { details?: unknown }).details === 'string',
+  );
   const details = (rpc as { details?: string } | null)?.details;
   return details && details.length > 0 ? details : undefined;
 }

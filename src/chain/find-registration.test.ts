@@ -1,6 +1,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPublicClient, custom, encodeFunctionData, hexToBigInt, keccak256, toHex, type Address, type Hex, type TransactionReceipt } from 'viem';
+import {
+  createPublicClient,
+  custom,
+  encodeFunctionData,
+  hexToBigInt,
+  keccak256,
+  toHex,
+  type Address,
+  type Hex,
+  type TransactionReceipt,
+} from 'viem';
 import { getBlockNumber } from 'viem/actions';
 import { startChainFixture, type ChainFixture } from '../../test/fixtures/chain-anvil.ts';
 import { chainFor } from './clients.ts';
@@ -34,7 +44,13 @@ after(async () => {
 
 test('finds the registration among noise, scanning backwards in small chunks', async () => {
   const progress: { scannedFrom: number; remaining: number }[] = [];
-  const found = await findRegistration(chain.client, { app, composeHash: target.slice(2), fromBlock: deployedAt, chunkSize: 3, onProgress: (p) => progress.push(p) });
+  const found = await findRegistration(chain.client, {
+    app,
+    composeHash: target.slice(2),
+    fromBlock: deployedAt,
+    chunkSize: 3,
+    onProgress: (p) => progress.push(p),
+  });
   assert.deepEqual(found, {
     found: true,
     txHash: registration.transactionHash,
@@ -51,10 +67,16 @@ test('finds the registration among noise, scanning backwards in small chunks', a
 test('stops at fromBlock and at toBlock: outside the window it is not found', async () => {
   const block = Number(registration.blockNumber);
   assert.deepEqual(await findRegistration(chain.client, { app, composeHash: target, fromBlock: block + 1, chunkSize: 4 }), {
-    found: false, reason: 'not-found', scannedFrom: block + 1, scannedTo: Number(await getBlockNumber(chain.client)),
+    found: false,
+    reason: 'not-found',
+    scannedFrom: block + 1,
+    scannedTo: Number(await getBlockNumber(chain.client)),
   });
   assert.deepEqual(await findRegistration(chain.client, { app, composeHash: target, fromBlock: deployedAt, toBlock: block - 1 }), {
-    found: false, reason: 'not-found', scannedFrom: deployedAt, scannedTo: block - 1,
+    found: false,
+    reason: 'not-found',
+    scannedFrom: deployedAt,
+    scannedTo: block - 1,
   });
   const exact = await findRegistration(chain.client, { app, composeHash: target, fromBlock: block, toBlock: block, chunkSize: 1 });
   assert.equal(exact.found && exact.txHash, registration.transactionHash);
@@ -70,7 +92,10 @@ test('a hash added twice resolves to the newest addition; one removed since is r
   const gone = keccak256(toHex('removed later'));
   await chain.addComposeHash(app, gone);
   const removal = await chain.receipt(
-    await chain.send(chain.accounts.owner, { to: app, data: encodeFunctionData({ abi: dstackAppAbi, functionName: 'removeComposeHash', args: [gone] }) }),
+    await chain.send(chain.accounts.owner, {
+      to: app,
+      data: encodeFunctionData({ abi: dstackAppAbi, functionName: 'removeComposeHash', args: [gone] }),
+    }),
   );
   const result = await findRegistration(chain.client, { app, composeHash: gone, fromBlock: deployedAt });
   assert.equal(result.found, false);

@@ -36,7 +36,10 @@ export type FindRegistrationResult =
   | { found: false; reason: 'not-found'; scannedFrom: number; scannedTo: number }
   | { found: false; reason: 'removed'; scannedFrom: number; scannedTo: number; removedAt: RegistrationLocation };
 
-const EVENTS = [getAbiItem({ abi: dstackAppAbi, name: 'ComposeHashAdded' }), getAbiItem({ abi: dstackAppAbi, name: 'ComposeHashRemoved' })] as const;
+const EVENTS = [
+  getAbiItem({ abi: dstackAppAbi, name: 'ComposeHashAdded' }),
+  getAbiItem({ abi: dstackAppAbi, name: 'ComposeHashRemoved' }),
+] as const;
 
 /**
  * Finds the transaction that registered a compose hash already allowed on the app. The
@@ -48,7 +51,8 @@ export async function findRegistration(client: Client, params: FindRegistrationP
   const composeHash = normalizeComposeHash(params.composeHash);
   const floor = parseBlockNumber(params.fromBlock, 'fromBlock');
   let chunk = BigInt(params.chunkSize ?? 2000);
-  if (chunk < 1n || !Number.isSafeInteger(params.chunkSize ?? 2000)) throw new ChainError('INVALID_INPUT', 'chunkSize must be a positive integer');
+  if (chunk < 1n || !Number.isSafeInteger(params.chunkSize ?? 2000))
+    throw new ChainError('INVALID_INPUT', 'chunkSize must be a positive integer');
   const top =
     params.toBlock !== undefined
       ? parseBlockNumber(params.toBlock, 'toBlock')
@@ -83,9 +87,19 @@ export async function findRegistration(client: Client, params: FindRegistrationP
         logIndex: log.logIndex,
       };
       if (log.eventName === 'ComposeHashAdded') return { found: true, ...at };
-      return { found: false, reason: 'removed', scannedFrom: toSafeNumber(from, 'block'), scannedTo: toSafeNumber(top, 'block'), removedAt: at };
+      return {
+        found: false,
+        reason: 'removed',
+        scannedFrom: toSafeNumber(from, 'block'),
+        scannedTo: toSafeNumber(top, 'block'),
+        removedAt: at,
+      };
     }
-    params.onProgress?.({ scannedFrom: toSafeNumber(from, 'block'), scannedTo: toSafeNumber(top, 'block'), remaining: toSafeNumber(from - floor, 'block') });
+    params.onProgress?.({
+      scannedFrom: toSafeNumber(from, 'block'),
+      scannedTo: toSafeNumber(top, 'block'),
+      remaining: toSafeNumber(from - floor, 'block'),
+    });
     if (from === floor) break;
     to = from - 1n;
   }

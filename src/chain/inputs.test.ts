@@ -15,7 +15,12 @@ test('compose hashes arrive bare or 0x-prefixed, any case, and leave as lowercas
 
 test('rejections describe the shape of a value, never its content', () => {
   const key = 'ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80';
-  for (const fn of [() => parseTxHash(key + 'ff'), () => parseAddress(key), () => parseWei(key, 'fee'), () => normalizeComposeHash(key + '0')]) {
+  for (const fn of [
+    () => parseTxHash(key + 'ff'),
+    () => parseAddress(key),
+    () => parseWei(key, 'fee'),
+    () => normalizeComposeHash(key + '0'),
+  ]) {
     assert.throws(fn, (err: unknown) => err instanceof ChainError && !err.message.includes(key) && /characters/.test(err.message));
   }
 });

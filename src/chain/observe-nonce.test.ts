@@ -23,9 +23,22 @@ beforeEach(async () => {
 });
 
 const fees = { maxFeePerGas: parseGwei('3'), maxPriorityFeePerGas: parseGwei('1') };
-const sign = (label: string, nonce: number | 'pending' = 'pending', f: { maxFeePerGas: bigint | string; maxPriorityFeePerGas: bigint | string } = fees) =>
-  signTransaction(chain.client, { account: chain.accounts.owner, chainId: chain.chainId, to: app, composeHash: keccak256(toHex(label)), nonce, fees: f, gas: 100_000n });
-const observe = (tx: SignedTransaction, hashes: Hex[] = [tx.hash]) => observeNonce(chain.client, { from: tx.from, nonce: tx.nonce, hashes });
+const sign = (
+  label: string,
+  nonce: number | 'pending' = 'pending',
+  f: { maxFeePerGas: bigint | string; maxPriorityFeePerGas: bigint | string } = fees,
+) =>
+  signTransaction(chain.client, {
+    account: chain.accounts.owner,
+    chainId: chain.chainId,
+    to: app,
+    composeHash: keccak256(toHex(label)),
+    nonce,
+    fees: f,
+    gas: 100_000n,
+  });
+const observe = (tx: SignedTransaction, hashes: Hex[] = [tx.hash]) =>
+  observeNonce(chain.client, { from: tx.from, nonce: tx.nonce, hashes });
 const send = async (tx: SignedTransaction) => broadcastTransaction(chain.client, { raw: tx.raw });
 
 test('a mined transaction is observed as mined with its block and status', async () => {
@@ -66,7 +79,13 @@ async function replace(original: SignedTransaction) {
     assert.ok(BigInt(bumped[field]) * 100n >= BigInt(original[field]) * 110n, `${field} ${bumped[field]} vs ${original[field]}`);
   }
   const replacement = await signTransaction(chain.client, {
-    account: chain.accounts.owner, chainId: chain.chainId, to: original.to, data: original.data, nonce: original.nonce, fees: bumped, gas: original.gas,
+    account: chain.accounts.owner,
+    chainId: chain.chainId,
+    to: original.to,
+    data: original.data,
+    nonce: original.nonce,
+    fees: bumped,
+    gas: original.gas,
   });
   assert.notEqual(replacement.hash, original.hash);
   return replacement;
@@ -86,7 +105,10 @@ test('stuck in the pool: the bumped replacement raises both fees ≥ 110% and ob
   assert.deepEqual(both.state === 'pending' && both.pendingHashes, [replacement.hash], 'the pool swapped ours for ours');
   await chain.mine();
 
-  for (const hashes of [[original.hash, replacement.hash], [replacement.hash, original.hash]]) {
+  for (const hashes of [
+    [original.hash, replacement.hash],
+    [replacement.hash, original.hash],
+  ]) {
     const seen = await observe(original, hashes);
     assert.equal(seen.state === 'mined' && seen.hash, replacement.hash);
     assert.equal(seen.state === 'mined' && seen.status, 'success');
@@ -126,8 +148,13 @@ test('a replacement signed but never sent (crash): the original mines and observ
   const original = await sign('original wins');
   await send(original);
   const replacement = await signTransaction(chain.client, {
-    account: chain.accounts.owner, chainId: chain.chainId, to: original.to, data: original.data, nonce: original.nonce,
-    fees: await replacementFees(chain.client, original), gas: original.gas,
+    account: chain.accounts.owner,
+    chainId: chain.chainId,
+    to: original.to,
+    data: original.data,
+    nonce: original.nonce,
+    fees: await replacementFees(chain.client, original),
+    gas: original.gas,
   });
   await chain.mine();
   assert.notEqual(replacement.hash, original.hash);
@@ -173,7 +200,13 @@ test('two workers sign at the same pending nonce: the loser learns "consumed" wi
 
 test('a reverted transaction still consumes the nonce and is reported as mined with status reverted', async () => {
   const stranger = await signTransaction(chain.client, {
-    account: chain.accounts.other, chainId: chain.chainId, to: app, composeHash: keccak256(toHex('not owner')), nonce: 'pending', fees, gas: 100_000n,
+    account: chain.accounts.other,
+    chainId: chain.chainId,
+    to: app,
+    composeHash: keccak256(toHex('not owner')),
+    nonce: 'pending',
+    fees,
+    gas: 100_000n,
   });
   await send(stranger);
   await chain.receipt(stranger.hash);
@@ -183,7 +216,16 @@ test('a reverted transaction still consumes the nonce and is reported as mined w
 
 test('observeNonce refuses empty or malformed hash lists', async () => {
   const from = chain.accounts.owner.address;
-  await assert.rejects(observeNonce(chain.client, { from, nonce: 0, hashes: [] }), (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT');
-  await assert.rejects(observeNonce(chain.client, { from, nonce: 0, hashes: ['0x12'] }), (e: unknown) => e instanceof ChainError && /hashes\[0\]/.test(e.message));
-  await assert.rejects(observeNonce(chain.client, { from: '0x1' as Address, nonce: 0, hashes: [keccak256('0x')] }), (e: unknown) => e instanceof ChainError && /^from/.test(e.message));
+  await assert.rejects(
+    observeNonce(chain.client, { from, nonce: 0, hashes: [] }),
+    (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT',
+  );
+  await assert.rejects(
+    observeNonce(chain.client, { from, nonce: 0, hashes: ['0x12'] }),
+    (e: unknown) => e instanceof ChainError && /hashes\[0\]/.test(e.message),
+  );
+  await assert.rejects(
+    observeNonce(chain.client, { from: '0x1' as Address, nonce: 0, hashes: [keccak256('0x')] }),
+    (e: unknown) => e instanceof ChainError && /^from/.test(e.message),
+  );
 });

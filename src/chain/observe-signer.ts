@@ -60,7 +60,9 @@ export async function observeSigner(client: Client, params: ObserveSignerParams)
   // mined between the reads would look taken by someone else, and we would sign twice.
   const headBig = await withChainErrors('reading the latest block number', () => getBlockNumber(client, { cacheTime: 0 }));
   const accountNonce = toSafeNumber(
-    BigInt(await withChainErrors(`reading the nonce of ${from}`, () => getTransactionCount(client, { address: from, blockNumber: headBig }))),
+    BigInt(
+      await withChainErrors(`reading the nonce of ${from}`, () => getTransactionCount(client, { address: from, blockNumber: headBig })),
+    ),
     'account nonce',
   );
   const head = toSafeNumber(headBig, 'block number');
@@ -70,7 +72,12 @@ export async function observeSigner(client: Client, params: ObserveSignerParams)
     params.mined.map(async (m) => ({
       nonce: m.nonce,
       hash: m.hash,
-      ...(await checkConfirmations(client, { hash: m.hash, blockNumber: m.blockNumber, blockHash: m.blockHash, confirmations: m.confirmations })),
+      ...(await checkConfirmations(client, {
+        hash: m.hash,
+        blockNumber: m.blockNumber,
+        blockHash: m.blockHash,
+        confirmations: m.confirmations,
+      })),
     })),
   );
   return { head, accountNonce, pending, mined };
@@ -107,5 +114,8 @@ function mined(nonce: number, r: Receipt): SlotObservation {
 
 /** The head, for a watcher that waits for the next block before it looks again. */
 export async function latestBlock(client: Client): Promise<number> {
-  return toSafeNumber(await withChainErrors('reading the latest block number', () => getBlockNumber(client, { cacheTime: 0 })), 'block number');
+  return toSafeNumber(
+    await withChainErrors('reading the latest block number', () => getBlockNumber(client, { cacheTime: 0 })),
+    'block number',
+  );
 }

@@ -29,7 +29,17 @@ export async function readOwnerRegistration(
     readContract(client, { address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash] }),
   );
   if (!allowed) return { allowed: false };
-  const found = await findRegistration(client, { app, composeHash, fromBlock: params.fromBlock, ...(params.signal ? { signal: params.signal } : {}) });
+  const found = await findRegistration(client, {
+    app,
+    composeHash,
+    fromBlock: params.fromBlock,
+    ...(params.signal ? { signal: params.signal } : {}),
+  });
   // Allowed now yet the newest event says removed: a re-add is still being indexed; the read wins.
-  return { allowed: true, registration: found.found ? { txHash: found.txHash, blockNumber: found.blockNumber, blockHash: found.blockHash, logIndex: found.logIndex } : null };
+  return {
+    allowed: true,
+    registration: found.found
+      ? { txHash: found.txHash, blockNumber: found.blockNumber, blockHash: found.blockHash, logIndex: found.logIndex }
+      : null,
+  };
 }

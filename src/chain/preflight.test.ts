@@ -26,7 +26,12 @@ after(async () => {
 });
 
 test('the owner signer with a fresh hash: register', async () => {
-  const result = await preflight(chain.client, { expectedChainId: CHAIN_ID, app, composeHash: fresh.slice(2), signer: chain.accounts.owner.address });
+  const result = await preflight(chain.client, {
+    expectedChainId: CHAIN_ID,
+    app,
+    composeHash: fresh.slice(2),
+    signer: chain.accounts.owner.address,
+  });
   assert.ok(result.ok);
   assert.equal(result.next, 'register');
   assert.equal(result.chainId, CHAIN_ID);
@@ -45,7 +50,12 @@ test('an allowed hash: already-allowed, whoever signs', async () => {
 });
 
 test('a signer that is not the owner: needs-operator, with the owner named', async () => {
-  const result = await preflight(chain.client, { expectedChainId: CHAIN_ID, app: strangersApp, composeHash: fresh, signer: chain.accounts.owner.address });
+  const result = await preflight(chain.client, {
+    expectedChainId: CHAIN_ID,
+    app: strangersApp,
+    composeHash: fresh,
+    signer: chain.accounts.owner.address,
+  });
   assert.ok(result.ok);
   assert.equal(result.next, 'needs-operator');
   assert.equal(result.signerIsOwner, false);
@@ -57,7 +67,10 @@ test('a signer that is not the owner: needs-operator, with the owner named', asy
 test('a wrong chain id stops before any contract read, even when the client was built for the expected id', async () => {
   const result = await preflight(chain.client, { expectedChainId: 1, app, composeHash: fresh, signer: chain.accounts.owner.address });
   assert.deepEqual(result, {
-    ok: false, reason: 'wrong-chain', expectedChainId: 1, actualChainId: CHAIN_ID,
+    ok: false,
+    reason: 'wrong-chain',
+    expectedChainId: 1,
+    actualChainId: CHAIN_ID,
     message: `the RPC serves chain ${CHAIN_ID} but the app is on chain 1`,
   });
   // A client whose viem chain object claims chain 1 still reports the node's real id.
@@ -76,8 +89,17 @@ test('no contract at the address, or a contract that is not an app', async () =>
 });
 
 test('bad input is INVALID_INPUT; an unreachable RPC is retryable', async () => {
-  await assert.rejects(preflight(chain.client, { expectedChainId: 0, app, composeHash: fresh }), (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT');
-  await assert.rejects(preflight(chain.client, { expectedChainId: CHAIN_ID, app, composeHash: 'nope' }), (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT');
+  await assert.rejects(
+    preflight(chain.client, { expectedChainId: 0, app, composeHash: fresh }),
+    (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT',
+  );
+  await assert.rejects(
+    preflight(chain.client, { expectedChainId: CHAIN_ID, app, composeHash: 'nope' }),
+    (e: unknown) => e instanceof ChainError && e.code === 'INVALID_INPUT',
+  );
   const { publicClient: down } = createChainClients({ rpcUrl: 'http://127.0.0.1:9', chainId: CHAIN_ID, retryCount: 0 });
-  await assert.rejects(preflight(down, { expectedChainId: CHAIN_ID, app, composeHash: fresh }), (e: unknown) => e instanceof ChainError && e.retryable);
+  await assert.rejects(
+    preflight(down, { expectedChainId: CHAIN_ID, app, composeHash: fresh }),
+    (e: unknown) => e instanceof ChainError && e.retryable,
+  );
 });

@@ -75,7 +75,14 @@ export async function preflight(client: Client, params: PreflightParams): Promis
   const blockNumber = toSafeNumber(head, 'block number');
   const code = await withChainErrors(`reading the code at ${app}`, () => getCode(client, { address: app, blockNumber: head }));
   if (!code || code === '0x') {
-    return { ok: false, reason: 'no-contract', chainId: actualChainId, app, blockNumber, message: `there is no contract at ${app} on chain ${actualChainId}` };
+    return {
+      ok: false,
+      reason: 'no-contract',
+      chainId: actualChainId,
+      app,
+      blockNumber,
+      message: `there is no contract at ${app} on chain ${actualChainId}`,
+    };
   }
 
   let owner: Address;
@@ -83,7 +90,13 @@ export async function preflight(client: Client, params: PreflightParams): Promis
   try {
     [owner, composeHashAllowed] = await Promise.all([
       readContract(client, { address: app, abi: dstackAppAbi, functionName: 'owner', blockNumber: head }),
-      readContract(client, { address: app, abi: dstackAppAbi, functionName: 'allowedComposeHashes', args: [composeHash], blockNumber: head }),
+      readContract(client, {
+        address: app,
+        abi: dstackAppAbi,
+        functionName: 'allowedComposeHashes',
+        args: [composeHash],
+        blockNumber: head,
+      }),
     ]);
   } catch (err) {
     // A revert or an undecodable answer is about the contract; anything else is the RPC's.
@@ -110,7 +123,9 @@ export async function preflight(client: Client, params: PreflightParams): Promis
   const signerBalanceWei =
     signer === null
       ? null
-      : (await withChainErrors(`reading the balance of ${signer}`, () => getBalance(client, { address: signer, blockNumber: head }))).toString();
+      : (
+          await withChainErrors(`reading the balance of ${signer}`, () => getBalance(client, { address: signer, blockNumber: head }))
+        ).toString();
   const signerIsOwner = signer !== null && signer.toLowerCase() === owner.toLowerCase();
   return {
     ok: true,

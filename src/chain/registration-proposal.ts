@@ -51,7 +51,8 @@ export function buildRegistrationProposal(input: {
   if (info?.deployer_type) proposal.deployerType = info.deployer_type as DeployerType;
   if (info?.deployer_type === 'safe') {
     const prefix = SAFE_CHAIN_PREFIX[input.chainId];
-    const url = info.safe_app_url ?? (proposal.owner && prefix ? `https://app.safe.global/home?safe=${prefix}:${proposal.owner}` : undefined);
+    const url =
+      info.safe_app_url ?? (proposal.owner && prefix ? `https://app.safe.global/home?safe=${prefix}:${proposal.owner}` : undefined);
     if (url) proposal.safeAppUrl = url;
   }
   return proposal;

@@ -178,7 +178,9 @@ async function estimateOrExplain(client: Client, tx: { from: Address; to: Addres
 /** A readable revert reason when the node reported a revert, else undefined (an RPC problem). */
 function revertReasonOf(err: unknown): string | undefined {
   if (!(err instanceof BaseError)) return undefined;
-  const reverted = err.walk((e) => (e as { name?: string }).name === 'ExecutionRevertedError' || /revert/i.test((e as { details?: string }).details ?? ''));
+  const reverted = err.walk(
+    (e) => (e as { name?: string }).name === 'ExecutionRevertedError' || /revert/i.test((e as { details?: string }).details ?? ''),
+  );
   if (!reverted) return undefined;
   const withData = err.walk((e) => typeof (e as { data?: unknown }).data === 'string') as { data?: Hex } | null;
   const data = withData?.data;

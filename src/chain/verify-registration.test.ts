@@ -40,7 +40,11 @@ async function relay(target: Address, data: Hex) {
 test('a direct addComposeHash by the owner verifies as direct', async () => {
   const hash = h('direct');
   const receipt = await chain.addComposeHash(app, hash);
-  const result = await verifyRegistration(chain.client, { app, composeHash: hash.slice(2).toUpperCase(), txHash: receipt.transactionHash.toUpperCase().replace('0X', '0x') });
+  const result = await verifyRegistration(chain.client, {
+    app,
+    composeHash: hash.slice(2).toUpperCase(),
+    txHash: receipt.transactionHash.toUpperCase().replace('0X', '0x'),
+  });
   assert.deepEqual(result, {
     ok: true,
     txHash: receipt.transactionHash,
@@ -83,9 +87,14 @@ test('the same hash registered on another contract does not count for this app',
 });
 
 test('a transaction without the log is refused: a plain transfer, or another hash on this app', async () => {
-  const transfer = await chain.receipt(await chain.send(chain.accounts.owner, { to: chain.accounts.third.address, value: parseEther('0.01') }));
+  const transfer = await chain.receipt(
+    await chain.send(chain.accounts.owner, { to: chain.accounts.third.address, value: parseEther('0.01') }),
+  );
   const r1 = await verifyRegistration(chain.client, { app, composeHash: h('anything'), txHash: transfer.transactionHash });
-  assert.ok(!r1.ok && r1.reason === 'no-matching-log' && /emits no ComposeHashAdded event from this app/.test(r1.message), JSON.stringify(r1));
+  assert.ok(
+    !r1.ok && r1.reason === 'no-matching-log' && /emits no ComposeHashAdded event from this app/.test(r1.message),
+    JSON.stringify(r1),
+  );
 
   const other = await chain.addComposeHash(app, h('some other hash'));
   const r2 = await verifyRegistration(chain.client, { app, composeHash: h('the hash we wanted'), txHash: other.transactionHash });
@@ -115,7 +124,12 @@ test('an unknown, a pending and a malformed transaction hash each get their own 
 test('a registration removed since is refused with not-allowed-now', async () => {
   const hash = h('removed since');
   const receipt = await chain.addComposeHash(app, hash);
-  await chain.receipt(await chain.send(chain.accounts.owner, { to: app, data: encodeFunctionData({ abi: dstackAppAbi, functionName: 'removeComposeHash', args: [hash] }) }));
+  await chain.receipt(
+    await chain.send(chain.accounts.owner, {
+      to: app,
+      data: encodeFunctionData({ abi: dstackAppAbi, functionName: 'removeComposeHash', args: [hash] }),
+    }),
+  );
   const result = await verifyRegistration(chain.client, { app, composeHash: hash, txHash: receipt.transactionHash });
   assert.equal(!result.ok && result.reason, 'not-allowed-now');
 });

@@ -25,12 +25,7 @@ export interface VerifyRegistrationParams {
  *    (removed since).
  */
 export type VerifyRegistrationFailure =
-  | 'invalid-tx-hash'
-  | 'tx-not-found'
-  | 'tx-pending'
-  | 'reverted'
-  | 'no-matching-log'
-  | 'not-allowed-now';
+  'invalid-tx-hash' | 'tx-not-found' | 'tx-pending' | 'reverted' | 'no-matching-log' | 'not-allowed-now';
 
 export type VerifyRegistrationResult =
   | {

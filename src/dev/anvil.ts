@@ -63,11 +63,16 @@ export async function startAnvil(opts: StartAnvilOptions): Promise<Anvil> {
   const chainId = opts.chainId ?? 31337;
   const rpcUrl = `http://127.0.0.1:${port}`;
   const args = [
-    '--host', '127.0.0.1',
-    '--port', String(port),
-    '--chain-id', String(chainId),
-    '--mnemonic', ANVIL_MNEMONIC,
-    '--accounts', '10',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--chain-id',
+    String(chainId),
+    '--mnemonic',
+    ANVIL_MNEMONIC,
+    '--accounts',
+    '10',
     ...(opts.blockTime ? ['--block-time', String(opts.blockTime)] : []),
     ...(opts.stateFile ? ['--state', opts.stateFile] : []),
   ];

@@ -81,7 +81,9 @@ async function runUpdate(
 }
 
 function printTimings(label: string, r: UpdateEnvResult): void {
-  say(`  ${label}: ${r.kms} KMS, correlation ${r.correlationId}${r.transactionHash ? `, tx ${r.transactionHash} (block ${r.blockNumber})` : ''}`);
+  say(
+    `  ${label}: ${r.kms} KMS, correlation ${r.correlationId}${r.transactionHash ? `, tx ${r.transactionHash} (block ${r.blockNumber})` : ''}`,
+  );
   for (const line of formatTimings(r.timings)) say(`    ${line}`);
 }
 
@@ -94,7 +96,11 @@ async function main(): Promise<number> {
   try {
     say(`starting the local stack in ${session.dataDir} (Temporal, anvil, contracts, Phala Cloud simulator)…`);
     const stack = await session.startStack({ log: (l) => say(`  [stack] ${l}`) });
-    secrets.push(...Object.entries(stack.env).filter(([k]) => /KEY|TOKEN|SECRET/.test(k)).map(([, v]) => v));
+    secrets.push(
+      ...Object.entries(stack.env)
+        .filter(([k]) => /KEY|TOKEN|SECRET/.test(k))
+        .map(([, v]) => v),
+    );
     const cvms = (stack.info.cvms ?? []) as SimCvm[];
     const onchain = cvms.find((c) => c.kms === 'onchain' && c.ownerIsSigner);
     const phala = cvms.find((c) => c.kms === 'phala');
@@ -128,7 +134,8 @@ async function main(): Promise<number> {
     say('');
     say(`1. on-chain KMS: CVM ${onchain.id} (app ${onchain.appId}), with new allowed keys`);
     const r1 = await step(runUpdate(client, taskQueue, onchain, onchainEnv, onchainAllowed, interrupt.signal));
-    if (!r1.transactionHash) throw new DemoFailure('the on-chain update finished without a registration transaction: the two-phase path did not run');
+    if (!r1.transactionHash)
+      throw new DemoFailure('the on-chain update finished without a registration transaction: the two-phase path did not run');
     await step(checkApplied(stack, onchain, onchainEnv, r1));
 
     say('');

@@ -39,11 +39,20 @@ export async function deployDstackKms(opts: {
   // Sent one after the other (one nonce each), awaited together: one block time, not two.
   const appTx = await wallet.deployContract({ abi: app.abi, bytecode: app.bytecode, account, chain: wallet.chain });
   const kmsTx = await wallet.deployContract({ abi: kms.abi, bytecode: kms.bytecode, account, chain: wallet.chain });
-  const [appImplementation, kmsImplementation] = await Promise.all([deployed(publicClient, appTx, 'DstackApp'), deployed(publicClient, kmsTx, 'DstackKms')]);
+  const [appImplementation, kmsImplementation] = await Promise.all([
+    deployed(publicClient, appTx, 'DstackApp'),
+    deployed(publicClient, kmsTx, 'DstackKms'),
+  ]);
   const init = encodeFunctionData({ abi: kms.abi, functionName: 'initialize', args: [opts.owner, appImplementation] });
   const kmsAddress = await deployed(
     publicClient,
-    await wallet.deployContract({ abi: proxy.abi, bytecode: proxy.bytecode, args: [kmsImplementation, init], account, chain: wallet.chain }),
+    await wallet.deployContract({
+      abi: proxy.abi,
+      bytecode: proxy.bytecode,
+      args: [kmsImplementation, init],
+      account,
+      chain: wallet.chain,
+    }),
     'the DstackKms proxy',
   );
   const write = (functionName: string, args: unknown[]) =>

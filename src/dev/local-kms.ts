@@ -21,7 +21,12 @@ export interface LocalKms {
   osImageHash: Hex;
 }
 
-export async function ensureLocalKms(opts: { dataDir: string; rpcUrl: string; chainId: number; deployer: LocalAccount }): Promise<LocalKms> {
+export async function ensureLocalKms(opts: {
+  dataDir: string;
+  rpcUrl: string;
+  chainId: number;
+  deployer: LocalAccount;
+}): Promise<LocalKms> {
   const file = join(opts.dataDir, `kms-${opts.chainId}.json`);
   const chain = { ...foundry, id: opts.chainId };
   const publicClient = createPublicClient({ chain, transport: http(opts.rpcUrl) });

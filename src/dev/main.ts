@@ -49,7 +49,9 @@ try {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  log(`ready in ${(stack.info.startedInMs / 1000).toFixed(1)} s; Temporal UI ${stack.info.temporalUiUrl}; env in ${stack.info.dataDir}/stack.env`);
+  log(
+    `ready in ${(stack.info.startedInMs / 1000).toFixed(1)} s; Temporal UI ${stack.info.temporalUiUrl}; env in ${stack.info.dataDir}/stack.env`,
+  );
   process.stdout.write(`${JSON.stringify(stack.info)}\n`);
 } catch (err) {
   log(`failed: ${(err as Error).message}`);

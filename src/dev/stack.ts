@@ -177,9 +177,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const signer = devAccount(0);
     const other = devAccount(1);
     const deploymentsFile = join(dataDir, `deployments-${chainId}.json`);
-    const previous = existsSync(deploymentsFile)
-      ? (JSON.parse(readFileSync(deploymentsFile, 'utf8')) as DeployedApp[])
-      : undefined;
+    const previous = existsSync(deploymentsFile) ? (JSON.parse(readFileSync(deploymentsFile, 'utf8')) as DeployedApp[]) : undefined;
     const kms = await ensureLocalKms({ dataDir, rpcUrl: anvil.rpcUrl, chainId, deployer: signer.account });
     log(`DstackKms at ${kms.address}`);
     const apps = await deployApps({

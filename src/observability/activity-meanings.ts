@@ -7,14 +7,18 @@ export type RegistrationEvent = 'signed' | 'replaced' | 'sent' | 'rebroadcast';
 
 interface Meaning {
   /** How many registration transactions this call signed, new or replacing, read from its input and result. */
-  signs?: (input: Record<string, unknown> | undefined, result: Record<string, unknown> | undefined) => { event: 'signed' | 'replaced'; count: number };
+  signs?: (
+    input: Record<string, unknown> | undefined,
+    result: Record<string, unknown> | undefined,
+  ) => { event: 'signed' | 'replaced'; count: number };
   /** The raw transactions a call broadcasts: the first time a raw transaction goes out it is "sent", later "rebroadcast". */
   broadcastsRaw?: (input: Record<string, unknown> | undefined) => string[];
   /** Resolving the CVM: its result names the KMS kind every other update metric is labelled with. */
   resolvesKms?: (result: { kms?: unknown } | undefined) => string | undefined;
 }
 
-const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' ? [v] : []);
+const strings = (v: unknown): string[] =>
+  Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' ? [v] : [];
 
 export const ACTIVITY_MEANINGS: Readonly<Record<string, Meaning>> = {
   // The per-signer transaction manager (since 0.2.0).

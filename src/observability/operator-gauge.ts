@@ -6,8 +6,7 @@ import type { NativeConnection } from '@temporalio/worker';
 import { WORKFLOW_TYPE } from '../workflows/definitions.ts';
 import { METRICS } from './metric-names.ts';
 
-export const AWAITING_OPERATOR_QUERY =
-  `WorkflowType = "${WORKFLOW_TYPE}" AND ExecutionStatus = "Running" AND UpdatePhase = "awaiting_operator"`;
+export const AWAITING_OPERATOR_QUERY = `WorkflowType = "${WORKFLOW_TYPE}" AND ExecutionStatus = "Running" AND UpdatePhase = "awaiting_operator"`;
 
 export function startOperatorGauge(opts: {
   connection: NativeConnection;
@@ -20,7 +19,10 @@ export function startOperatorGauge(opts: {
   let stopped = false;
   const tick = async () => {
     try {
-      const res = await opts.connection.workflowService.countWorkflowExecutions({ namespace: opts.namespace, query: AWAITING_OPERATOR_QUERY });
+      const res = await opts.connection.workflowService.countWorkflowExecutions({
+        namespace: opts.namespace,
+        query: AWAITING_OPERATOR_QUERY,
+      });
       if (!stopped) gauge.set(Number(res.count ?? 0));
     } catch (err) {
       opts.onError(err);

@@ -21,7 +21,8 @@ export function loadTelemetryConfig(env: NodeJS.ProcessEnv = process.env): Telem
   let metricsBind: string | undefined;
   const port = env.METRICS_PORT?.trim();
   if (port) {
-    if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw new ConfigError('METRICS_PORT must be a port number (1-65535)');
+    if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535)
+      throw new ConfigError('METRICS_PORT must be a port number (1-65535)');
     const host = env.METRICS_HOST?.trim() || '0.0.0.0';
     metricsBind = `${host}:${port}`;
   }

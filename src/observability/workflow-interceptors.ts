@@ -3,14 +3,7 @@
 // workflow metric meter records nothing while a history is replayed, so a replay after a
 // worker restart counts nothing twice. Labels carry kinds and phases, never ids or values;
 // the phase log lines carry ids (from the SDK) and the phase, never a value.
-import {
-  ApplicationFailure,
-  isCancellation,
-  log,
-  metricMeter,
-  workflowInfo,
-  type WorkflowInterceptors,
-} from '@temporalio/workflow';
+import { ApplicationFailure, isCancellation, log, metricMeter, workflowInfo, type WorkflowInterceptors } from '@temporalio/workflow';
 import { UpdatePhaseAttribute, WORKFLOW_TYPE, type UpdatePhase } from '../workflows/definitions.ts';
 import { ACTIVITY_MEANINGS } from './activity-meanings.ts';
 import { METRICS } from './metric-names.ts';
@@ -79,7 +72,8 @@ export function interceptors(): WorkflowInterceptors {
           const now = isUpdate ? workflowInfo().typedSearchAttributes.get(UpdatePhaseAttribute) : undefined;
           if (now !== undefined && now !== phase) {
             const at = Date.now();
-            if (phase !== undefined && !TERMINAL.has(phase)) phaseDuration.record((at - phaseSince) / 1000, { phase, kms: kms ?? 'unknown' });
+            if (phase !== undefined && !TERMINAL.has(phase))
+              phaseDuration.record((at - phaseSince) / 1000, { phase, kms: kms ?? 'unknown' });
             if (now === 'awaiting_operator') operatorWaits.add(1, { kms: kms ?? 'unknown' });
             // The workflow logger adds workflow and run ids and stays quiet during replay.
             log.info('update phase', { phase: now, previousPhase: phase ?? null, kms: kms ?? null });

@@ -97,8 +97,25 @@ const CVM: CvmDetailInput = {
   app_id: APP_ID,
   vm_uuid: '4f8e2c1a-9b7d-4e3f-8a6c-1d2e3f4a5b6c',
   instance_id: null,
-  resource: { instance_type: 'tdx.small', vcpu: 1, memory_in_gb: 2, disk_in_gb: 20, gpus: 0, compute_billing_price: '0.058', billing_period: 'hourly' },
-  node_info: { object_type: 'node', id: 7, name: 'prod7', region: 'us-west', device_id: 'dev'.padEnd(64, '0'), ppid: null, status: 'ONLINE', version: '0.5.3' },
+  resource: {
+    instance_type: 'tdx.small',
+    vcpu: 1,
+    memory_in_gb: 2,
+    disk_in_gb: 20,
+    gpus: 0,
+    compute_billing_price: '0.058',
+    billing_period: 'hourly',
+  },
+  node_info: {
+    object_type: 'node',
+    id: 7,
+    name: 'prod7',
+    region: 'us-west',
+    device_id: 'dev'.padEnd(64, '0'),
+    ppid: null,
+    status: 'ONLINE',
+    version: '0.5.3',
+  },
   os: { name: 'dstack', version: '0.5.3', is_dev: false, os_image_hash: null },
   kms_type: 'base',
   kms_info: {
@@ -250,7 +267,16 @@ describe('request shape', () => {
       await c.getKms('kms_base_prod');
       srv.handle(reply(200, { public_key: 'aa', signature: 'bb' }));
       await c.getAppEnvEncryptPubkey('base-prod', APP_ID);
-      const contract = { id: 'kc_1', slug: 'base-prod', label: 'Base', contract_address: '0xabc', chain_id: 8453, k256_pubkey: '02aa', ca_pubkey: null, node_count: 3 };
+      const contract = {
+        id: 'kc_1',
+        slug: 'base-prod',
+        label: 'Base',
+        contract_address: '0xabc',
+        chain_id: 8453,
+        k256_pubkey: '02aa',
+        ca_pubkey: null,
+        node_count: 3,
+      };
       srv.handle(reply(200, { items: [contract], total: 1, page: 1, page_size: 20, pages: 1 }));
       assert.equal((await c.listKmsContracts()).items[0]!.contract_address, '0xabc');
       srv.handle(reply(200, contract));
@@ -283,10 +309,7 @@ describe('request shape', () => {
     assert.throws(() => new PhalaCloudClient({ baseUrl: 'ftp://x', apiKey: API_KEY }), /http or https/);
     assert.throws(() => new PhalaCloudClient({ baseUrl: 'not a url', apiKey: API_KEY }), /absolute/);
     assert.throws(() => new PhalaCloudClient({ baseUrl: srv.baseUrl, apiKey: '' }), /apiKey/);
-    assert.throws(
-      () => new PhalaCloudClient({ baseUrl: srv.baseUrl, apiVersion: '2025-10-28' as never, apiKey: API_KEY }),
-      /apiVersion/,
-    );
+    assert.throws(() => new PhalaCloudClient({ baseUrl: srv.baseUrl, apiVersion: '2025-10-28' as never, apiKey: API_KEY }), /apiVersion/);
     assert.throws(() => new PhalaCloudClient({ baseUrl: srv.baseUrl, apiKey: API_KEY, timeoutMs: 0 }), /timeoutMs/);
     let err: unknown;
     try {
@@ -373,7 +396,9 @@ describe('successful answers', () => {
   it('getKms and listKms', async () => {
     srv.handle(reply(200, KMS_INFO));
     assert.deepEqual(await client().getKms('kms_base_prod'), KMS_INFO);
-    srv.handle(reply(200, { items: [KMS_INFO, { id: 'kms_p', slug: null, url: 'u', version: 'v' }], total: 2, page: 1, page_size: 50, pages: 1 }));
+    srv.handle(
+      reply(200, { items: [KMS_INFO, { id: 'kms_p', slug: null, url: 'u', version: 'v' }], total: 2, page: 1, page_size: 50, pages: 1 }),
+    );
     const list = await client().listKms({ pageSize: 50, isOnchain: true });
     assert.equal(list.items.length, 2);
     assert.equal(srv.requests[1]!.url, '/api/v1/kms?page_size=50&is_onchain=true');
@@ -419,7 +444,14 @@ describe('successful answers', () => {
   it('getStatusBatch posts vm_uuids and parses the map', async () => {
     srv.handle(
       reply(200, {
-        u1: { vm_uuid: 'u1', status: 'running', in_progress: true, correlation_id: 'corr-1', operation_type: 'update_env', events: [{ event: 'boot', body: 'ok' }] },
+        u1: {
+          vm_uuid: 'u1',
+          status: 'running',
+          in_progress: true,
+          correlation_id: 'corr-1',
+          operation_type: 'update_env',
+          events: [{ event: 'boot', body: 'ok' }],
+        },
         u2: { vm_uuid: 'u2', status: 'stopped' },
       }),
     );
@@ -454,7 +486,13 @@ describe('updateCvmEnvs', () => {
   it('phase 2 puts compose_hash and transaction_hash in the body', async () => {
     srv.handle(reply(202, { ...accepted, allowed_envs_changed: false }));
     const tx = `0x${'12'.repeat(32)}`;
-    const r = await client().updateCvmEnvs({ id: 'cvm_1', encrypted_env: ENC, env_keys: ['A'], compose_hash: COMPOSE_HASH, transaction_hash: tx });
+    const r = await client().updateCvmEnvs({
+      id: 'cvm_1',
+      encrypted_env: ENC,
+      env_keys: ['A'],
+      compose_hash: COMPOSE_HASH,
+      transaction_hash: tx,
+    });
     assert.equal(r.status, 'in_progress');
     const req = srv.requests[0]!;
     assert.deepEqual(JSON.parse(req.body), { encrypted_env: ENC, env_keys: ['A'], compose_hash: COMPOSE_HASH, transaction_hash: tx });
@@ -501,7 +539,9 @@ describe('updateCvmEnvs', () => {
   });
 
   it('the older flat 465 (Python SDK form) is read too, with only kms_info.id required', async () => {
-    srv.handle(reply(465, { message: 'need hash', compose_hash: COMPOSE_HASH, app_id: APP_ID, device_id: 'dev-1', kms_info: { id: 'kms_legacy' } }));
+    srv.handle(
+      reply(465, { message: 'need hash', compose_hash: COMPOSE_HASH, app_id: APP_ID, device_id: 'dev-1', kms_info: { id: 'kms_legacy' } }),
+    );
     const r = await client().updateCvmEnvs({ id: 'cvm_1', encrypted_env: ENC });
     assert.equal(r.status, 'precondition_required');
     if (r.status !== 'precondition_required') return;
@@ -510,7 +550,10 @@ describe('updateCvmEnvs', () => {
     assert.equal(r.kms_info.id, 'kms_legacy');
     srv.handle(reply(465, { compose_hash: COMPOSE_HASH, app_id: APP_ID, kms_info: { slug: 'no-id' } }));
     const err = await expectError(client().updateCvmEnvs({ id: 'cvm_1', encrypted_env: ENC }), 'bad_response', 465);
-    assert.deepEqual(err.details.map((d) => d.field), ['kms_info.id']);
+    assert.deepEqual(
+      err.details.map((d) => d.field),
+      ['kms_info.id'],
+    );
   });
 
   it('465 in a shape the SDK ignores → bad_response', async () => {
@@ -531,10 +574,7 @@ describe('updateCvmEnvs', () => {
     const err = await expectError(client().updateCvmEnvs({ id: 'cvm_1', encrypted_env: ENC }), 'bad_response', 465);
     assert.equal(err.errorCode, 'ERR-01-005');
     assert.equal(err.requestId, 'req-465');
-    assert.deepEqual(
-      err.details.map((d) => d.field).sort(),
-      ['kms_info.id', 'kms_info.url', 'kms_info.version'],
-    );
+    assert.deepEqual(err.details.map((d) => d.field).sort(), ['kms_info.id', 'kms_info.url', 'kms_info.version']);
   });
 
   it('466/467/468 map to their kinds with the backend code', async () => {
@@ -544,7 +584,16 @@ describe('updateCvmEnvs', () => {
       [468, 'ERR-01-008', 'hash_not_allowed', false],
     ];
     for (const [status, code, kind, retryable] of cases) {
-      srv.handle(reply(status, { error_code: code, message: `m${status}`, details: [{ field: 'compose_hash', value: COMPOSE_HASH }], suggestions: [], links: [], request_id: `r${status}` }));
+      srv.handle(
+        reply(status, {
+          error_code: code,
+          message: `m${status}`,
+          details: [{ field: 'compose_hash', value: COMPOSE_HASH }],
+          suggestions: [],
+          links: [],
+          request_id: `r${status}`,
+        }),
+      );
       const err = await expectError(
         client().updateCvmEnvs({ id: 'cvm_1', encrypted_env: ENC, compose_hash: COMPOSE_HASH, transaction_hash: '0x01' }),
         kind,
@@ -611,7 +660,13 @@ describe('error statuses', () => {
   });
 
   it('422 structured → invalid with code and details', async () => {
-    srv.handle(reply(422, { error_code: 'ERR-02-008', message: 'Invalid request', details: [{ field: 'env_keys', value: ['1BAD'], message: 'bad key' }] }));
+    srv.handle(
+      reply(422, {
+        error_code: 'ERR-02-008',
+        message: 'Invalid request',
+        details: [{ field: 'env_keys', value: ['1BAD'], message: 'bad key' }],
+      }),
+    );
     const e = await expectError(client().updateCvmEnvs({ id: 'x', encrypted_env: ENC }), 'invalid', 422);
     assert.equal(e.errorCode, 'ERR-02-008');
     assert.deepEqual(e.details, [{ field: 'env_keys', value: ['1BAD'], message: 'bad key' }]);
@@ -669,10 +724,7 @@ describe('error statuses', () => {
     srv.handle(reply(200, { ...CVM, kms_type: secretish, status: 987654321, gateway: undefined }));
     const e = await expectError(client().getCvm('x'), 'bad_response', 200);
     assert.equal(e.retryable, false);
-    assert.deepEqual(
-      e.details.map((d) => d.field).sort(),
-      ['gateway', 'kms_type', 'status'],
-    );
+    assert.deepEqual(e.details.map((d) => d.field).sort(), ['gateway', 'kms_type', 'status']);
     for (const text of [String(e), JSON.stringify(e), inspect(e, { depth: 10 })]) {
       assert.ok(!text.includes(secretish));
       assert.ok(!text.includes('987654321'));

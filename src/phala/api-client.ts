@@ -132,8 +132,7 @@ const APP_ID_RE = /^(0x)?[0-9a-fA-F]{40}$/;
 const HEADER_SAFE_RE = /^[\x21-\x7e]+$/;
 
 export type PreconditionReadResult =
-  | { ok: true; value: PreconditionRequired }
-  | { ok: false; reason: string; issues?: { path: PropertyKey[]; code: string }[] };
+  { ok: true; value: PreconditionRequired } | { ok: false; reason: string; issues?: { path: PropertyKey[]; code: string }[] };
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -194,7 +193,8 @@ export function readPreconditionRequired(body: unknown): PreconditionReadResult 
   if (!fields.get('compose_hash') || !fields.get('app_id')) {
     return { ok: false, reason: '465 details lack compose_hash or app_id' };
   }
-  const message = typeof container.message === 'string' && container.message !== '' ? container.message : 'Compose hash verification required';
+  const message =
+    typeof container.message === 'string' && container.message !== '' ? container.message : 'Compose hash verification required';
   const kmsInfo = KmsInfoSchema.safeParse(fields.get('kms_info'));
   const parsed = PreconditionRequiredSchema.safeParse({
     status: 'precondition_required',
@@ -378,7 +378,13 @@ export class PhalaCloudClient {
 
   /** GET /kms: KMS contracts (API 2026-06-23 and later, pinned). */
   async listKmsContracts(opts: KmsListQuery & CallOptions = {}): Promise<KmsContractListResponse> {
-    return this.#call('GET', '/kms', KmsContractListResponseSchema, { ...opts, version: KMS_CONTRACT_API_VERSION }, { query: kmsListQuery(opts) });
+    return this.#call(
+      'GET',
+      '/kms',
+      KmsContractListResponseSchema,
+      { ...opts, version: KMS_CONTRACT_API_VERSION },
+      { query: kmsListQuery(opts) },
+    );
   }
 
   /** GET /kms/{slug}: one KMS contract (API 2026-06-23 and later, pinned). */

@@ -262,7 +262,10 @@ describe('toJSON / toString / inspect', () => {
       method: 'PATCH',
       path: '/cvms/cvm_1/envs',
     });
-    assert.equal(String(err), 'PhalaApiError [hash_not_allowed 468 ERR-01-008]: Compose hash not allowed on-chain (PATCH /cvms/cvm_1/envs)');
+    assert.equal(
+      String(err),
+      'PhalaApiError [hash_not_allowed 468 ERR-01-008]: Compose hash not allowed on-chain (PATCH /cvms/cvm_1/envs)',
+    );
     assert.match(inspect(err), /kind: 'hash_not_allowed'/);
   });
 });
@@ -300,10 +303,7 @@ describe('factories', () => {
     });
     assert.equal(err.kind, 'bad_response');
     assert.equal(err.retryable, false);
-    assert.equal(
-      err.message,
-      'HTTP 200 body does not match the expected schema: kms_info.chain_id (invalid_type), (root) (custom)',
-    );
+    assert.equal(err.message, 'HTTP 200 body does not match the expected schema: kms_info.chain_id (invalid_type), (root) (custom)');
     assert.deepEqual(err.details, [
       { field: 'kms_info.chain_id', message: 'invalid_type' },
       { field: '(root)', message: 'custom' },

@@ -38,12 +38,7 @@ export type PhalaApiErrorKind =
   | 'invalid'
   | 'bad_response';
 
-const RETRYABLE_KINDS: ReadonlySet<PhalaApiErrorKind> = new Set([
-  'transient',
-  'conflict',
-  'rate_limited',
-  'tx_not_verified',
-]);
+const RETRYABLE_KINDS: ReadonlySet<PhalaApiErrorKind> = new Set(['transient', 'conflict', 'rate_limited', 'tx_not_verified']);
 
 export interface PhalaApiErrorDetail {
   field: string;

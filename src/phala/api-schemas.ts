@@ -488,10 +488,6 @@ export type ValidationErrorItem = z.infer<typeof ValidationErrorItemSchema>;
  * a StructuredError (the "detail-wrapped" form).
  */
 export const FastApiErrorBodySchema = z.looseObject({
-  detail: z.union([
-    z.string(),
-    z.array(ValidationErrorItemSchema),
-    z.record(z.string(), z.unknown()),
-  ]),
+  detail: z.union([z.string(), z.array(ValidationErrorItemSchema), z.record(z.string(), z.unknown())]),
 });
 export type FastApiErrorBody = z.infer<typeof FastApiErrorBodySchema>;

@@ -23,7 +23,12 @@ function hashWith(writer: string, doc: Record<string, unknown>): string {
 }
 
 test('sdkPreprocess drops what @phala/cloud preprocessAppCompose drops', () => {
-  for (const doc of [CURRENT, { ...CURRENT, runner: 'bash' }, { ...CURRENT, pre_launch_script: 'x' }, { runner: 'nerdctl-compose', bash_script: 'b' }]) {
+  for (const doc of [
+    CURRENT,
+    { ...CURRENT, runner: 'bash' },
+    { ...CURRENT, pre_launch_script: 'x' },
+    { runner: 'nerdctl-compose', bash_script: 'b' },
+  ]) {
     const ours = sdkPreprocess(doc);
     if (doc.runner === 'nerdctl-compose') {
       // The dstack Python SDK also treats nerdctl-compose as a compose runner; @phala/cloud does not.
@@ -42,10 +47,18 @@ test('verified under every writer, after preprocessing, without nulls, and with 
     ['phala-cloud', hashWith('phala-cloud', sdkPreprocess(next))],
     ['python-sorted-compact-ascii', hashWith('python-sorted-compact-ascii', next)],
     ['python-ascii', hashWith('python-ascii', Object.fromEntries(Object.entries(next).filter(([, v]) => v !== null)))],
-    ['python-sorted (keys sorted)', sha(pythonJsonDumps({ ...next, allowed_envs: ['A', 'B'] }, { sortKeys: true, separators: [', ', ': '], ensureAscii: false }))],
+    [
+      'python-sorted (keys sorted)',
+      sha(pythonJsonDumps({ ...next, allowed_envs: ['A', 'B'] }, { sortKeys: true, separators: [', ', ': '], ensureAscii: false })),
+    ],
   ];
   for (const [label, requested] of cases) {
-    const r = assessRequestedComposeHash({ current: CURRENT, currentHash: hashWith('dstack-js', CURRENT), allowedKeys: keys, requested: `0x${requested.toUpperCase()}` });
+    const r = assessRequestedComposeHash({
+      current: CURRENT,
+      currentHash: hashWith('dstack-js', CURRENT),
+      allowedKeys: keys,
+      requested: `0x${requested.toUpperCase()}`,
+    });
     assert.equal(r.verdict, 'verified', `${label}: ${r.detail}`);
   }
 });
@@ -66,7 +79,12 @@ test('contradicted: the writer that reproduces the current hash gives another va
 });
 
 test('unexplained: no known writer reproduces even the current hash', () => {
-  const r = assessRequestedComposeHash({ current: CURRENT, currentHash: sha('something else'), allowedKeys: ['A'], requested: sha('another') });
+  const r = assessRequestedComposeHash({
+    current: CURRENT,
+    currentHash: sha('something else'),
+    allowedKeys: ['A'],
+    requested: sha('another'),
+  });
   assert.equal(r.verdict, 'unexplained');
   assert.match(r.detail, /no known serialisation \(dstack-js, phala-cloud/);
   assert.equal(explainComposeHash(CURRENT, sha('x')), null);
@@ -75,9 +93,15 @@ test('unexplained: no known writer reproduces even the current hash', () => {
 test('the meaning check: only allowed_envs may change, only droppable fields may be left out', () => {
   assert.deepEqual(semanticDifferences(CURRENT, { ...CURRENT, allowed_envs: ['A', 'B'] }, ['B', 'A']), []);
   assert.deepEqual(semanticDifferences(CURRENT, { ...sdkPreprocess(CURRENT), allowed_envs: ['A'] }, ['A']), []);
-  assert.deepEqual(semanticDifferences(CURRENT, { ...CURRENT, allowed_envs: ['A', 'C'] }, ['A', 'B']), ['allowed_envs adds C', 'allowed_envs lacks B']);
+  assert.deepEqual(semanticDifferences(CURRENT, { ...CURRENT, allowed_envs: ['A', 'C'] }, ['A', 'B']), [
+    'allowed_envs adds C',
+    'allowed_envs lacks B',
+  ]);
   assert.deepEqual(semanticDifferences(CURRENT, { ...CURRENT, allowed_envs: ['A', 'A'] }, ['A']), ['allowed_envs repeats a name']);
   const { docker_compose_file: _d, ...noCompose } = CURRENT;
   assert.deepEqual(semanticDifferences(CURRENT, { ...noCompose, allowed_envs: ['A'] }, ['A']), ['docker_compose_file is dropped']);
-  assert.deepEqual(semanticDifferences(CURRENT, { ...CURRENT, allowed_envs: ['A'], kms_enabled: false, extra: 1 }, ['A']), ['kms_enabled differs', 'extra is added']);
+  assert.deepEqual(semanticDifferences(CURRENT, { ...CURRENT, allowed_envs: ['A'], kms_enabled: false, extra: 1 }, ['A']), [
+    'kms_enabled differs',
+    'extra is added',
+  ]);
 });

@@ -183,7 +183,7 @@ export function assessRequestedComposeHash(input: {
     verdict: 'unexplained',
     detail:
       `no known serialisation (${COMPOSE_SERIALISATIONS.map((s) => s.name).join(', ')}) reproduces the requested hash` +
-      (input.currentHash ? ' nor the CVM\'s current one' : '') +
+      (input.currentHash ? " nor the CVM's current one" : '') +
       ` from the served compose with allowed_envs=[${allowedKeys.join(',')}]`,
   };
 }

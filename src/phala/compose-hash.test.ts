@@ -12,12 +12,9 @@ interface Vector {
   hash: string;
 }
 // The SDK types its input as a full AppCompose; the function itself hashes any JSON object.
-const sdkGetComposeHash = (c: Record<string, unknown>): string =>
-  sdkGetComposeHashTyped(c as Parameters<typeof sdkGetComposeHashTyped>[0]);
+const sdkGetComposeHash = (c: Record<string, unknown>): string => sdkGetComposeHashTyped(c as Parameters<typeof sdkGetComposeHashTyped>[0]);
 
-const vectors = JSON.parse(
-  readFileSync(new URL('../../test/vectors/compose-hash.json', import.meta.url), 'utf8'),
-) as Vector[];
+const vectors = JSON.parse(readFileSync(new URL('../../test/vectors/compose-hash.json', import.meta.url), 'utf8')) as Vector[];
 
 const COMPOSES: [string, Record<string, unknown>][] = [
   ['empty', {}],
@@ -37,7 +34,10 @@ const COMPOSES: [string, Record<string, unknown>][] = [
     },
   ],
   ['nested objects and arrays', { b: { d: [{ z: 1, a: [{ y: 2, x: 3 }] }], c: null }, a: [[], {}, [[1]]] }],
-  ['unicode keys and values', { 'ü': 'ä', u: '\u2028\u2029', 'z\u0000': 'nul', '\ud83d\ude00': 'astral', '\uffff': 'bmp-last', ctl: '\b\f\n\r\t\u001f' }],
+  [
+    'unicode keys and values',
+    { ü: 'ä', u: '\u2028\u2029', 'z\u0000': 'nul', '\ud83d\ude00': 'astral', '\uffff': 'bmp-last', ctl: '\b\f\n\r\t\u001f' },
+  ],
   ['numbers', { a: 0, b: -0, c: 1.5, d: -1e-7, e: 1e21, f: 123456789012345680000, g: 5e-324, h: Number.MAX_SAFE_INTEGER }],
   ['NaN and infinities', { nan: NaN, inf: Infinity, ninf: -Infinity, arr: [NaN, 1, Infinity], nested: { x: -Infinity } }],
   ['allowed_envs variants', { allowed_envs: [] }],

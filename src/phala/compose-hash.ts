@@ -63,9 +63,7 @@ function serialise(value: unknown, key: string, path: string, seen: Set<object>)
   seen.add(obj);
   try {
     if (Array.isArray(obj)) {
-      const parts = obj.map((item: unknown, i) =>
-        isSkipped(item) ? 'null' : serialise(item, String(i), `${path}[${i}]`, seen),
-      );
+      const parts = obj.map((item: unknown, i) => (isSkipped(item) ? 'null' : serialise(item, String(i), `${path}[${i}]`, seen)));
       return `[${parts.join(',')}]`;
     }
     // Boxed primitives serialise as their primitive, like JSON.stringify.

@@ -20,7 +20,7 @@ const DOCS: Record<string, unknown>[] = [
     manifest_version: 2,
     nested: { b: [1, { d: null, c: 'ctl\u0001\u007f\b\f\n\r\t"\\' }], a: false },
   },
-  { 'ä': 1, a: 2, B: 3, '😀': 4, '\uffff': 5, z: [[], {}] },
+  { ä: 1, a: 2, B: 3, '😀': 4, '\uffff': 5, z: [[], {}] },
 ];
 
 const PY = `

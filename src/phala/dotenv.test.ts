@@ -131,9 +131,38 @@ function rng(seed: number): () => number {
 }
 
 const ATOMS = [
-  'A', 'B', 'k', '_', '1', '0', '.', '-', 'x', 'n', 'r',
-  '=', '=', ':', ' ', ' ', '\t', '\n', '\n', '\r', '\r\n',
-  "'", '"', '`', '\\', '\\n', '#', 'export ', 'export', '\u2028', '\u00a0', '\u00e9',
+  'A',
+  'B',
+  'k',
+  '_',
+  '1',
+  '0',
+  '.',
+  '-',
+  'x',
+  'n',
+  'r',
+  '=',
+  '=',
+  ':',
+  ' ',
+  ' ',
+  '\t',
+  '\n',
+  '\n',
+  '\r',
+  '\r\n',
+  "'",
+  '"',
+  '`',
+  '\\',
+  '\\n',
+  '#',
+  'export ',
+  'export',
+  '\u2028',
+  '\u00a0',
+  '\u00e9',
 ];
 
 function randomText(next: () => number): string {
@@ -153,7 +182,9 @@ function randomLines(next: () => number): string {
     const close = next() < 0.8 ? q : pick(['', "'", '"', '`']);
     const value = randomText(next).slice(0, 12);
     const tail = pick(['', '', ' # c', '#c', ' x', ' ', '\\']);
-    lines.push(`${pick(['', '', 'export ', ' ', '\t'])}${pick(['A', 'B', 'A_1', 'a.b', '0', 'export'])}${pick(['=', '=', ' = ', ': ', ':', '\n='])}${q}${value}${close}${tail}`);
+    lines.push(
+      `${pick(['', '', 'export ', ' ', '\t'])}${pick(['A', 'B', 'A_1', 'a.b', '0', 'export'])}${pick(['=', '=', ' = ', ': ', ':', '\n='])}${q}${value}${close}${tail}`,
+    );
   }
   return lines.join(pick(['\n', '\r\n', '\n\n', '\r']));
 }
@@ -164,10 +195,6 @@ test('seeded fuzz: identical to the official SDK', () => {
   const N = 6000;
   for (let i = 0; i < N; i++) {
     const input = i % 2 === 0 ? randomText(next) : randomLines(next);
-    assert.deepEqual(
-      parseEnvVars(input),
-      sdkParseEnvVars(input),
-      `seed ${SEED} case ${i}: ${JSON.stringify(input)}`,
-    );
+    assert.deepEqual(parseEnvVars(input), sdkParseEnvVars(input), `seed ${SEED} case ${i}: ${JSON.stringify(input)}`);
   }
 });

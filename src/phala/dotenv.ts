@@ -30,11 +30,9 @@ const isWs = (c: string | undefined): boolean => c !== undefined && WS.test(c);
 
 // Line terminators as ECMAScript regex `^`, `$` and `.` see them. CR is gone after
 // normalisation, but quote stripping runs on substrings and keeps the full set for safety.
-const isLineTerminator = (c: string | undefined): boolean =>
-  c === '\n' || c === '\r' || c === '\u2028' || c === '\u2029';
+const isLineTerminator = (c: string | undefined): boolean => c === '\n' || c === '\r' || c === '\u2028' || c === '\u2029';
 
-const isKeyChar = (c: string | undefined): boolean =>
-  c !== undefined && /[A-Za-z0-9_.-]/.test(c);
+const isKeyChar = (c: string | undefined): boolean => c !== undefined && /[A-Za-z0-9_.-]/.test(c);
 
 const isQuote = (c: string | undefined): c is "'" | '"' | '`' => c === "'" || c === '"' || c === '`';
 

@@ -21,9 +21,7 @@ interface Vector {
   iv: string;
   encrypted: string;
 }
-const vectors = JSON.parse(
-  readFileSync(new URL('../../test/vectors/env-crypto.json', import.meta.url), 'utf8'),
-) as Vector[];
+const vectors = JSON.parse(readFileSync(new URL('../../test/vectors/env-crypto.json', import.meta.url), 'utf8')) as Vector[];
 
 const SECRET = 'sup3r-s3cret-value-\u00e9-must-not-leak';
 const ENVS = [
@@ -142,14 +140,8 @@ test('malformed keys', async () => {
     await rejectsWith(() => encryptEnvVars(ENVS, bad), 'invalid_public_key');
     await rejectsWith(() => decryptEnvVars('00'.repeat(80), bad), 'invalid_private_key');
   }
-  await rejectsWith(
-    () => encryptEnvVarsWith(ENVS, publicKey, { ephemeralPrivateKey: privateKey, iv: '00'.repeat(11) }),
-    'invalid_iv',
-  );
-  await rejectsWith(
-    () => encryptEnvVarsWith(ENVS, publicKey, { ephemeralPrivateKey: 'ab', iv: '00'.repeat(12) }),
-    'invalid_private_key',
-  );
+  await rejectsWith(() => encryptEnvVarsWith(ENVS, publicKey, { ephemeralPrivateKey: privateKey, iv: '00'.repeat(11) }), 'invalid_iv');
+  await rejectsWith(() => encryptEnvVarsWith(ENVS, publicKey, { ephemeralPrivateKey: 'ab', iv: '00'.repeat(12) }), 'invalid_private_key');
 });
 
 test('low-order public keys (all-zero shared secret) are refused both ways', async () => {
@@ -216,9 +208,11 @@ test('decrypted payloads of the wrong shape are refused without echoing them', a
 
 test('invalid env input is refused before encryption, naming the index only', async () => {
   const { publicKey } = generateEnvKeyPair();
-  const bad = [{ key: 'A', value: SECRET }, { key: 'B', value: 42 }] as unknown as { key: string; value: string }[];
+  const bad = [
+    { key: 'A', value: SECRET },
+    { key: 'B', value: 42 },
+  ] as unknown as { key: string; value: string }[];
   const err = await rejectsWith(() => encryptEnvVars(bad, publicKey), 'invalid_env');
   assert.match(err.message, /envs\[1\]\.value/);
   await rejectsWith(() => encryptEnvVars('nope' as never, publicKey), 'invalid_env');
 });
-

@@ -69,10 +69,7 @@ function sharedSecret(privateKey: Uint8Array, publicKey: Uint8Array, whose: stri
     shared = x25519.getSharedSecret(privateKey, publicKey);
   } catch {
     // Lengths are checked before this point, so noble only refuses low-order points here.
-    throw new EnvCryptoError(
-      'weak_shared_secret',
-      `${whose} is a low-order x25519 point: the shared secret would be all zero`,
-    );
+    throw new EnvCryptoError('weak_shared_secret', `${whose} is a low-order x25519 point: the shared secret would be all zero`);
   }
   // Kept even though noble rejects low-order points up front: an all-zero AES key would let
   // anyone read the env, so this must not depend on a library detail.
@@ -109,11 +106,7 @@ export interface DeterministicEncryptionInputs {
  * Deterministic core of {@link encryptEnvVars}, exposed for known-answer vectors.
  * @internal Production code must use encryptEnvVars: a repeated key/IV pair breaks GCM.
  */
-export function encryptEnvVarsWith(
-  envs: readonly EnvVar[],
-  publicKeyHex: string,
-  inputs: DeterministicEncryptionInputs,
-): string {
+export function encryptEnvVarsWith(envs: readonly EnvVar[], publicKeyHex: string, inputs: DeterministicEncryptionInputs): string {
   const remote = keyBytes(publicKeyHex, 'env encryption public key', 'invalid_public_key');
   const ephemeral = keyBytes(inputs.ephemeralPrivateKey, 'ephemeral private key', 'invalid_private_key');
   const iv = nonceBytes(inputs.iv);

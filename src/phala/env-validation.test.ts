@@ -74,7 +74,10 @@ test('total size (keys + values): 1 MiB passes, one byte more fails', () => {
     exact.push({ key, value });
     left -= 1 + value.length;
   }
-  assert.equal(exact.reduce((n, e) => n + e.key.length + e.value.length, 0), MAX_ENV_TOTAL_BYTES);
+  assert.equal(
+    exact.reduce((n, e) => n + e.key.length + e.value.length, 0),
+    MAX_ENV_TOTAL_BYTES,
+  );
   assert.deepEqual(codes(exact), []);
   const over = exact.map((e) => ({ ...e }));
   over.push({ key: 'Z', value: '' });
@@ -93,7 +96,13 @@ test('duplicate keys are reported with both positions', () => {
   assert.equal(issues[0]?.index, 2);
   assert.match(issues[0]?.message ?? '', /envs\[2\] "A".*envs\[0\]/);
   // Keys are case-sensitive, as environment variables are.
-  assert.deepEqual(codes([{ key: 'a', value: '' }, { key: 'A', value: '' }]), []);
+  assert.deepEqual(
+    codes([
+      { key: 'a', value: '' },
+      { key: 'A', value: '' },
+    ]),
+    [],
+  );
 });
 
 test('every violation is listed, not just the first', () => {

@@ -115,9 +115,7 @@ export function validateEnvVars(envs: readonly EnvVar[]): void {
           code: 'duplicate_key',
           index,
           ...named,
-          message: keyOk
-            ? `${where}: duplicate key, first given at envs[${seen}]`
-            : `envs[${index}]: same key as envs[${seen}]`,
+          message: keyOk ? `${where}: duplicate key, first given at envs[${seen}]` : `envs[${index}]: same key as envs[${seen}]`,
         });
       }
     }

@@ -20,9 +20,7 @@ interface Vector {
   timestamp?: number;
   signature: string;
 }
-const vectors = JSON.parse(
-  readFileSync(new URL('../../test/vectors/kms-signature.json', import.meta.url), 'utf8'),
-) as Vector[];
+const vectors = JSON.parse(readFileSync(new URL('../../test/vectors/kms-signature.json', import.meta.url), 'utf8')) as Vector[];
 const legacy = vectors.find((v) => v.timestamp === undefined) as Vector;
 const stamped = vectors.find((v) => v.timestamp !== undefined && v.timestamp > 0) as Vector;
 
@@ -40,11 +38,7 @@ test('committed vectors: signing is deterministic and verifies', () => {
     const sig = signEnvEncryptPublicKey({ publicKey: v.publicKey, appId: v.appId, kmsPrivateKey: v.kmsPrivateKey, timestamp: v.timestamp });
     assert.equal(sig, v.signature, v.name);
     assert.match(sig, /^0x[0-9a-f]{128}0[01]$/);
-    assert.equal(
-      verifyEnvEncryptPublicKey({ ...v, now: v.timestamp === undefined ? undefined : v.timestamp + 10 }),
-      true,
-      v.name,
-    );
+    assert.equal(verifyEnvEncryptPublicKey({ ...v, now: v.timestamp === undefined ? undefined : v.timestamp + 10 }), true, v.name);
   }
 });
 
@@ -154,11 +148,14 @@ test('malformed inputs throw a clear KmsSignatureError', () => {
     [{ timestamp: 1, maxAgeSeconds: -5 }, /maxAgeSeconds/],
   ];
   for (const [patch, message] of cases) {
-    assert.throws(() => verifyEnvEncryptPublicKey({ ...v, ...patch }), (err: unknown) => {
-      assert.ok(err instanceof KmsSignatureError, String(err));
-      assert.match(err.message, message);
-      return true;
-    });
+    assert.throws(
+      () => verifyEnvEncryptPublicKey({ ...v, ...patch }),
+      (err: unknown) => {
+        assert.ok(err instanceof KmsSignatureError, String(err));
+        assert.match(err.message, message);
+        return true;
+      },
+    );
   }
   assert.throws(() => kmsPublicKeyFromPrivate('00'.repeat(32)), KmsSignatureError);
   assert.throws(() => kmsPublicKeyFromPrivate('abc'), KmsSignatureError);

@@ -94,8 +94,7 @@ export function signEnvEncryptPublicKey(args: {
 }
 
 export type EnvEncryptPublicKeyCheck =
-  | { ok: true }
-  | { ok: false; reason: 'signer_mismatch' | 'unrecoverable' | 'expired' | 'from_future' };
+  { ok: true } | { ok: false; reason: 'signer_mismatch' | 'unrecoverable' | 'expired' | 'from_future' };
 
 export interface VerifyEnvEncryptPublicKeyArgs {
   publicKey: string;
@@ -136,9 +135,7 @@ export function checkEnvEncryptPublicKey(args: VerifyEnvEncryptPublicKeyArgs): E
 
   let signer: string;
   try {
-    const point = secp256k1.Signature.fromBytes(sig.subarray(0, 64), 'compact')
-      .addRecoveryBit(recovery)
-      .recoverPublicKey(digest);
+    const point = secp256k1.Signature.fromBytes(sig.subarray(0, 64), 'compact').addRecoveryBit(recovery).recoverPublicKey(digest);
     signer = point.toHex(true);
   } catch {
     return { ok: false, reason: 'unrecoverable' };

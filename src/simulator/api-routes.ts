@@ -8,7 +8,16 @@ import { detailError, validationError } from './errors.ts';
 import { patchEnvs, type EnvsDeps } from './envs-route.ts';
 import { deriveAppEnvKeyPair } from './keys.ts';
 import type { CvmRecord, Workspace } from './state.ts';
-import { renderCvmDetail, renderCvmState, renderCvmStatus, renderKmsContract, renderKmsInfo, renderKmsNode, renderOperation, type ViewContext } from './views.ts';
+import {
+  renderCvmDetail,
+  renderCvmState,
+  renderCvmStatus,
+  renderKmsContract,
+  renderKmsInfo,
+  renderKmsNode,
+  renderOperation,
+  type ViewContext,
+} from './views.ts';
 import { getAddress } from 'viem';
 import { ChainRpcError, classifyOwner } from './chain-verifier.ts';
 
@@ -58,7 +67,11 @@ function intQuery(query: URLSearchParams, name: string, dflt: number, min: numbe
   }
   if (n < min || n > max) {
     throw validationError([
-      { loc: ['query', name], msg: `Input should be ${n < min ? 'greater' : 'less'} than or equal to ${n < min ? min : max}`, type: n < min ? 'greater_than_equal' : 'less_than_equal' },
+      {
+        loc: ['query', name],
+        msg: `Input should be ${n < min ? 'greater' : 'less'} than or equal to ${n < min ? min : max}`,
+        type: n < min ? 'greater_than_equal' : 'less_than_equal',
+      },
     ]);
   }
   return n;
@@ -160,12 +173,16 @@ function operations(deps: ApiDeps, req: ApiRequest): ApiResponse {
     if (!decoded) throw validationError([{ loc: ['query', 'cursor'], msg: 'Invalid cursor', type: 'value_error' }]);
     offset = Number(decoded[1]);
   }
-  const types = req.query.getAll('operation_types').flatMap((t) => t.split(',')).filter(Boolean);
+  const types = req.query
+    .getAll('operation_types')
+    .flatMap((t) => t.split(','))
+    .filter(Boolean);
   const parseTime = (name: string): number | null => {
     const raw = req.query.get(name);
     if (!raw) return null;
     const t = Date.parse(raw);
-    if (Number.isNaN(t)) throw validationError([{ loc: ['query', name], msg: 'Input should be a valid datetime', type: 'datetime_parsing' }]);
+    if (Number.isNaN(t))
+      throw validationError([{ loc: ['query', name], msg: 'Input should be a valid datetime', type: 'datetime_parsing' }]);
     return t;
   };
   const start = parseTime('start_time');
@@ -186,7 +203,13 @@ function statusBatch(deps: ApiDeps, req: ApiRequest): ApiResponse {
     throw validationError([{ loc: ['body'], msg: 'Input should be a valid dictionary', type: 'dict_type' }]);
   }
   if (!Array.isArray(body.vm_uuids)) {
-    throw validationError([{ loc: ['body', 'vm_uuids'], msg: body.vm_uuids === undefined ? 'Field required' : 'Input should be a valid list', type: body.vm_uuids === undefined ? 'missing' : 'list_type' }]);
+    throw validationError([
+      {
+        loc: ['body', 'vm_uuids'],
+        msg: body.vm_uuids === undefined ? 'Field required' : 'Input should be a valid list',
+        type: body.vm_uuids === undefined ? 'missing' : 'list_type',
+      },
+    ]);
   }
   const ctx = view(deps);
   const out: Record<string, unknown> = {};

@@ -7,9 +7,7 @@
 import { createPublicClient, http, parseEventLogs, TransactionReceiptNotFoundError, type Hex, type PublicClient } from 'viem';
 import { dstackAppAbi } from '../chain/dstack-app-abi.ts';
 
-export type RegistrationVerdict =
-  | { ok: true; blockNumber: bigint }
-  | { ok: false; status: 467 | 468; reason: string };
+export type RegistrationVerdict = { ok: true; blockNumber: bigint } | { ok: false; status: 467 | 468; reason: string };
 
 export class ChainRpcError extends Error {
   override readonly name = 'ChainRpcError';

@@ -136,7 +136,9 @@ export function mergeBehaviour(base: BehaviourConfig, patch: Record<string, unkn
         break;
       case 'composeSerialization':
         if (!isComposeSerialization(value)) {
-          throw new SettingError(`${key} must be compact, indented, or one of ${COMPOSE_SERIALISATION_NAMES.join(', ')} optionally with +preprocessed or +nulls-dropped`);
+          throw new SettingError(
+            `${key} must be compact, indented, or one of ${COMPOSE_SERIALISATION_NAMES.join(', ')} optionally with +preprocessed or +nulls-dropped`,
+          );
         }
         out.composeSerialization = value;
         break;

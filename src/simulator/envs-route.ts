@@ -242,7 +242,13 @@ async function handle(deps: EnvsDeps, cvm: CvmRecord, body: UpdateEnvsBody): Pro
   return accept(deps, cvm, body.encrypted_env, pending.compose, true);
 }
 
-function accept(deps: EnvsDeps, cvm: CvmRecord, encryptedEnv: string, compose: AppCompose, allowedEnvsChanged: boolean): Record<string, unknown> {
+function accept(
+  deps: EnvsDeps,
+  cvm: CvmRecord,
+  encryptedEnv: string,
+  compose: AppCompose,
+  allowedEnvsChanged: boolean,
+): Record<string, unknown> {
   const behaviour = deps.behaviour();
   const now = deps.now();
   const startedAt = new Date(now).toISOString();
@@ -310,14 +316,15 @@ export async function applyInFlight(
     // The guest restarts and the KMS refuses its keys: the CVM keeps running the old env.
     if (refused !== null) failure = `boot refused by the KMS: ${refused}`;
   }
-  if (failure === null) try {
-    const env: EnvVar[] = await decryptEnvVars(flight.encryptedEnv, cvm.envPrivateKey);
-    validateEnvVars(env);
-  } catch (err) {
-    if (err instanceof EnvValidationError) failure = `the guest rejected the env vars: ${err.issues.map((i) => i.message).join('; ')}`;
-    else if (err instanceof EnvCryptoError) failure = `the guest could not decrypt the env vars: ${err.message}`;
-    else throw err;
-  }
+  if (failure === null)
+    try {
+      const env: EnvVar[] = await decryptEnvVars(flight.encryptedEnv, cvm.envPrivateKey);
+      validateEnvVars(env);
+    } catch (err) {
+      if (err instanceof EnvValidationError) failure = `the guest rejected the env vars: ${err.issues.map((i) => i.message).join('; ')}`;
+      else if (err instanceof EnvCryptoError) failure = `the guest could not decrypt the env vars: ${err.message}`;
+      else throw err;
+    }
   if (failure === null) {
     cvm.compose = flight.compose;
     cvm.applied = { encryptedEnv: flight.encryptedEnv, correlationId: flight.correlationId, appliedAt: at };

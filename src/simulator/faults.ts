@@ -194,11 +194,13 @@ export class Faults {
     let error: FaultRule['error'] = null;
     const err = input.rateLimit ? { status: 429, ...input.rateLimit } : input.error;
     if (err) {
-      if (![403, 429, 500, 502, 503].includes(err.status)) throw new FaultInputError(`${where}.error.status must be 403, 429, 500, 502 or 503`);
+      if (![403, 429, 500, 502, 503].includes(err.status))
+        throw new FaultInputError(`${where}.error.status must be 403, 429, 500, 502 or 503`);
       error = {
         status: err.status as FaultErrorStatus,
         rate: rate(`${where}.error.rate`, err.rate),
-        retryAfterSeconds: err.retryAfterSeconds === undefined ? 1 : nonNegInt(`${where}.error.retryAfterSeconds`, err.retryAfterSeconds, 3600),
+        retryAfterSeconds:
+          err.retryAfterSeconds === undefined ? 1 : nonNegInt(`${where}.error.retryAfterSeconds`, err.retryAfterSeconds, 3600),
       };
     }
     let drop: FaultRule['drop'] = null;

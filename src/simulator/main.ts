@@ -103,7 +103,9 @@ try {
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   log(`ready at ${sim.apiUrl} (state in ${dataDir})`);
-  process.stdout.write(`${JSON.stringify({ ready: true, apiUrl: sim.apiUrl, apiKey, simAdminToken: adminToken, simUrl: sim.url, cvms })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ ready: true, apiUrl: sim.apiUrl, apiKey, simAdminToken: adminToken, simUrl: sim.url, cvms })}\n`,
+  );
 } catch (err) {
   fail(`failed: ${(err as Error).message}`);
 }

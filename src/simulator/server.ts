@@ -130,12 +130,17 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
     const flight = cvm.inFlight;
     if (flight === null || closed) return;
     clearTimeout(timers.get(cvm.id));
-    const timer = setTimeout(() => {
-      timers.delete(cvm.id);
-      const current = ws.data.cvms.find((c) => c.id === cvm.id);
-      if (!current || current.inFlight?.correlationId !== flight.correlationId) return;
-      applyInFlight(ws, current, now(), bootRefusal).catch((err: unknown) => log(`applying the update of ${cvm.id} failed: ${(err as Error).message}`));
-    }, Math.max(0, flight.applyAt - now()));
+    const timer = setTimeout(
+      () => {
+        timers.delete(cvm.id);
+        const current = ws.data.cvms.find((c) => c.id === cvm.id);
+        if (!current || current.inFlight?.correlationId !== flight.correlationId) return;
+        applyInFlight(ws, current, now(), bootRefusal).catch((err: unknown) =>
+          log(`applying the update of ${cvm.id} failed: ${(err as Error).message}`),
+        );
+      },
+      Math.max(0, flight.applyAt - now()),
+    );
     timers.set(cvm.id, timer);
   };
   for (const cvm of ws.data.cvms) schedule(cvm);

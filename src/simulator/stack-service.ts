@@ -69,7 +69,13 @@ export function simulatorService(options: SimulatorServiceOptions = {}): StackSe
         ...(faults ? { faults } : {}),
         log: (line) => ctx.log(`simulator: ${line}`),
       });
-      const cvms: StackCvm[] = sim.seeded.map((c) => ({ id: c.id, name: c.name, appId: c.appId, kms: c.kms, ownerIsSigner: c.ownerIsSigner }));
+      const cvms: StackCvm[] = sim.seeded.map((c) => ({
+        id: c.id,
+        name: c.name,
+        appId: c.appId,
+        kms: c.kms,
+        ownerIsSigner: c.ownerIsSigner,
+      }));
       ctx.log(`simulator at ${sim.apiUrl}: ${cvms.map((c) => `${c.name}=${c.id}`).join(', ')}`);
       return {
         info: { apiUrl: sim.apiUrl, apiKey, simAdminToken: adminToken, simUrl: sim.url, cvms },

@@ -214,7 +214,10 @@ export class Workspace {
     const dashless = UUID_DASHLESS(r);
     const byUuid = cvms.find((c) => UUID_DASHLESS(c.vmUuid) === dashless);
     if (byUuid) return byUuid;
-    const hex = r.replace(/^(app_|instance_)/, '').replace(/^0x/, '').toLowerCase();
+    const hex = r
+      .replace(/^(app_|instance_)/, '')
+      .replace(/^0x/, '')
+      .toLowerCase();
     if (/^[0-9a-f]{40}$/.test(hex)) {
       if (!r.startsWith('instance_')) {
         const byApp = cvms.find((c) => c.appId === hex);

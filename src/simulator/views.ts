@@ -170,7 +170,12 @@ export function renderCvmDetail(ctx: ViewContext, cvm: CvmRecord, version: ApiVe
       status: 'ONLINE',
       version: node.version,
     },
-    os: { name: `dstack-${node.version}`, version: node.version, is_dev: false, os_image_hash: node.osImageHash?.replace(/^0x/, '') ?? null },
+    os: {
+      name: `dstack-${node.version}`,
+      version: node.version,
+      is_dev: false,
+      os_image_hash: node.osImageHash?.replace(/^0x/, '') ?? null,
+    },
     kms_type: kms.kmsType,
     kms_info: cvmKmsInfo(ctx, cvm, kms, app.owner),
     status: cvm.status,
@@ -246,7 +251,12 @@ export function renderCvmStatus(ctx: ViewContext, cvm: CvmRecord, vmUuidKey: str
     return {
       ...base,
       operation: cvm.inFlight
-        ? { type: op?.operationType ?? null, phase: 'applying', started_at: op?.startedAt ?? null, correlation_id: cvm.inFlight.correlationId }
+        ? {
+            type: op?.operationType ?? null,
+            phase: 'applying',
+            started_at: op?.startedAt ?? null,
+            correlation_id: cvm.inFlight.correlationId,
+          }
         : null,
     };
   }

@@ -1,12 +1,6 @@
 // The update workflow's side of the per-signer transaction manager: ask it to register
 // (app, hash), follow its answers, ask again if none comes, and withdraw on abort.
-import {
-  CancellationScope,
-  condition,
-  getExternalWorkflowHandle,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { CancellationScope, condition, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.ts';
 import type { MinedTx } from '../activities/types.ts';
 import {
@@ -34,9 +28,7 @@ export interface RegistrationAsk {
 }
 
 export type RegistrationAnswer =
-  | { kind: 'confirmed'; tx: MinedTx; confirmations: number }
-  | { kind: 'already_allowed' }
-  | { kind: 'failed'; reason: string };
+  { kind: 'confirmed'; tx: MinedTx; confirmations: number } | { kind: 'already_allowed' } | { kind: 'failed'; reason: string };
 
 export class ManagedRegistration {
   private readonly latest = new Map<string, RegistrationNotice>();

@@ -83,7 +83,11 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     pre: ChainPreflight,
   ): Promise<MinedTx | undefined> {
     for (;;) {
-      const answer = await managed.obtain({ ...ask, signer: pre.signer, ...(pre.blockNumber !== undefined ? { notAllowedAtBlock: pre.blockNumber } : {}) });
+      const answer = await managed.obtain({
+        ...ask,
+        signer: pre.signer,
+        ...(pre.blockNumber !== undefined ? { notAllowedAtBlock: pre.blockNumber } : {}),
+      });
       if (answer.kind === 'confirmed') {
         status.confirmations = answer.confirmations;
         return answer.tx;
@@ -239,16 +243,16 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
           let txHash = operatorTx;
           operatorTx = undefined;
           if (!txHash) {
-            const why =
-              pre.signerIsOwner
-                ? `register compose hash ${first.composeHash} on app ${appId} and signal useTransaction`
-                : `${pre.signer ? `the signer ${pre.signer} is not the owner` : 'the worker has no signer key and cannot act for the owner'} ` +
-                    `(${pre.owner}) of app ${appId}: the owner must call ` +
-                    `addComposeHash(${first.composeHash}) and signal useTransaction with its hash`;
+            const why = pre.signerIsOwner
+              ? `register compose hash ${first.composeHash} on app ${appId} and signal useTransaction`
+              : `${pre.signer ? `the signer ${pre.signer} is not the owner` : 'the worker has no signer key and cannot act for the owner'} ` +
+                `(${pre.owner}) of app ${appId}: the owner must call ` +
+                `addComposeHash(${first.composeHash}) and signal useTransaction with its hash`;
             // Since 'owner-watch': the chain is watched meanwhile; a registration by anyone ends the wait.
-            const action = !pre.signerIsOwner && patched(OWNER_WATCH_PATCH)
-              ? await awaitOwner(why, { chainId, appId, composeHash: first.composeHash, fromBlock: pre.blockNumber ?? 0 })
-              : await t.awaitOperator(why, ['useTransaction']);
+            const action =
+              !pre.signerIsOwner && patched(OWNER_WATCH_PATCH)
+                ? await awaitOwner(why, { chainId, appId, composeHash: first.composeHash, fromBlock: pre.blockNumber ?? 0 })
+                : await t.awaitOperator(why, ['useTransaction']);
             if (action.kind === 'onChain') {
               // Found by the watch: the app allows the hash and its ComposeHashAdded names the tx.
               registration = action.tx;
@@ -303,7 +307,8 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
           accepted = second;
           break;
         }
-        status.lastError = second.kind === 'precondition_required' ? 'phase 2 asked for a registration again' : `${second.kind}: ${second.message}`;
+        status.lastError =
+          second.kind === 'precondition_required' ? 'phase 2 asked for a registration again' : `${second.kind}: ${second.message}`;
         if (second.kind === 'tx_not_verified' && ++notVerified < MAX_TX_NOT_VERIFIED) {
           // The API's RPC may lag behind ours: give it time.
           await sleep(Math.min(2 ** (notVerified - 1) * 1000, 30_000));

@@ -125,7 +125,10 @@ export class FakeChain {
       signReplacement: async (a) => {
         const s = this.suggested();
         const fees = a.previous
-          ? { maxFeePerGas: max(up10(a.previous.maxFeePerGas), s.maxFeePerGas), maxPriorityFeePerGas: max(up10(a.previous.maxPriorityFeePerGas), s.maxPriorityFeePerGas) }
+          ? {
+              maxFeePerGas: max(up10(a.previous.maxFeePerGas), s.maxFeePerGas),
+              maxPriorityFeePerGas: max(up10(a.previous.maxPriorityFeePerGas), s.maxPriorityFeePerGas),
+            }
           : { maxFeePerGas: up10(s.maxFeePerGas.toString()), maxPriorityFeePerGas: up10(s.maxPriorityFeePerGas.toString()) };
         if (this.maxFeePerGasWei && fees.maxFeePerGas > BigInt(this.maxFeePerGasWei)) {
           return { outcome: 'at_cap' as const, capWei: this.maxFeePerGasWei, wantedWei: fees.maxFeePerGas.toString() };
@@ -144,7 +147,8 @@ export class FakeChain {
             return { result: 'sent' as const };
           }
           const there = this.pool.get(tx.nonce);
-          if (there && there.hash !== tx.hash && BigInt(tx.maxFeePerGas) < (BigInt(there.maxFeePerGas) * 110n) / 100n) return { result: 'known' as const };
+          if (there && there.hash !== tx.hash && BigInt(tx.maxFeePerGas) < (BigInt(there.maxFeePerGas) * 110n) / 100n)
+            return { result: 'known' as const };
           this.pool.set(tx.nonce, tx);
           return { result: 'sent' as const };
         }),
@@ -156,20 +160,41 @@ export class FakeChain {
           const mined = p.hashes.find((h) => this.receipts.has(h));
           if (mined) {
             const r = this.receipts.get(mined)!;
-            return { nonce: p.nonce, state: 'mined' as const, hash: mined, blockNumber: r.blockNumber, blockHash: r.blockHash, success: true };
+            return {
+              nonce: p.nonce,
+              state: 'mined' as const,
+              hash: mined,
+              blockNumber: r.blockNumber,
+              blockHash: r.blockHash,
+              success: true,
+            };
           }
           if (this.accountNonce > p.nonce) return { nonce: p.nonce, state: 'consumed' as const };
           const pooled = p.hashes.filter((h) => this.pool.get(p.nonce)?.hash === h);
-          return pooled.length > 0 ? { nonce: p.nonce, state: 'pending' as const, pendingHashes: pooled } : { nonce: p.nonce, state: 'dropped' as const };
+          return pooled.length > 0
+            ? { nonce: p.nonce, state: 'pending' as const, pendingHashes: pooled }
+            : { nonce: p.nonce, state: 'dropped' as const };
         });
         const mined = a.mined.map((m) => {
           const r = this.receipts.get(m.hash);
           if (!r) return { nonce: m.nonce, hash: m.hash, state: 'reorged' as const, reason: 'receipt-missing' as const };
           if (r.blockHash !== m.blockHash) {
-            return { nonce: m.nonce, hash: m.hash, state: 'reorged' as const, reason: 'moved' as const, current: { blockNumber: r.blockNumber, blockHash: r.blockHash, status: 'success' as const } };
+            return {
+              nonce: m.nonce,
+              hash: m.hash,
+              state: 'reorged' as const,
+              reason: 'moved' as const,
+              current: { blockNumber: r.blockNumber, blockHash: r.blockHash, status: 'success' as const },
+            };
           }
           const depth = this.head - r.blockNumber + 1;
-          return { nonce: m.nonce, hash: m.hash, state: depth >= m.confirmations ? ('confirmed' as const) : ('pending' as const), confirmations: depth, latestBlock: this.head };
+          return {
+            nonce: m.nonce,
+            hash: m.hash,
+            state: depth >= m.confirmations ? ('confirmed' as const) : ('pending' as const),
+            confirmations: depth,
+            latestBlock: this.head,
+          };
         });
         return { head: this.head, accountNonce: this.accountNonce, pending, mined };
       },

@@ -37,7 +37,11 @@ export interface SafeFixture {
   owners: LocalAccount[];
   threshold: number;
   /** Signs with `signers` (each an owner) and executes from `executor`; returns the tx hash once mined. */
-  execute(call: { to: Address; data: Hex; value?: bigint }, signers: LocalAccount[], executor: LocalAccount): Promise<{ hash: Hex; success: boolean }>;
+  execute(
+    call: { to: Address; data: Hex; value?: bigint },
+    signers: LocalAccount[],
+    executor: LocalAccount,
+  ): Promise<{ hash: Hex; success: boolean }>;
 }
 
 function clients(rpcUrl: string, chainId: number, account: LocalAccount): { pub: PublicClient; wallet: WalletClient } {
@@ -48,7 +52,13 @@ function clients(rpcUrl: string, chainId: number, account: LocalAccount): { pub:
   };
 }
 
-export async function deploySafe(opts: { rpcUrl: string; chainId: number; deployer: LocalAccount; owners: LocalAccount[]; threshold: number }): Promise<SafeFixture> {
+export async function deploySafe(opts: {
+  rpcUrl: string;
+  chainId: number;
+  deployer: LocalAccount;
+  owners: LocalAccount[];
+  threshold: number;
+}): Promise<SafeFixture> {
   const { pub, wallet } = clients(opts.rpcUrl, opts.chainId, opts.deployer);
   const safe = safeArtifact();
   const factory = factoryArtifact();
@@ -72,7 +82,9 @@ export async function deploySafe(opts: { rpcUrl: string; chainId: number; deploy
     chain: wallet.chain,
   });
   const receipt = await pub.waitForTransactionReceipt({ hash: created });
-  const [event] = parseEventLogs({ abi: factory.abi, logs: receipt.logs, eventName: 'ProxyCreation' }) as unknown as { args: { proxy: Address } }[];
+  const [event] = parseEventLogs({ abi: factory.abi, logs: receipt.logs, eventName: 'ProxyCreation' }) as unknown as {
+    args: { proxy: Address };
+  }[];
   const address = getAddress(event!.args.proxy);
 
   return {
@@ -110,7 +122,9 @@ export async function deploySafe(opts: { rpcUrl: string; chainId: number; deploy
       // The Safe wants the signatures ordered by owner address, ascending.
       const ordered = [...signers].sort((a, b) => (BigInt(a.address) < BigInt(b.address) ? -1 : 1));
       const signatures = await Promise.all(
-        ordered.map((s) => s.signTypedData({ domain: { chainId: opts.chainId, verifyingContract: address }, types, primaryType: 'SafeTx', message })),
+        ordered.map((s) =>
+          s.signTypedData({ domain: { chainId: opts.chainId, verifyingContract: address }, types, primaryType: 'SafeTx', message }),
+        ),
       );
       const exec = clients(opts.rpcUrl, opts.chainId, executor);
       const hash = await exec.wallet.writeContract({

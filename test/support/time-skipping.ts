@@ -19,9 +19,7 @@ const STOPPED_WITHIN_MS = 5_000;
  * once the server no longer accepts connections (it rejects otherwise, unlike the SDK's, which logs
  * and returns). Stop every Worker on `env.nativeConnection` before tearing down.
  */
-export async function createTimeSkippingEnv(
-  options: TimeSkippingTestWorkflowEnvironmentOptions = {},
-): Promise<TestWorkflowEnvironment> {
+export async function createTimeSkippingEnv(options: TimeSkippingTestWorkflowEnvironmentOptions = {}): Promise<TestWorkflowEnvironment> {
   if (!testServerInstalled()) {
     throw new Error(
       `The Temporal time-skipping test server ${TEST_SERVER_VERSION} is not installed (${TEST_SERVER_EXECUTABLE} is missing): ` +

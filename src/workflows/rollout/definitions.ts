@@ -27,15 +27,7 @@ export interface RolloutInput {
   maxEventsPerRun?: number;
 }
 
-export type RolloutState =
-  | 'starting'
-  | 'running'
-  | 'paused'
-  | 'awaiting_approval'
-  | 'halted'
-  | 'aborting'
-  | 'completed'
-  | 'aborted';
+export type RolloutState = 'starting' | 'running' | 'paused' | 'awaiting_approval' | 'halted' | 'aborting' | 'completed' | 'aborted';
 
 export interface RolloutFailure {
   cvmId: string;
@@ -144,7 +136,8 @@ export function rolloutInputProblem(input: RolloutInput): string | undefined {
     if (new Set(ids).size !== ids.length) return 'targets.cvmIds lists a CVM twice';
   } else if ('appId' in t) {
     const appId = (t as { appId: unknown }).appId;
-    if (typeof appId !== 'string' || !/^(0x)?[0-9a-fA-F]{40}$/.test(appId)) return 'targets.appId must be 40 hex characters, optionally 0x-prefixed';
+    if (typeof appId !== 'string' || !/^(0x)?[0-9a-fA-F]{40}$/.test(appId))
+      return 'targets.appId must be 40 hex characters, optionally 0x-prefixed';
   } else return 'targets must be {cvmIds: [...]} or {appId}';
   if (input.env === null || typeof input.env !== 'object') return 'env must be an object or a list of {key, value}';
   const posInt = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
@@ -157,7 +150,8 @@ export function rolloutInputProblem(input: RolloutInput): string | undefined {
   if (input.canary !== undefined) {
     const c = input.canary as unknown;
     const count = typeof c === 'number' ? c : c && typeof c === 'object' ? (c as { count?: unknown }).count : undefined;
-    if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) return 'canary must be a count (a non-negative integer) or {count, autoApprove?}';
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 0)
+      return 'canary must be a count (a non-negative integer) or {count, autoApprove?}';
   }
   if (input.composeHashPolicy !== undefined && !['strict', 'warn', 'off'].includes(input.composeHashPolicy)) {
     return "composeHashPolicy must be 'strict', 'warn' or 'off'";

@@ -46,7 +46,13 @@ type Activities = ReturnType<typeof createActivities>;
 const api = proxyActivities<Activities>({
   startToCloseTimeout: '45 seconds',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 12, nonRetryableErrorTypes: FINAL_FAILURES },
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: 12,
+    nonRetryableErrorTypes: FINAL_FAILURES,
+  },
 });
 
 type Child = ChildWorkflowHandle<typeof updateCvmEnvWorkflow>;
@@ -283,7 +289,8 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
     await api.validateInput({ env: input.env, allowedKeys: input.allowedKeys });
     const targets = input.targets;
     const cvmIds = 'cvmIds' in targets ? [...targets.cvmIds] : (await api.listAppCvms({ appId: targets.appId })).cvmIds;
-    if (cvmIds.length === 0) throw ApplicationFailure.nonRetryable(`targets.appId: app ${'appId' in targets ? targets.appId : ''} has no CVMs`, 'InvalidInput');
+    if (cvmIds.length === 0)
+      throw ApplicationFailure.nonRetryable(`targets.appId: app ${'appId' in targets ? targets.appId : ''} has no CVMs`, 'InvalidInput');
     p.cvmIds = cvmIds;
     // Aborted before the list came: nothing starts, every target is reported aborted.
     if (p.abortReason !== undefined) p.aborted.push(...cvmIds);

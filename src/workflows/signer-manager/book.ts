@@ -21,7 +21,14 @@ const REMEMBERED_DONE = 1000;
 const GAP_WINDOW = 64;
 
 export function emptySignerState(): SignerState {
-  return { nextNonce: 0, registrations: [], slots: [], gaps: {}, stats: { signed: 0, replaced: 0, rebroadcast: 0, filled: 0, mined: 0, reorgs: 0 }, generation: 0 };
+  return {
+    nextNonce: 0,
+    registrations: [],
+    slots: [],
+    gaps: {},
+    stats: { signed: 0, replaced: 0, rebroadcast: 0, filled: 0, mined: 0, reorgs: 0 },
+    generation: 0,
+  };
 }
 
 export interface Notice {
@@ -64,7 +71,14 @@ export class SignerBook {
       delete reg.allowedElsewhere;
     }
     if (!reg) {
-      reg = { key, appId: r.appId.toLowerCase(), composeHash: r.composeHash.toLowerCase().replace(/^0x/, ''), state: 'queued', subscribers: [], since: now };
+      reg = {
+        key,
+        appId: r.appId.toLowerCase(),
+        composeHash: r.composeHash.toLowerCase().replace(/^0x/, ''),
+        state: 'queued',
+        subscribers: [],
+        since: now,
+      };
       this.state.registrations.push(reg);
     }
     // Asking again resets what the asker was told: the answer is sent again.
@@ -120,7 +134,14 @@ export class SignerBook {
    * the nonce they took is handed back at once with a self-send.
    */
   applyWithdrawnSigning(signed: SignedTx, now: number): void {
-    this.state.slots.push({ nonce: signed.nonce, txs: [record(signed, 'register')], state: 'pending', sentAt: now, cancelled: true, replaceNow: true });
+    this.state.slots.push({
+      nonce: signed.nonce,
+      txs: [record(signed, 'register')],
+      state: 'pending',
+      sentAt: now,
+      cancelled: true,
+      replaceNow: true,
+    });
     this.state.nextNonce = Math.max(this.state.nextNonce, signed.nonce + 1);
     this.state.stats.signed++;
   }
@@ -150,8 +171,15 @@ export class SignerBook {
       if (slot.atCap && !stalled) continue;
       if (!(stalled || slot.replaceNow || wantsCancel)) continue;
       const reg = slot.key ? this.reg(slot.key) : undefined;
-      const payload = reg && !slot.cancelled ? ({ kind: 'register', appId: reg.appId, composeHash: reg.composeHash } as const) : ({ kind: 'self' } as const);
-      due.push({ nonce: slot.nonce, payload, previous: { maxFeePerGas: latest.maxFeePerGas, maxPriorityFeePerGas: latest.maxPriorityFeePerGas, gas: latest.gas } });
+      const payload =
+        reg && !slot.cancelled
+          ? ({ kind: 'register', appId: reg.appId, composeHash: reg.composeHash } as const)
+          : ({ kind: 'self' } as const);
+      due.push({
+        nonce: slot.nonce,
+        payload,
+        previous: { maxFeePerGas: latest.maxFeePerGas, maxPriorityFeePerGas: latest.maxPriorityFeePerGas, gas: latest.gas },
+      });
     }
     return due;
   }
@@ -208,11 +236,22 @@ export class SignerBook {
   // ---- watching ----
 
   /** What the watcher should look at; `hashCounts` lets a late answer be told from a fresh one. */
-  observeInput(): { pending: { nonce: number; hashes: string[] }[]; mined: { nonce: number; hash: string; blockNumber: number; blockHash: string; confirmations: number }[] } {
-    const pending = this.state.slots.filter((s) => s.state === 'pending' && s.txs.length > 0).map((s) => ({ nonce: s.nonce, hashes: s.txs.map((t) => t.hash) }));
+  observeInput(): {
+    pending: { nonce: number; hashes: string[] }[];
+    mined: { nonce: number; hash: string; blockNumber: number; blockHash: string; confirmations: number }[];
+  } {
+    const pending = this.state.slots
+      .filter((s) => s.state === 'pending' && s.txs.length > 0)
+      .map((s) => ({ nonce: s.nonce, hashes: s.txs.map((t) => t.hash) }));
     const mined = this.state.slots
       .filter((s) => s.state === 'mined' && s.mined)
-      .map((s) => ({ nonce: s.nonce, hash: s.mined!.hash, blockNumber: s.mined!.blockNumber, blockHash: s.mined!.blockHash, confirmations: this.depthWanted(s) }));
+      .map((s) => ({
+        nonce: s.nonce,
+        hash: s.mined!.hash,
+        blockNumber: s.mined!.blockNumber,
+        blockHash: s.mined!.blockHash,
+        confirmations: this.depthWanted(s),
+      }));
     return { pending, mined };
   }
 
@@ -255,7 +294,12 @@ export class SignerBook {
         s.stats.reorgs++;
         if (m.reason === 'moved' && m.current) {
           // Still mined, in another block: follow it there.
-          slot.mined = { hash: slot.mined.hash, blockNumber: m.current.blockNumber, blockHash: m.current.blockHash, success: m.current.status === 'success' };
+          slot.mined = {
+            hash: slot.mined.hash,
+            blockNumber: m.current.blockNumber,
+            blockHash: m.current.blockHash,
+            success: m.current.status === 'success',
+          };
           delete slot.depth;
           if (reg) reg.tx = { hash: slot.mined.hash, blockNumber: m.current.blockNumber, blockHash: m.current.blockHash };
           continue;
@@ -293,7 +337,11 @@ export class SignerBook {
     }
     if (!success) {
       this.removeSlot(slot);
-      this.fail(reg, `registration transaction ${tx.hash} reverted in block ${tx.blockNumber} (out of gas, or the key no longer owns the app)`, now);
+      this.fail(
+        reg,
+        `registration transaction ${tx.hash} reverted in block ${tx.blockNumber} (out of gas, or the key no longer owns the app)`,
+        now,
+      );
       return;
     }
     slot.state = 'mined';
@@ -350,7 +398,12 @@ export class SignerBook {
     return out;
   }
 
-  private noticeFor(reg: Registration, slot: NonceSlot | undefined, sub: Subscriber, base: { appId: string; composeHash: string }): Omit<Notice, 'workflowId' | 'requestId'> | undefined {
+  private noticeFor(
+    reg: Registration,
+    slot: NonceSlot | undefined,
+    sub: Subscriber,
+    base: { appId: string; composeHash: string },
+  ): Omit<Notice, 'workflowId' | 'requestId'> | undefined {
     if (reg.state === 'failed') {
       if (sub.told === 'failed' || sub.told === 'already_allowed') return undefined;
       if (reg.allowedElsewhere) return { notice: { ...base, state: 'already_allowed' }, final: true };
@@ -366,7 +419,16 @@ export class SignerBook {
     if (hash && sub.toldHash !== hash) {
       const signed = slot?.txs.find((t) => t.hash === hash);
       return {
-        notice: { ...base, state: 'sent', tx: { hash, nonce: reg.nonce ?? slot?.nonce ?? -1, maxFeePerGas: signed?.maxFeePerGas ?? '0', maxPriorityFeePerGas: signed?.maxPriorityFeePerGas ?? '0' } },
+        notice: {
+          ...base,
+          state: 'sent',
+          tx: {
+            hash,
+            nonce: reg.nonce ?? slot?.nonce ?? -1,
+            maxFeePerGas: signed?.maxFeePerGas ?? '0',
+            maxPriorityFeePerGas: signed?.maxPriorityFeePerGas ?? '0',
+          },
+        },
         final: false,
       };
     }
@@ -412,7 +474,12 @@ export class SignerBook {
 
   /** Nothing in flight and nothing owed: the manager can sleep until asked. */
   idle(): boolean {
-    return this.state.slots.length === 0 && this.queued().length === 0 && this.notices().length === 0 && Object.keys(this.state.gaps).length === 0;
+    return (
+      this.state.slots.length === 0 &&
+      this.queued().length === 0 &&
+      this.notices().length === 0 &&
+      Object.keys(this.state.gaps).length === 0
+    );
   }
 
   status(chainId: number, signer: string, now: number, historyLength: number): SignerStatus {
@@ -423,7 +490,12 @@ export class SignerBook {
       state: slot.state,
       ageMs: now - (slot.txs.length > 0 ? slot.sentAt : now),
       ...(slot.depth !== undefined ? { depth: slot.depth } : {}),
-      txs: slot.txs.map((t) => ({ hash: t.hash, kind: t.kind, maxFeePerGas: t.maxFeePerGas, maxPriorityFeePerGas: t.maxPriorityFeePerGas })),
+      txs: slot.txs.map((t) => ({
+        hash: t.hash,
+        kind: t.kind,
+        maxFeePerGas: t.maxFeePerGas,
+        maxPriorityFeePerGas: t.maxPriorityFeePerGas,
+      })),
       ...(noteOf(slot) ? { note: noteOf(slot) } : {}),
     }));
     const ages = s.slots.filter((x) => x.state === 'pending').map((x) => now - x.sentAt);
@@ -484,11 +556,19 @@ export class SignerBook {
 }
 
 function record(signed: SignedTx, kind: SignedRecord['kind']): SignedRecord {
-  return { hash: signed.hash, raw: signed.raw, maxFeePerGas: signed.maxFeePerGas, maxPriorityFeePerGas: signed.maxPriorityFeePerGas, gas: signed.gas, kind };
+  return {
+    hash: signed.hash,
+    raw: signed.raw,
+    maxFeePerGas: signed.maxFeePerGas,
+    maxPriorityFeePerGas: signed.maxPriorityFeePerGas,
+    gas: signed.gas,
+    kind,
+  };
 }
 
 function noteOf(slot: NonceSlot): string | undefined {
-  if (slot.atCap) return `at the fee cap (${slot.atCap.capWei} wei; a replacement wants ${slot.atCap.wantedWei}): waiting for fees to fall or the cap to rise`;
+  if (slot.atCap)
+    return `at the fee cap (${slot.atCap.capWei} wei; a replacement wants ${slot.atCap.wantedWei}): waiting for fees to fall or the cap to rise`;
   if (slot.refused) return `refused by the node: ${slot.refused}`;
   if (slot.cancelled) return 'cancelled: its nonce is taken back by a 0-value self-send';
   if (!slot.key) return 'fills a nonce gap with a 0-value self-send';
