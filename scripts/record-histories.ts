@@ -30,6 +30,8 @@ import {
 import { signerWorkflowId } from '../src/workflows/signer-manager/definitions.ts';
 import { useStack, type TestStack } from '../test/support/stack.ts';
 import { createHarness, type Harness } from '../test/support/update-harness.ts';
+import { anvilDriver } from '../test/support/anvil-driver.ts';
+import { waitFor } from '../test/support/wait.ts';
 import { FIXTURE_PAYLOAD_KEYS, FIXTURE_SECRET_PREFIX } from '../test/histories/fixture-key.ts';
 
 const OUT_DIR = join(import.meta.dirname, '..', 'test', 'histories');
@@ -56,23 +58,7 @@ async function waitForStatus(h: Harness, cvmId: string, pred: (s: UpdateStatus) 
   }
 }
 
-async function waitFor(probe: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Empty blocks in the background: the stack automines, so nothing else would deepen a registration. */
-function startMiner(rpcUrl: string): () => Promise<void> {
-  let inFlight: Promise<unknown> = Promise.resolve();
-  const timer = setInterval(() => (inFlight = anvilRpc(rpcUrl, 'anvil_mine', ['0x1']).catch(() => {})), 300);
-  return async () => {
-    clearInterval(timer);
-    await inFlight;
-  };
-}
+const startMiner = (rpcUrl: string) => anvilDriver(rpcUrl).startMiner();
 
 type Scenario = (h: Harness, stack: TestStack) => Promise<{ workflowId: string }>;
 
@@ -135,7 +121,7 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
       );
       await Promise.all(started.map((s) => awaitEnvUpdate(s.handle)));
       const workflowId = signerWorkflowId(stack.info.chainId, h.signer.address);
-      await waitFor(async () =>
+      await waitFor('every registration done', async () =>
         (await getSignerStatus(h.client, stack.info.chainId, h.signer.address)).registrations.every((r) => r.state === 'done'),
       );
       return { workflowId };
@@ -155,7 +141,10 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
       const head = Number(BigInt(await rpc<string>('eth_blockNumber')));
       await rpc('anvil_reorg', [head - confirming.blockNumber! + 1, []]);
       // The signer's transaction manager notices the reorg and sends the same bytes again.
-      await waitFor(async () => (await getSignerStatus(h.client, stack.info.chainId, h.signer.address)).stats.reorgs >= 1);
+      await waitFor(
+        'every registration done',
+        async () => (await getSignerStatus(h.client, stack.info.chainId, h.signer.address)).stats.reorgs >= 1,
+      );
       const stopMiner = startMiner(stack.info.rpcUrl);
       try {
         await awaitEnvUpdate(handle);

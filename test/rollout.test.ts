@@ -23,26 +23,12 @@ import type { RolloutInput, RolloutStatus } from '../src/workflows/rollout/defin
 import { main as cli } from '../src/cli.ts';
 import { registrationsOf } from './support/registrations.ts';
 import { createHarness, useUpdateHarness, type Harness } from './support/update-harness.ts';
+import { waitFor } from './support/wait.ts';
 
 const setup = useUpdateHarness();
 
 const newKey = () => `K_${randomBytes(4).toString('hex').toUpperCase()}`;
 const secret = () => randomBytes(8).toString('hex');
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr ? ` (last error: ${String(lastErr)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const start = (h: Harness, input: RolloutInput) => startRollout(h.client, input, { taskQueue: h.taskQueue });
 const statusOf = (h: Harness, id: string) => getRolloutStatus(h.client, id);

@@ -15,7 +15,8 @@ import {
 } from '../src/client.ts';
 import type { SimCvmSummary } from '../src/simulator/admin-client.ts';
 import { registrationsOf } from './support/registrations.ts';
-import { anvilRpc } from '../src/dev/anvil.ts';
+import { anvilDriver } from './support/anvil-driver.ts';
+import { waitFor } from './support/wait.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 import { createHarness, type Harness } from './support/update-harness.ts';
 
@@ -29,46 +30,12 @@ after(async () => {
   await stack?.release();
 });
 
-const rpc = <T = unknown>(method: string, params: unknown[] = []) => anvilRpc<T>(stack.info.rpcUrl, method, params);
-const latestBlock = async () => Number(BigInt(await rpc<string>('eth_blockNumber')));
-const mine = (blocks = 1) => rpc('anvil_mine', [`0x${blocks.toString(16)}`]);
-
-async function inPool(hash: string): Promise<boolean> {
-  const pool = await rpc<{ pending: Record<string, Record<string, { hash: string }>> }>('txpool_content');
-  return Object.values(pool.pending ?? {}).some((byNonce) =>
-    Object.values(byNonce).some((tx) => tx.hash.toLowerCase() === hash.toLowerCase()),
-  );
-}
-
-/** Empty blocks in the background: under automine nothing else would deepen a registration. */
-function startMiner(): () => Promise<void> {
-  let stopped = false;
-  let inFlight: Promise<unknown> = Promise.resolve();
-  const timer = setInterval(() => {
-    if (!stopped) inFlight = mine().catch(() => {});
-  }, 300);
-  return async () => {
-    stopped = true;
-    clearInterval(timer);
-    await inFlight;
-  };
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      // The status query fails until the workflow's first task has run.
-      lastErr = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr ? ` (last error: ${String(lastErr)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const chain = () => anvilDriver(stack.info.rpcUrl);
+const rpc = <T = unknown>(method: string, params: unknown[] = []) => chain().rpc<T>(method, params);
+const latestBlock = () => chain().latestBlock();
+const mine = (blocks = 1) => chain().mine(blocks);
+const inPool = (hash: string) => chain().inPool(hash);
+const startMiner = () => chain().startMiner();
 
 const statusOf = (h: Harness, cvmId: string) => getEnvUpdateStatus(h.client, cvmId);
 const managerOf = (h: Harness) => getSignerStatus(h.client, stack.info.chainId, h.signer.address);

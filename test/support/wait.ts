@@ -1,0 +1,16 @@
+// Polling for a condition in end-to-end tests: the probe may throw while the thing it reads
+// does not exist yet (a workflow's first task has not run), which only counts as "not yet".
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr ? ` (last error: ${String(lastErr)})` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
