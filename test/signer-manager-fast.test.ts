@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { Client } from '@temporalio/client';
+import { Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import protos from '@temporalio/proto';
 const { temporal } = protos;
 import { createTimeSkippingEnv } from './support/time-skipping.ts';
@@ -73,14 +73,27 @@ async function withManager(chain: FakeChain, body: (c: Case) => Promise<void>, m
       // while activities run in real time, and the manager's waits are measured in real blocks.
       const asker = await client.workflow.start('registrationAsker', { taskQueue, workflowId: askerId });
       askers.push(askerId);
-      await env.client.workflow.signalWithStart('signerManagerWorkflow', {
-        taskQueue,
-        workflowId: managerId,
-        args: [{ chainId, signer: SIGNER, ...(maxHistoryEvents ? { maxHistoryEvents } : {}) }],
-        signal: registerSignal,
-        signalArgs: [
-          { requestId: askerId, appId: opts.appId ?? APP, composeHash, confirmations: opts.confirmations ?? 2, notifyWorkflowId: askerId },
-        ],
+      // Concurrent signal-with-starts of one id can be refused as "already started" (seen on the
+      // test server); the requestRegistration activity retries such a refusal, and so does this.
+      const signalWithStart = () =>
+        env.client.workflow.signalWithStart('signerManagerWorkflow', {
+          taskQueue,
+          workflowId: managerId,
+          args: [{ chainId, signer: SIGNER, ...(maxHistoryEvents ? { maxHistoryEvents } : {}) }],
+          signal: registerSignal,
+          signalArgs: [
+            {
+              requestId: askerId,
+              appId: opts.appId ?? APP,
+              composeHash,
+              confirmations: opts.confirmations ?? 2,
+              notifyWorkflowId: askerId,
+            },
+          ],
+        });
+      await signalWithStart().catch(async (err: unknown) => {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+        await signalWithStart();
       });
       const answers = asker.result() as Promise<RegistrationNotice[]>;
       answers.catch(() => {}); // an asker left waiting is terminated at the end of the case
