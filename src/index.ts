@@ -37,14 +37,12 @@ export {
   RolloutActionRefusedError,
   type RolloutHandle,
   type StartedRollout,
+  type RolloutInput,
+  type RolloutResult,
+  type RolloutStatus,
+  type RolloutState,
+  type RolloutFailure,
+  type RolloutTargets,
 } from './client.ts';
-export type {
-  RolloutInput,
-  RolloutResult,
-  RolloutStatus,
-  RolloutState,
-  RolloutFailure,
-  RolloutTargets,
-} from './workflows/rollout/definitions.ts';
 export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus, UpdatePhase, ComposeHashPolicy } from './workflows/definitions.ts';
 export { createDataConverter, generatePayloadKeySpec } from './codec.ts';

@@ -31,7 +31,7 @@ function chainFailure(err: unknown): unknown {
   return err;
 }
 
-async function chainCall<T>(fn: () => Promise<T>): Promise<T> {
+export async function chainCall<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {

@@ -3,7 +3,8 @@
 import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type { Hex, LocalAccount, PublicClient } from 'viem';
 import { estimateFeesPerGas, getTransactionCount, readContract } from 'viem/actions';
-import { broadcastTransaction, bumpFees, ChainError, dstackAppAbi, normalizeComposeHash, signTransaction } from '../chain/index.ts';
+import { broadcastTransaction, bumpFees, dstackAppAbi, normalizeComposeHash, signTransaction } from '../chain/index.ts';
+import { chainCall } from './chain-activities.ts';
 import { latestBlock, observeSigner } from '../chain/observe-signer.ts';
 import type { ChainSettings } from '../config.ts';
 import {
@@ -57,15 +58,6 @@ export function createSignerActivities(deps: SignerActivityDeps, clientFor: (cha
     return deps.signer;
   };
   const cappedAt = (settings: ChainSettings) => (settings.maxFeePerGasWei !== undefined ? BigInt(settings.maxFeePerGasWei) : undefined);
-
-  const chainCall = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof ChainError && !err.retryable) throw ApplicationFailure.nonRetryable(err.message, `Chain_${err.code}`);
-      throw err;
-    }
-  };
 
   const suggestedFees = async (client: PublicClient) =>
     chainCall(() => estimateFeesPerGas(client, { type: 'eip1559', chain: client.chain ?? null }));
