@@ -11,6 +11,7 @@ import {
   retryEnvUpdate,
   startEnvUpdate,
   UpdateAlreadyRunningError,
+  RequestAlreadyUsedError,
   useRegistrationTransaction,
   getSignerStatus,
   listSigners,
@@ -542,6 +543,11 @@ async function runUpdate(ctx: Context, values: Values, env: EnvVar[]): Promise<n
       ctx.err(`  see it:   ${DEFAULT_CLI} status ${cvmId}`);
       ctx.err(`  stop it:  ${DEFAULT_CLI} abort ${cvmId} --reason "<why>"`);
       if (ctx.json) ctx.out(JSON.stringify({ error: 'already_running', message: err.message, workflowId: err.workflowId }));
+      return EXIT.failed;
+    }
+    if (err instanceof RequestAlreadyUsedError) {
+      ctx.err(`error: ${err.message}`);
+      if (ctx.json) ctx.out(JSON.stringify({ error: 'request_already_used', message: err.message, ...err.earlier }));
       return EXIT.failed;
     }
     throw err;

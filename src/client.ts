@@ -11,6 +11,7 @@ import {
 import {
   abortSignal,
   CvmIdAttribute,
+  RequestIdAttribute,
   retrySignal,
   statusQuery,
   useTransactionSignal,
@@ -21,6 +22,7 @@ import {
   type UpdateStatus,
 } from './workflows/definitions.ts';
 import type { updateCvmEnvWorkflow } from './workflows/update-cvm-env.ts';
+import { describeEarlierRequest, findRequest, type EarlierRequest } from './request-runs.ts';
 import type { rolloutWorkflow } from './workflows/rollout/workflow.ts';
 import {
   abortRolloutUpdate,
@@ -67,6 +69,14 @@ export class UpdateAlreadyRunningError extends Error {
   }
 }
 
+/** The requestId was used before by a change that did not complete: it is not applied again. */
+export class RequestAlreadyUsedError extends Error {
+  override readonly name = 'RequestAlreadyUsedError';
+  constructor(readonly earlier: EarlierRequest) {
+    super(`${describeEarlierRequest(earlier)}; it is not applied again: use a new requestId for a new change`);
+  }
+}
+
 export interface StartEnvUpdateOptions {
   taskQueue: string;
 }
@@ -103,19 +113,28 @@ async function requestIdOf(handle: WorkflowHandle): Promise<{ requestId?: string
   }
 }
 
+/** A change that ran or runs for this request: attached to when it runs or completed, refused otherwise. */
+function attachTo(client: Client, earlier: EarlierRequest): StartedEnvUpdate {
+  if (earlier.outcome !== 'running' && earlier.outcome !== 'completed') throw new RequestAlreadyUsedError(earlier);
+  return {
+    handle: client.workflow.getHandle(earlier.workflowId, earlier.runId, { followRuns: true }),
+    workflowId: earlier.workflowId,
+    attached: true,
+  };
+}
+
 /**
- * Starts the change of one CVM's env. One change per CVM runs at a time: the same
- * requestId attaches to the change it started (running or finished); another is refused.
+ * Starts the change of one CVM's env. One change per CVM runs at a time. A requestId seen
+ * before, in any earlier run of the CVM, attaches to that change (running or completed) or is
+ * refused (it failed or was aborted): an old request never brings its values back.
  */
 export async function startEnvUpdate(client: Client, input: UpdateEnvInput, options: StartEnvUpdateOptions): Promise<StartedEnvUpdate> {
   checkInput(input);
   const workflowId = workflowIdForCvm(input.cvmId);
   const existing = client.workflow.getHandle<typeof updateCvmEnvWorkflow>(workflowId);
   if (input.requestId) {
-    const previous = await requestIdOf(existing);
-    if (previous?.requestId === input.requestId) {
-      return { handle: client.workflow.getHandle(workflowId, previous.runId), workflowId, attached: true };
-    }
+    const earlier = await findRequest(client, workflowId, input.requestId);
+    if (earlier) return attachTo(client, earlier);
   }
   try {
     const handle = await client.workflow.start<typeof updateCvmEnvWorkflow>(WORKFLOW_TYPE, {
@@ -123,7 +142,10 @@ export async function startEnvUpdate(client: Client, input: UpdateEnvInput, opti
       taskQueue: options.taskQueue,
       args: [input],
       memo: input.requestId ? { requestId: input.requestId } : {},
-      typedSearchAttributes: [{ key: CvmIdAttribute, value: input.cvmId }],
+      typedSearchAttributes: [
+        { key: CvmIdAttribute, value: input.cvmId },
+        ...(input.requestId ? [{ key: RequestIdAttribute, value: input.requestId }] : []),
+      ],
       workflowIdConflictPolicy: 'FAIL',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
     });
@@ -132,7 +154,7 @@ export async function startEnvUpdate(client: Client, input: UpdateEnvInput, opti
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     const running = await requestIdOf(existing);
     if (running && input.requestId && running.requestId === input.requestId) {
-      return { handle: client.workflow.getHandle(workflowId, running.runId), workflowId, attached: true };
+      return { handle: client.workflow.getHandle(workflowId, running.runId, { followRuns: true }), workflowId, attached: true };
     }
     throw new UpdateAlreadyRunningError(input.cvmId, workflowId, running?.runId);
   }

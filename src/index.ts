@@ -22,6 +22,7 @@ export {
   useRegistrationTransaction,
   envUpdateHandle,
   UpdateAlreadyRunningError,
+  RequestAlreadyUsedError,
   type EnvUpdateHandle,
   type StartedEnvUpdate,
   startRollout,

@@ -186,7 +186,7 @@ test('the codec server configuration loads; the UI points at it and passes the a
   assert.match(interpolate(ui.TEMPORAL_CODEC_ENDPOINT!, envExample), /:8888$/);
   assert.equal(ui.TEMPORAL_CODEC_PASS_ACCESS_TOKEN, 'true');
   const init = read('deploy/temporal/init-namespace.sh');
-  for (const attr of ['CvmId', 'AppId', 'UpdatePhase']) assert.match(init, new RegExp(`\\b${attr}\\b`));
+  for (const attr of ['CvmId', 'AppId', 'UpdatePhase', 'RequestId']) assert.match(init, new RegExp(`\\b${attr}\\b`));
 });
 
 test('Prometheus scrapes the worker port; the dashboard and the alerts use our metrics', () => {

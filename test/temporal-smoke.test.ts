@@ -41,7 +41,7 @@ test('the search attributes the update workflow sets are registered', async () =
   const connection = await Connection.connect({ address: stack.info.temporalAddress });
   try {
     const res = await connection.operatorService.listSearchAttributes({ namespace: stack.info.temporalNamespace });
-    for (const name of ['CvmId', 'AppId', 'UpdatePhase']) {
+    for (const name of ['CvmId', 'AppId', 'UpdatePhase', 'RequestId']) {
       assert.ok(name in (res.customAttributes ?? {}), `${name} is not registered`);
     }
   } finally {

@@ -5,7 +5,7 @@ set -eu
 ns="$TEMPORAL_NAMESPACE"
 temporal operator namespace describe --namespace "$ns" >/dev/null 2>&1 ||
   temporal operator namespace create --namespace "$ns" --retention "$NAMESPACE_RETENTION"
-for attr in CvmId AppId UpdatePhase; do
+for attr in CvmId AppId UpdatePhase RequestId; do
   temporal operator search-attribute create --namespace "$ns" --name "$attr" --type Keyword 2>/dev/null ||
     echo "search attribute $attr exists"
 done

@@ -4,6 +4,7 @@ import { chainClientCache, createChainActivities, type ChainActivityDeps } from 
 import { createSignerActivities, type SignerActivityDeps } from './signer-activities.ts';
 import { createOwnerActivities } from './owner-activities.ts';
 import { createPhalaActivities, type PhalaActivityDeps } from './phala-activities.ts';
+import { createRequestActivities } from './request-activities.ts';
 import { withHeartbeats } from './heartbeat.ts';
 
 export type ActivityDeps = PhalaActivityDeps & ChainActivityDeps & SignerActivityDeps;
@@ -15,5 +16,6 @@ export function createActivities(deps: ActivityDeps) {
     ...createChainActivities(deps, clientFor),
     ...createSignerActivities(deps, clientFor),
     ...createOwnerActivities(deps, clientFor),
+    ...createRequestActivities(),
   });
 }

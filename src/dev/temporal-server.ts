@@ -14,6 +14,7 @@ export const SEARCH_ATTRIBUTES = {
   CvmId: 'Keyword',
   AppId: 'Keyword',
   UpdatePhase: 'Keyword',
+  RequestId: 'Keyword',
   Signer: 'Keyword',
   RolloutId: 'Keyword',
 } as const;

@@ -24,6 +24,22 @@ export interface UpdateEnvInput {
   waitForApplied?: boolean;
   /** Idempotency key of the caller; also sent to the API as the request id. */
   requestId?: string;
+  /** Internal: set by the workflow itself when it continues as new in the middle of a long wait. */
+  resume?: UpdateResume;
+}
+
+/**
+ * What a continued run needs to go on with the same wait and end with the same result. Only
+ * ids, hashes and counters: the env is not needed after the API accepted the change.
+ */
+export interface UpdateResume {
+  at: 'applying';
+  target: { cvmId: string; appId: string; kms: 'phala' | 'onchain' };
+  correlationId: string;
+  allowedEnvsChanged: boolean;
+  /** Polling slices so far: the backoff goes on where it was. */
+  slices: number;
+  status: UpdateStatus;
 }
 
 export const PHASES = [
@@ -104,6 +120,11 @@ export const useTransactionSignal = defineSignal<[{ transactionHash: string }]>(
 export const CvmIdAttribute = defineSearchAttributeKey('CvmId', SearchAttributeType.KEYWORD);
 export const AppIdAttribute = defineSearchAttributeKey('AppId', SearchAttributeType.KEYWORD);
 export const UpdatePhaseAttribute = defineSearchAttributeKey('UpdatePhase', SearchAttributeType.KEYWORD);
+/** The caller's idempotency key: finds every earlier run of a request, not only the latest. */
+export const RequestIdAttribute = defineSearchAttributeKey('RequestId', SearchAttributeType.KEYWORD);
+
+/** A start whose requestId an earlier run already carried: it ends before sending anything. */
+export const DUPLICATE_REQUEST = 'DuplicateRequest';
 
 export const WORKFLOW_TYPE = 'updateCvmEnvWorkflow';
 

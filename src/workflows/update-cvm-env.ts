@@ -2,14 +2,24 @@ import {
   ApplicationFailure,
   CancellationScope,
   isCancellation,
+  makeContinueAsNewFunc,
   patched,
   proxyActivities,
   sleep,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.ts';
 import type { ChainPreflight, MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
-import { AppIdAttribute, type UpdateEnvInput, type UpdateEnvResult } from './definitions.ts';
+import {
+  AppIdAttribute,
+  DUPLICATE_REQUEST,
+  RequestIdAttribute,
+  type UpdateEnvInput,
+  type UpdateEnvResult,
+  type UpdateResume,
+} from './definitions.ts';
+import { historyBudgetSpent, isContinueAsNew, pauseBetweenSlices } from './bounded-wait.ts';
 import { waitForConfirmations } from './confirmations.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
@@ -58,6 +68,9 @@ const SIGNER_MANAGER_PATCH = 'signer-manager';
 /** While waiting for an owner who signs elsewhere, watch the chain and go on when the hash is allowed. */
 const OWNER_WATCH_PATCH = 'owner-watch';
 
+/** Before phase 1: a requestId another run of this workflow id carried ends the run, nothing sent. */
+const REQUEST_GUARD_PATCH = 'request-guard';
+
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
 
@@ -67,14 +80,89 @@ const MAX_TX_NOT_VERIFIED = 6;
  * operator in `awaiting_operator`.
  */
 export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<UpdateEnvResult> {
-  const t = new UpdateTracker(input.cvmId);
+  const t = new UpdateTracker(input.cvmId, input.resume?.status);
   const { status } = t;
   const managed = new ManagedRegistration(t, chain);
   try {
-    return await t.work.run(() => run());
+    const resume = input.resume;
+    return await t.work.run(() => (resume ? settle(resume.target, resume, resume.slices) : run()));
   } catch (err) {
+    if (isContinueAsNew(err)) throw err;
     if (t.abortReason !== undefined) await managed.withdraw();
     throw t.failed(err);
+  }
+
+  /** Refuses a requestId that an earlier run of this CVM carried, whoever started this one. */
+  async function guardRequest(requestId: string): Promise<void> {
+    upsertSearchAttributes([{ key: RequestIdAttribute, value: requestId }]);
+    const { workflowId, runId } = workflowInfo();
+    const seen = await t.step('apiMs', 'findEarlierRequest', () => api.findEarlierRequest({ workflowId, runId, requestId }));
+    if (seen.found) {
+      throw ApplicationFailure.nonRetryable(
+        `${seen.message}; nothing was sent for this run: start a new change with a new requestId`,
+        DUPLICATE_REQUEST,
+      );
+    }
+  }
+
+  /** After the API accepted the change: wait until the CVM applied it, then the result. */
+  async function settle(
+    target: UpdateResume['target'],
+    done: Pick<UpdateResume, 'correlationId' | 'allowedEnvsChanged'>,
+    slicesDone = 0,
+  ): Promise<UpdateEnvResult> {
+    status.correlationId = done.correlationId;
+
+    let applied = false;
+    if (input.waitForApplied !== false) {
+      t.enter('applying');
+      for (let slices = slicesDone; ;) {
+        const obs = await t.step('apiMs', 'observeApplied', () =>
+          pollers.observeApplied({ cvmId: target.cvmId, correlationId: done.correlationId, maxWaitMs: POLL_SLICE_MS }),
+        );
+        if (obs.state === 'applied') break;
+        if (obs.state === 'failed') {
+          status.lastError = obs.message;
+          await t.awaitOperator(`the CVM reported the operation failed: ${obs.message}; signal retry to check again, or abort`, ['retry']);
+          slices = 0;
+          continue;
+        }
+        await pauseBetweenSlices(++slices);
+        if (historyBudgetSpent()) {
+          await continueWith({
+            at: 'applying',
+            target,
+            correlationId: done.correlationId,
+            allowedEnvsChanged: done.allowedEnvsChanged,
+            slices,
+            status,
+          });
+        }
+      }
+      applied = true;
+    }
+
+    t.enter('completed');
+    return t.finish({
+      cvmId: target.cvmId,
+      kms: target.kms,
+      correlationId: done.correlationId,
+      composeHash: status.composeHash,
+      transactionHash: status.transactionHash,
+      blockNumber: status.blockNumber,
+      allowedEnvsChanged: done.allowedEnvsChanged,
+      applied,
+    });
+  }
+
+  /** The same change in a new run with a short history; the env is not needed any more. */
+  function continueWith(resume: UpdateResume): Promise<never> {
+    const { env: _env, allowedKeys: _keys, resume: _previous, ...rest } = input;
+    const info = workflowInfo();
+    return makeContinueAsNewFunc<typeof updateCvmEnvWorkflow>({
+      ...(info.memo ? { memo: info.memo } : {}),
+      typedSearchAttributes: info.typedSearchAttributes,
+    })({ ...rest, env: [], resume });
   }
 
   /** Our registration through the signer's manager, confirmed; undefined: an operator's turn. */
@@ -117,9 +205,10 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     const watch = new CancellationScope();
     const watching = watch
       .run(async () => {
-        while (!seen) {
+        for (let slices = 1; !seen; slices++) {
           const r = await pollers.watchOwnerRegistration({ ...ask, maxWaitMs: POLL_SLICE_MS });
           if (r.state === 'registered') seen = r.tx;
+          else await pauseBetweenSlices(slices);
         }
       })
       .catch((err: unknown) => {
@@ -148,6 +237,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
 
   async function run(): Promise<UpdateEnvResult> {
     const validated = await t.timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys }));
+    if (input.requestId && patched(REQUEST_GUARD_PATCH)) await guardRequest(input.requestId);
 
     t.enter('resolving');
     const target = await t.step('apiMs', 'resolveCvm', () => api.resolveCvm({ cvmId: input.cvmId }));
@@ -322,35 +412,6 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         await t.awaitOperator(`the compose hash expired ${round} times; signal retry to start phase 1 again`, ['retry']);
       }
     }
-    const done = accepted!;
-    status.correlationId = done.correlationId;
-
-    let applied = false;
-    if (input.waitForApplied !== false) {
-      t.enter('applying');
-      for (;;) {
-        const obs = await t.step('apiMs', 'observeApplied', () =>
-          pollers.observeApplied({ cvmId: target.cvmId, correlationId: done.correlationId, maxWaitMs: POLL_SLICE_MS }),
-        );
-        if (obs.state === 'applied') break;
-        if (obs.state === 'failed') {
-          status.lastError = obs.message;
-          await t.awaitOperator(`the CVM reported the operation failed: ${obs.message}; signal retry to check again, or abort`, ['retry']);
-        }
-      }
-      applied = true;
-    }
-
-    t.enter('completed');
-    return t.finish({
-      cvmId: target.cvmId,
-      kms: target.kms,
-      correlationId: done.correlationId,
-      composeHash: status.composeHash,
-      transactionHash: status.transactionHash,
-      blockNumber: status.blockNumber,
-      allowedEnvsChanged: done.allowedEnvsChanged,
-      applied,
-    });
+    return settle(target, accepted!);
   }
 }

@@ -37,17 +37,19 @@ export class UpdateTracker {
   /** A transaction handed over early is kept until the flow can use it. */
   private offeredTx: string | undefined;
 
-  constructor(
-    cvmId: string,
-    private readonly startedAt = Date.now(),
-  ) {
-    this.phaseStarted = startedAt;
-    this.status = {
+  private readonly startedAt: number;
+
+  /** `resumed`: the status an earlier run of the same change handed over when it continued as new. */
+  constructor(cvmId: string, resumed?: UpdateStatus) {
+    this.startedAt = resumed ? Date.parse(resumed.timings.startedAt) : Date.now();
+    // The current phase began where the finished ones end.
+    this.phaseStarted = this.startedAt + (resumed?.timings.phases.reduce((sum, p) => sum + p.ms, 0) ?? 0);
+    this.status = resumed ?? {
       cvmId,
       phase: 'validating',
       sentTransactions: [],
       attempts: {},
-      timings: { startedAt: new Date(startedAt).toISOString(), apiMs: 0, chainMs: 0, operatorMs: 0, phases: [] },
+      timings: { startedAt: new Date(this.startedAt).toISOString(), apiMs: 0, chainMs: 0, operatorMs: 0, phases: [] },
     };
     // What an operator looks for first comes first in the UI's query view.
     setHandler(statusQuery, () => {
