@@ -18,6 +18,7 @@ import { METRICS } from '../src/observability/metric-names.ts';
 import { loadTelemetryConfig } from '../src/observability/telemetry.ts';
 import { shutdownGraceMs } from '../src/worker.ts';
 import { anvilRpc } from '../src/dev/anvil.ts';
+import { SEARCH_ATTRIBUTES } from '../src/dev/temporal-server.ts';
 import { useStack } from './support/stack.ts';
 
 const run = promisify(execFile);
@@ -186,7 +187,8 @@ test('the codec server configuration loads; the UI points at it and passes the a
   assert.match(interpolate(ui.TEMPORAL_CODEC_ENDPOINT!, envExample), /:8888$/);
   assert.equal(ui.TEMPORAL_CODEC_PASS_ACCESS_TOKEN, 'true');
   const init = read('deploy/temporal/init-namespace.sh');
-  for (const attr of ['CvmId', 'AppId', 'UpdatePhase', 'RequestId']) assert.match(init, new RegExp(`\\b${attr}\\b`));
+  // Every attribute a workflow sets, as the local stack registers them.
+  for (const attr of Object.keys(SEARCH_ATTRIBUTES)) assert.match(init, new RegExp(`\\b${attr}\\b`), attr);
 });
 
 test('Prometheus scrapes the worker port; the dashboard and the alerts use our metrics', () => {
