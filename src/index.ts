@@ -22,6 +22,8 @@ export {
   useRegistrationTransaction,
   envUpdateHandle,
   UpdateAlreadyRunningError,
+  OperatorActionRefusedError,
+  type OperatorActionResult,
   type EnvUpdateHandle,
   type StartedEnvUpdate,
   startRollout,
@@ -44,5 +46,12 @@ export {
   type RolloutFailure,
   type RolloutTargets,
 } from './client.ts';
-export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus, UpdatePhase, ComposeHashPolicy } from './workflows/definitions.ts';
+export type {
+  UpdateEnvInput,
+  UpdateEnvResult,
+  UpdateStatus,
+  UpdatePhase,
+  ComposeHashPolicy,
+  OperatorAnswer,
+} from './workflows/definitions.ts';
 export { createDataConverter, generatePayloadKeySpec } from './codec.ts';
