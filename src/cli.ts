@@ -24,6 +24,8 @@ import {
   retryFailedRollout,
   RolloutAlreadyExistsError,
   RolloutActionRefusedError,
+  OperatorActionRefusedError,
+  type OperatorActionResult,
   type UpdateEnvInput,
 } from './client.ts';
 import { rolloutStatusQuery, type RolloutInput, type RolloutResult, type RolloutStatus } from './workflows/rollout/definitions.ts';
@@ -63,10 +65,13 @@ Commands:
   status <cvm-id|workflow-id>   Show the phase, transactions, errors and what it waits for.
   retry <cvm-id|workflow-id>    Run the step a waiting update is stuck on again.
   abort <cvm-id|workflow-id> [--reason text]
-                                Stop a waiting update; nothing further is sent.
+                                Stop an update in any phase; nothing further is sent.
   use-tx <cvm-id|workflow-id> <0xhash>
                                 Hand over a registration transaction someone else sent
-                                (e.g. the app's multisig owner); it is verified before use.
+                                (e.g. the app's multisig owner); it is checked on chain first,
+                                and a newer hash replaces an older one.
+                                retry, abort and use-tx print the workflow's answer; a refusal
+                                prints its reason and exits 1.
   signer status [--chain N] [--address 0x…]
                                 Show the transaction manager of each signer key: pending nonces,
                                 their transactions and fees, the oldest age, counters, last error.
@@ -641,18 +646,11 @@ async function runStatus(ctx: Context, id: string): Promise<number> {
   return EXIT.ok;
 }
 
-/**
- * Abort acts in any phase and a handed-over transaction is kept until the flow needs
- * one; only retry is ignored when nothing waits, so say so.
- */
-async function warnIfNotWaiting(ctx: Context, id: string, action: string): Promise<void> {
+/** What the change waits for, before the action's answer: the context of an acceptance or a refusal. */
+async function warnIfNotWaiting(ctx: Context, id: string): Promise<void> {
   try {
     const s = await queryStatus(envUpdateHandle(ctx.client, id), 5000);
-    if (s.phase !== 'awaiting_operator' && action === 'retry') {
-      ctx.err(`note: the update is in phase ${s.phase}, not waiting for an operator; retry only answers a wait`);
-    } else if (s.waitingFor) {
-      ctx.err(`it waits for: ${s.waitingFor}`);
-    }
+    if (s.waitingFor) ctx.err(`it waits for: ${s.waitingFor}`);
   } catch {
     // The signal itself reports a missing or closed workflow.
   }
@@ -667,16 +665,25 @@ async function runSignal(ctx: Context, command: string, id: string, values: Valu
     if (ctx.json) ctx.out(JSON.stringify({ workflowId, sent: false, state: d.status.name }));
     return EXIT.failed;
   }
-  await warnIfNotWaiting(ctx, id, command);
-  if (command === 'retry') await retryEnvUpdate(ctx.client, id);
-  else if (command === 'abort') await abortEnvUpdate(ctx.client, id, values.reason as string | undefined);
-  else {
-    const hash = positionals[1]!;
-    if (!/^0x[0-9a-fA-F]{64}$/.test(hash)) throw new UsageError('use-tx: the transaction hash must be 0x followed by 64 hex digits');
-    await useRegistrationTransaction(ctx.client, id, hash);
+  await warnIfNotWaiting(ctx, id);
+  let answer: OperatorActionResult;
+  try {
+    if (command === 'retry') answer = await retryEnvUpdate(ctx.client, id);
+    else if (command === 'abort') answer = await abortEnvUpdate(ctx.client, id, values.reason as string | undefined);
+    else {
+      const hash = positionals[1]!;
+      if (!/^0x[0-9a-fA-F]{64}$/.test(hash)) throw new UsageError('use-tx: the transaction hash must be 0x followed by 64 hex digits');
+      answer = await useRegistrationTransaction(ctx.client, id, hash);
+    }
+  } catch (err) {
+    if (!(err instanceof OperatorActionRefusedError)) throw err;
+    ctx.err(`error: ${command} refused: ${err.reason}`);
+    if (ctx.json) ctx.out(JSON.stringify({ workflowId, sent: false, refused: err.reason, action: err.action }));
+    return EXIT.failed;
   }
-  ctx.err(`sent ${command} to workflow ${workflowId}; follow it with: ${DEFAULT_CLI} status ${id}`);
-  if (ctx.json) ctx.out(JSON.stringify({ workflowId, sent: true, signal: command }));
+  ctx.err(`sent ${command} to workflow ${workflowId}: ${answer.message}`);
+  ctx.err(`follow it with: ${DEFAULT_CLI} status ${id}`);
+  if (ctx.json) ctx.out(JSON.stringify({ workflowId, sent: true, signal: command, via: answer.via, answer: answer.message }));
   return EXIT.ok;
 }
 

@@ -8,13 +8,18 @@ import {
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import {
   abortSignal,
+  abortUpdate,
   CvmIdAttribute,
   RequestIdAttribute,
   retrySignal,
+  retryUpdate,
   statusQuery,
   useTransactionSignal,
+  useTransactionUpdate,
+  type OperatorAnswer,
   workflowIdForCvm,
   WORKFLOW_TYPE,
   type UpdateEnvInput,
@@ -41,7 +46,7 @@ import {
 } from './workflows/rollout/definitions.ts';
 import { SIGNER_WORKFLOW_TYPE, signerStatusQuery, signerWorkflowId, type SignerStatus } from './workflows/signer-manager/definitions.ts';
 
-export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus } from './workflows/definitions.ts';
+export type { OperatorAnswer, UpdateEnvInput, UpdateEnvResult, UpdateStatus } from './workflows/definitions.ts';
 export type { SignerStatus } from './workflows/signer-manager/definitions.ts';
 export type {
   RolloutInput,
@@ -146,6 +151,7 @@ export async function startEnvUpdate(client: Client, input: UpdateEnvInput, opti
         { key: CvmIdAttribute, value: input.cvmId },
         ...(input.requestId ? [{ key: RequestIdAttribute, value: input.requestId }] : []),
       ],
+      ...startSummary(input),
       workflowIdConflictPolicy: 'FAIL',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
     });
@@ -158,6 +164,21 @@ export async function startEnvUpdate(client: Client, input: UpdateEnvInput, opti
     }
     throw new UpdateAlreadyRunningError(input.cvmId, workflowId, running?.runId);
   }
+}
+
+/** What the UI shows for the run from its start: ids and settings, never a key or a value. */
+function startSummary(input: UpdateEnvInput): { staticSummary: string; staticDetails: string } {
+  const count = Array.isArray(input.env) ? input.env.length : Object.keys(input.env).length;
+  const details = [
+    `**CVM:** ${input.cvmId}`,
+    `**Variables:** ${count}`,
+    `**Compose hash policy:** ${input.composeHashPolicy ?? 'strict'}`,
+    `**Confirmations:** ${input.confirmations ?? "the worker's setting for the chain"}`,
+    `**Wait until applied:** ${input.waitForApplied === false ? 'no' : 'yes'}`,
+  ];
+  if (input.requestId) details.push(`**Request:** ${input.requestId}`);
+  details.push('', 'Its current details say what it waits for; the `status` query has the whole picture.');
+  return { staticSummary: `env update of CVM ${input.cvmId}`, staticDetails: details.join('\n') };
 }
 
 /** Accepts a CVM id or a workflow id. */
@@ -174,19 +195,90 @@ export function getEnvUpdateStatus(client: Client, cvmOrWorkflowId: string): Pro
   return envUpdateHandle(client, cvmOrWorkflowId).query(statusQuery);
 }
 
-export function retryEnvUpdate(client: Client, cvmOrWorkflowId: string): Promise<void> {
-  return envUpdateHandle(client, cvmOrWorkflowId).signal(retrySignal);
+/** The update refused an operator action; `reason` is the workflow's own word for why. */
+export class OperatorActionRefusedError extends Error {
+  override readonly name = 'OperatorActionRefusedError';
+  constructor(
+    readonly action: OperatorAnswer['action'],
+    readonly workflowId: string,
+    readonly reason: string,
+  ) {
+    super(`${action} refused by ${workflowId}: ${reason}`);
+  }
 }
 
-export function abortEnvUpdate(client: Client, cvmOrWorkflowId: string, reason?: string): Promise<void> {
-  return envUpdateHandle(client, cvmOrWorkflowId).signal(abortSignal, { reason });
+/** An accepted action. `via: 'signal'`: the run predates operator updates, so nothing was checked. */
+export type OperatorActionResult =
+  (OperatorAnswer & { via: 'update' }) | { action: OperatorAnswer['action']; via: 'signal'; message: string };
+
+async function operatorAction(
+  handle: EnvUpdateHandle,
+  action: OperatorAnswer['action'],
+  update: () => Promise<OperatorAnswer>,
+  signal: () => Promise<void>,
+): Promise<OperatorActionResult> {
+  try {
+    return { ...(await update()), via: 'update' };
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) {
+      const cause = err.cause;
+      // A worker still on code from before these updates answers so; the signal is what it knows.
+      if (cause instanceof ApplicationFailure && cause.message.startsWith('No registered handler for update')) {
+        await signal();
+        return { action, via: 'signal', message: `${action} sent as a signal: this run takes no update, so it gives no answer` };
+      }
+      throw new OperatorActionRefusedError(action, handle.workflowId, cause?.message ?? err.message);
+    }
+    const d = await handle.describe().catch(() => undefined);
+    if (d && d.status.name !== 'RUNNING') {
+      throw new OperatorActionRefusedError(action, handle.workflowId, `the change has ended (${d.status.name.toLowerCase()})`);
+    }
+    throw err;
+  }
 }
 
-export function useRegistrationTransaction(client: Client, cvmOrWorkflowId: string, transactionHash: string): Promise<void> {
+/** Runs the step a waiting change is stuck on again; refused unless it waits for a retry. */
+export function retryEnvUpdate(client: Client, cvmOrWorkflowId: string): Promise<OperatorActionResult> {
+  const handle = envUpdateHandle(client, cvmOrWorkflowId);
+  return operatorAction(
+    handle,
+    'retry',
+    () => handle.executeUpdate(retryUpdate),
+    () => handle.signal(retrySignal),
+  );
+}
+
+/** Stops the change in any phase; nothing further is sent. */
+export function abortEnvUpdate(client: Client, cvmOrWorkflowId: string, reason?: string): Promise<OperatorActionResult> {
+  const handle = envUpdateHandle(client, cvmOrWorkflowId);
+  return operatorAction(
+    handle,
+    'abort',
+    () => handle.executeUpdate(abortUpdate, { args: [reason ? { reason } : {}] }),
+    () => handle.signal(abortSignal, { reason }),
+  );
+}
+
+/**
+ * Hands over a registration made elsewhere. The workflow checks it on chain first: a mined
+ * transaction that does not register the hash is refused with why; one not mined yet is
+ * accepted and checked once mined. A newer hand-over replaces an older one.
+ */
+export function useRegistrationTransaction(
+  client: Client,
+  cvmOrWorkflowId: string,
+  transactionHash: string,
+): Promise<OperatorActionResult> {
   if (!/^0x[0-9a-fA-F]{64}$/.test(transactionHash)) {
     return Promise.reject(new TypeError(`transaction hash must be 0x followed by 64 hex digits, got ${JSON.stringify(transactionHash)}`));
   }
-  return envUpdateHandle(client, cvmOrWorkflowId).signal(useTransactionSignal, { transactionHash });
+  const handle = envUpdateHandle(client, cvmOrWorkflowId);
+  return operatorAction(
+    handle,
+    'useTransaction',
+    () => handle.executeUpdate(useTransactionUpdate, { args: [{ transactionHash }] }),
+    () => handle.signal(useTransactionSignal, { transactionHash }),
+  );
 }
 
 /** The status of one key's transaction manager (pending nonces, fees, ages, counters). */

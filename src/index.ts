@@ -23,6 +23,8 @@ export {
   envUpdateHandle,
   UpdateAlreadyRunningError,
   RequestAlreadyUsedError,
+  OperatorActionRefusedError,
+  type OperatorActionResult,
   type EnvUpdateHandle,
   type StartedEnvUpdate,
   startRollout,
@@ -45,5 +47,12 @@ export {
   type RolloutFailure,
   type RolloutTargets,
 } from './client.ts';
-export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus, UpdatePhase, ComposeHashPolicy } from './workflows/definitions.ts';
+export type {
+  UpdateEnvInput,
+  UpdateEnvResult,
+  UpdateStatus,
+  UpdatePhase,
+  ComposeHashPolicy,
+  OperatorAnswer,
+} from './workflows/definitions.ts';
 export { createDataConverter, generatePayloadKeySpec } from './codec.ts';

@@ -465,8 +465,14 @@ describe('against the local stack', () => {
     const cvmId = await foreignCvm();
     const values = { [`OTHER_KEY_${randomBytes(3).toString('hex').toUpperCase()}`]: secret() };
     const run = await waitingUpdate(cvmId, values);
+    // The owner's wait takes a transaction, not a retry: the refusal's reason, exit 1.
+    const retried = await cli(['retry', cvmId, '--json'], childEnv());
+    assert.equal(retried.code, 1, retried.stderr);
+    assert.match(retried.stderr, /error: retry refused: not waiting for a retry: it waits for .*\(it takes: useTransaction, abort\)/);
+    assert.equal((JSON.parse(retried.stdout) as { sent: boolean }).sent, false);
     const aborted = await cli(['abort', cvmId, '--reason', 'changed my mind'], childEnv());
     assert.equal(aborted.code, 0, aborted.stderr);
+    assert.match(aborted.stderr, /abort accepted \(changed my mind\)/);
     const r = await run.done;
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /update aborted: .*changed my mind/);

@@ -6,6 +6,7 @@
 import { ApplicationFailure, isCancellation, log, metricMeter, workflowInfo, type WorkflowInterceptors } from '@temporalio/workflow';
 import { UpdatePhaseAttribute, WORKFLOW_TYPE, type UpdatePhase } from '../workflows/definitions.ts';
 import { ACTIVITY_MEANINGS } from './activity-meanings.ts';
+import { activitySummary } from '../workflows/activity-summaries.ts';
 import { METRICS } from './metric-names.ts';
 
 const TERMINAL: ReadonlySet<string> = new Set<UpdatePhase>(['completed', 'failed', 'aborted']);
@@ -49,6 +50,8 @@ export function interceptors(): WorkflowInterceptors {
         async scheduleActivity(input, next) {
           const meaning = ACTIVITY_MEANINGS[input.activityType];
           const arg = input.args[0] as Record<string, unknown> | undefined;
+          const summary = input.options.summary ?? activitySummary(input.activityType, arg);
+          if (summary !== undefined) input = { ...input, options: { ...input.options, summary } };
           for (const raw of meaning?.broadcastsRaw?.(arg) ?? []) {
             registrations.add(1, { event: broadcast.has(raw) ? 'rebroadcast' : 'sent' });
             broadcast.add(raw);

@@ -1,6 +1,6 @@
 // Names and shapes shared by the workflow, the client helpers and the CLI. Workflow-safe:
 // nothing here may import Node or chain libraries.
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { RegistrationProposal } from '../chain/registration-proposal.ts';
 
@@ -116,6 +116,23 @@ export const retrySignal = defineSignal('retry');
 export const abortSignal = defineSignal<[{ reason?: string }?]>('abort');
 /** Operator: a registration sent by someone else (e.g. a multisig owner); verified before use. */
 export const useTransactionSignal = defineSignal<[{ transactionHash: string }]>('useTransaction');
+
+/** An operator action the workflow accepted (an Update); a refusal is the Update's failure, with the reason. */
+export interface OperatorAnswer {
+  action: 'retry' | 'abort' | 'useTransaction';
+  /** The phase when the action was accepted. */
+  phase: UpdatePhase;
+  message: string;
+  transactionHash?: string;
+  /** useTransaction: the block of a registration already checked on chain; absent while it is not mined yet. */
+  blockNumber?: number;
+}
+
+// The same names as the signals: the UI's update form and `temporal workflow update` find them
+// by the words operators already know. Refused unless the workflow waits for that action.
+export const retryUpdate = defineUpdate<OperatorAnswer>('retry');
+export const abortUpdate = defineUpdate<OperatorAnswer, [{ reason?: string }]>('abort');
+export const useTransactionUpdate = defineUpdate<OperatorAnswer, [{ transactionHash: string }]>('useTransaction');
 
 export const CvmIdAttribute = defineSearchAttributeKey('CvmId', SearchAttributeType.KEYWORD);
 export const AppIdAttribute = defineSearchAttributeKey('AppId', SearchAttributeType.KEYWORD);

@@ -38,7 +38,13 @@ export class ManagedRegistration {
     private readonly tracker: UpdateTracker,
     private readonly acts: Pick<Activities, 'requestRegistration'>,
   ) {
-    setHandler(registrationNoticeSignal, (n) => {
+    setHandler(registrationNoticeSignal, (n: unknown) => {
+      // Sent by the manager; anything else (the UI's signal form, a typo) is ignored, never thrown.
+      if (!isNotice(n)) {
+        this.tracker.status.lastError = 'registrationNotice ignored: it is not a notice of the transaction manager';
+        this.tracker.showDetails();
+        return;
+      }
       const key = registrationKey(n.appId, n.composeHash);
       this.latest.set(key, n);
       const status = this.tracker.status;
@@ -110,4 +116,18 @@ export class ManagedRegistration {
         .catch(() => undefined),
     );
   }
+}
+
+const NOTICE_STATES = new Set(['sent', 'mined', 'confirmed', 'already_allowed', 'failed']);
+
+function isNotice(n: unknown): n is RegistrationNotice {
+  if (typeof n !== 'object' || n === null) return false;
+  const o = n as Record<string, unknown>;
+  if (typeof o.appId !== 'string' || typeof o.composeHash !== 'string' || !NOTICE_STATES.has(o.state as string)) return false;
+  if (o.state === 'failed') return typeof o.reason === 'string';
+  if (o.state === 'already_allowed') return true;
+  const tx = o.tx as Record<string, unknown> | null | undefined;
+  return (
+    typeof tx === 'object' && tx !== null && typeof tx.hash === 'string' && (o.state !== 'confirmed' || typeof o.confirmations === 'number')
+  );
 }

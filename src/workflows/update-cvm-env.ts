@@ -1,6 +1,8 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  allHandlersFinished,
+  condition,
   isCancellation,
   makeContinueAsNewFunc,
   patched,
@@ -23,7 +25,8 @@ import { historyBudgetSpent, isContinueAsNew, pauseBetweenSlices } from './bound
 import { waitForConfirmations } from './confirmations.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
-import { FINAL_FAILURES, oneLine, UpdateTracker, type OperatorAction } from './update-tracker.ts';
+import { FINAL_FAILURES, isFinal, oneLine, UpdateTracker, type OperatorAction, type RegistrationTarget } from './update-tracker.ts';
+import { registerOperatorUpdates } from './operator-updates.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -71,6 +74,12 @@ const OWNER_WATCH_PATCH = 'owner-watch';
 /** Before phase 1: a requestId another run of this workflow id carried ends the run, nothing sent. */
 const REQUEST_GUARD_PATCH = 'request-guard';
 
+/**
+ * A transaction handed over while another is checked replaces it, and a failed check can be
+ * answered with a corrected hash. Before it, a retry checked the same hash again.
+ */
+const NEWEST_TX_PATCH = 'newest-tx-wins';
+
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
 
@@ -83,6 +92,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   const t = new UpdateTracker(input.cvmId, input.resume?.status);
   const { status } = t;
   const managed = new ManagedRegistration(t, chain);
+  registerOperatorUpdates(t);
   try {
     const resume = input.resume;
     return await t.work.run(() => (resume ? settle(resume.target, resume, resume.slices) : run()));
@@ -156,10 +166,12 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   }
 
   /** The same change in a new run with a short history; the env is not needed any more. */
-  function continueWith(resume: UpdateResume): Promise<never> {
+  async function continueWith(resume: UpdateResume): Promise<never> {
+    // An operator's Update being answered finishes in this run, not lost across the boundary.
+    await condition(allHandlersFinished);
     const { env: _env, allowedKeys: _keys, resume: _previous, ...rest } = input;
     const info = workflowInfo();
-    return makeContinueAsNewFunc<typeof updateCvmEnvWorkflow>({
+    return await makeContinueAsNewFunc<typeof updateCvmEnvWorkflow>({
       ...(info.memo ? { memo: info.memo } : {}),
       typedSearchAttributes: info.typedSearchAttributes,
     })({ ...rest, env: [], resume });
@@ -222,6 +234,61 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     return seen ? { kind: 'onChain', tx: seen } : action;
   }
 
+  /** Checks a handed-over transaction; the newest hand-over wins, even while one is checked. */
+  async function checkHandedOver(
+    first: string,
+    target: RegistrationTarget,
+  ): Promise<{ ok: true; tx: MinedTx } | { ok: false; hash: string; reason: string }> {
+    const verify = (hash: string) => chain.verifyRegistration({ ...target, transactionHash: hash });
+    if (!patched(NEWEST_TX_PATCH)) {
+      const v = await t.step('chainMs', 'verifyRegistration', () => verify(first));
+      return v.ok
+        ? { ok: true, tx: { hash: v.hash, blockNumber: v.blockNumber, blockHash: v.blockHash } }
+        : { ok: false, hash: first, reason: v.reason };
+    }
+    let hash = first;
+    t.checkingTransaction = true;
+    try {
+      for (;;) {
+        const scope = new CancellationScope();
+        const checked = scope.run(() => t.timed('chainMs', 'verifyRegistration', () => verify(hash)));
+        const newer = scope.run(() => condition(() => t.hasOffer));
+        const outcome = await Promise.race([
+          checked.then(
+            (v) => ({ kind: 'checked' as const, v }),
+            (err: unknown) => ({ kind: 'failed' as const, err }),
+          ),
+          // Cancelled with the scope once the check ends first: then it never wins.
+          newer.then(
+            () => ({ kind: 'newer' as const }),
+            () => new Promise<never>(() => {}),
+          ),
+        ]);
+        scope.cancel();
+        let next: { hash: string; verified?: MinedTx } | undefined;
+        if (outcome.kind === 'checked') {
+          const v = outcome.v;
+          if (v.ok) return { ok: true, tx: { hash: v.hash, blockNumber: v.blockNumber, blockHash: v.blockHash } };
+          return { ok: false, hash, reason: v.reason };
+        } else if (outcome.kind === 'newer') {
+          next = t.takeOffer();
+        } else {
+          if (isCancellation(outcome.err) || isFinal(outcome.err)) throw outcome.err;
+          status.lastError = oneLine(outcome.err);
+          const action = await t.awaitOperator(
+            `checking transaction ${hash} kept failing: ${status.lastError}; retry to check it again, useTransaction with a corrected hash, or abort`,
+            ['retry', 'useTransaction'],
+          );
+          if (action.kind === 'useTransaction') next = action;
+        }
+        if (next?.verified) return { ok: true, tx: next.verified };
+        if (next) hash = next.hash;
+      }
+    } finally {
+      t.checkingTransaction = false;
+    }
+  }
+
   /** A reverted legacy registration spent its nonce and registered nothing: a person decides. */
   async function sendLegacy(sender: RegistrationSender): Promise<MinedTx> {
     for (;;) {
@@ -253,13 +320,14 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
 
     const submit = (extra: { composeHash?: string; transactionHash?: string }) =>
       t.step('apiMs', extra.transactionHash ? 'phase2' : 'phase1', () =>
-        api.submitEnvUpdate({
-          cvmId: target.cvmId,
-          encryptedEnv,
-          envKeys: validated.envKeys,
-          requestId: input.requestId,
-          ...extra,
-        }),
+        api.submitEnvUpdate.executeWithOptions(
+          {
+            summary: extra.transactionHash
+              ? `phase 2: submit the env with registration ${extra.transactionHash}`
+              : 'phase 1: submit the encrypted env',
+          },
+          [{ cvmId: target.cvmId, encryptedEnv, envKeys: validated.envKeys, requestId: input.requestId, ...extra }],
+        ),
       );
 
     let accepted: Extract<SubmitEnvOutcome, { kind: 'in_progress' }> | undefined;
@@ -280,6 +348,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         throw ApplicationFailure.nonRetryable('the API asked for an on-chain registration but named no chain', 'ApiRejected');
       }
       status.chainId = chainId;
+      t.registrationTarget = { chainId, appId: first.appId || target.appId, composeHash: first.composeHash };
 
       t.enter('checking');
       const check = await t.step('apiMs', 'checkComposeHash', () =>
@@ -291,6 +360,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         }),
       );
       let operatorTx: string | undefined;
+      let operatorVerified: MinedTx | undefined;
       if (!check.matches && check.policy === 'strict') {
         const action = await t.awaitOperator(
           `compose hash ${first.composeHash} does not match the compose we expect (${check.detail}); ` +
@@ -298,7 +368,10 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
           ['retry', 'useTransaction'],
         );
         if (action.kind === 'retry') continue;
-        if (action.kind === 'useTransaction') operatorTx = action.hash;
+        if (action.kind === 'useTransaction') {
+          operatorTx = action.hash;
+          operatorVerified = action.verified;
+        }
       }
 
       const appId = first.appId || target.appId;
@@ -326,6 +399,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       const ask = { chainId, appId, composeHash: first.composeHash, confirmations };
       let managedTx: MinedTx | undefined;
       if (operatorTx === undefined && pre.existing) registration = pre.existing;
+      else if (operatorVerified) registration = operatorVerified;
       else if (viaManager) registration = managedTx = await registerWithManager(ask, pre);
       else if (sender) registration = await sendLegacy(sender);
       for (;;) {
@@ -348,19 +422,20 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
               registration = action.tx;
             } else if (action.kind !== 'useTransaction') {
               continue;
+            } else if (action.verified) {
+              // Checked on chain by the useTransaction update before it was accepted.
+              registration = action.verified;
             } else {
               txHash = action.hash;
             }
           }
           if (!registration) {
-            const verdict = await t.step('chainMs', 'verifyRegistration', () =>
-              chain.verifyRegistration({ chainId, appId, composeHash: first.composeHash, transactionHash: txHash! }),
-            );
+            const verdict = await checkHandedOver(txHash!, { chainId, appId, composeHash: first.composeHash });
             if (!verdict.ok) {
-              status.lastError = `transaction ${txHash} does not register the hash: ${verdict.reason}`;
+              status.lastError = `transaction ${verdict.hash} does not register the hash: ${verdict.reason}`;
               continue;
             }
-            registration = { hash: verdict.hash, blockNumber: verdict.blockNumber, blockHash: verdict.blockHash };
+            registration = verdict.tx;
           }
         }
         status.transactionHash = registration.hash;

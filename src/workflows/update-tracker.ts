@@ -6,9 +6,13 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+import type { MinedTx } from '../activities/types.ts';
+import { describeState } from './current-details.ts';
+import { parseAbortArg, parseRetryArg, parseTransactionArg } from './operator-input.ts';
 import {
   abortSignal,
   CvmIdAttribute,
@@ -25,7 +29,22 @@ import {
 export const FINAL_FAILURES = ['InvalidInput', 'ApiRejected'];
 
 export type Bucket = 'apiMs' | 'chainMs';
-export type OperatorAction = { kind: 'retry' } | { kind: 'useTransaction'; hash: string } | { kind: 'resolved' };
+export type OperatorWay = 'retry' | 'useTransaction';
+/** `verified`: already checked on chain against the registration this change needs. */
+export type OperatorAction = { kind: 'retry' } | { kind: 'useTransaction'; hash: string; verified?: MinedTx } | { kind: 'resolved' };
+
+/** The registration a handed-over transaction must carry, known once phase 1 asked for one. */
+export interface RegistrationTarget {
+  chainId: number;
+  appId: string;
+  composeHash: string;
+}
+
+/** What an operator may do right now. */
+export interface OperatorWait {
+  why: string;
+  accepts: readonly OperatorWay[];
+}
 
 export class UpdateTracker {
   readonly status: UpdateStatus;
@@ -34,8 +53,12 @@ export class UpdateTracker {
   abortReason: string | undefined;
   private phaseStarted: number;
   private retryRequested = false;
-  /** A transaction handed over early is kept until the flow can use it. */
-  private offeredTx: string | undefined;
+  /** The newest transaction handed over and not yet taken; kept until the flow can use it. */
+  private offered: { hash: string; verified?: MinedTx } | undefined;
+  private currentWait: OperatorWait | undefined;
+  /** True while the flow checks a handed-over transaction: a newer one replaces it. */
+  checkingTransaction = false;
+  registrationTarget: RegistrationTarget | undefined;
 
   private readonly startedAt: number;
 
@@ -56,16 +79,32 @@ export class UpdateTracker {
       const { cvmId: id, phase, waitingFor, lastError, ...rest } = this.status;
       return { cvmId: id, phase, waitingFor, lastError, ...rest };
     });
-    setHandler(retrySignal, () => {
-      if (this.status.phase === 'awaiting_operator') this.retryRequested = true;
-    });
-    setHandler(abortSignal, (arg) => {
-      this.abortReason ??= arg?.reason || 'aborted by an operator';
-      this.work.cancel();
-    });
-    setHandler(useTransactionSignal, ({ transactionHash }) => {
-      this.offeredTx = transactionHash;
-    });
+    // Signals come from anywhere (the UI's form, `temporal workflow signal` without input, old
+    // clients): a handler that threw would fail every workflow task. What cannot be used is
+    // ignored, and why is in the status.
+    setHandler(retrySignal, (arg?: unknown) =>
+      this.safely('retry', () => {
+        const parsed = parseRetryArg(arg);
+        if (!parsed.ok) this.ignored(`retry: its argument was ignored (${parsed.problem})`);
+        if (this.waitingFor('retry')) this.requestRetry();
+        else this.ignored(`retry ignored: ${this.refusal('retry')}`);
+      }),
+    );
+    setHandler(abortSignal, (arg?: unknown) =>
+      this.safely('abort', () => {
+        const parsed = parseAbortArg(arg);
+        // An abort always stops the change; only a reason it cannot read is dropped.
+        if (!parsed.ok) this.ignored(`abort: its reason was ignored (${parsed.problem})`);
+        this.requestAbort(parsed.ok ? parsed.value.reason : undefined);
+      }),
+    );
+    setHandler(useTransactionSignal, (arg?: unknown) =>
+      this.safely('useTransaction', () => {
+        const parsed = parseTransactionArg(arg);
+        if (parsed.ok) this.offerTransaction(parsed.value);
+        else this.ignored(`useTransaction ignored: ${parsed.problem}`);
+      }),
+    );
     upsertSearchAttributes([
       { key: CvmIdAttribute, value: cvmId },
       { key: UpdatePhaseAttribute, value: this.status.phase },
@@ -80,6 +119,68 @@ export class UpdateTracker {
     }
     this.status.phase = phase;
     upsertSearchAttributes([{ key: UpdatePhaseAttribute, value: phase }]);
+    this.showDetails();
+  }
+
+  /** The UI's "current details": what the change does or waits for, and what an operator can do. */
+  showDetails(): void {
+    setCurrentDetails(describeState(this.status, this.currentWait));
+  }
+
+  /** What an operator may do now; undefined while nothing waits for a person. */
+  get wait(): OperatorWait | undefined {
+    return this.currentWait;
+  }
+
+  waitingFor(way: OperatorWay): boolean {
+    if (way === 'useTransaction' && this.checkingTransaction) return true;
+    return this.currentWait?.accepts.includes(way) === true;
+  }
+
+  /** Why `way` cannot be taken now, in the words an operator gets back. */
+  refusal(way: OperatorWay): string {
+    const w = this.currentWait;
+    if (!w) return `not waiting for an operator (phase: ${this.status.phase})`;
+    const takes = [...w.accepts, 'abort'].join(', ');
+    return `not waiting for ${way === 'retry' ? 'a retry' : 'a transaction'}: it waits for ${w.why} (it takes: ${takes})`;
+  }
+
+  requestRetry(): void {
+    this.retryRequested = true;
+  }
+
+  requestAbort(reason: string | undefined): void {
+    this.abortReason ??= reason || 'aborted by an operator';
+    this.work.cancel();
+  }
+
+  /** The newest hand-over wins: it replaces one not yet taken, and one the flow is checking. */
+  offerTransaction(hash: string, verified?: MinedTx): void {
+    this.offered = verified ? { hash, verified } : { hash };
+  }
+
+  /** A hand-over the flow has not taken yet. */
+  get hasOffer(): boolean {
+    return this.offered !== undefined;
+  }
+
+  takeOffer(): { hash: string; verified?: MinedTx } | undefined {
+    const o = this.offered;
+    this.offered = undefined;
+    return o;
+  }
+
+  private ignored(why: string): void {
+    this.status.lastError = why;
+    this.showDetails();
+  }
+
+  private safely(name: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.ignored(`${name} ignored: ${oneLine(err)}`);
+    }
   }
 
   /** Runs an activity call and books its wall time to the API or chain bucket. */
@@ -108,27 +209,25 @@ export class UpdateTracker {
 
   /** Parks the workflow in a named state until an operator acts, and says which action came. */
   /** `resolved` ends the wait without a person (e.g. the chain shows what the operator was asked for). */
-  async awaitOperator(why: string, accept: ('retry' | 'useTransaction')[], resolved?: () => boolean): Promise<OperatorAction> {
+  async awaitOperator(why: string, accept: OperatorWay[], resolved?: () => boolean): Promise<OperatorAction> {
     const resumeTo = this.status.phase;
     this.status.waitingFor = why;
+    this.currentWait = { why, accepts: accept };
     this.enter('awaiting_operator');
     const t0 = Date.now();
     this.retryRequested = false;
     const canRetry = accept.includes('retry');
     const canUseTx = accept.includes('useTransaction');
     try {
-      await condition(() => (canRetry && this.retryRequested) || (canUseTx && this.offeredTx !== undefined) || resolved?.() === true);
+      await condition(() => (canRetry && this.retryRequested) || (canUseTx && this.offered !== undefined) || resolved?.() === true);
     } finally {
       this.status.timings.operatorMs += Date.now() - t0;
       this.status.waitingFor = undefined;
+      this.currentWait = undefined;
     }
     this.enter(resumeTo);
     if (resolved?.() === true) return { kind: 'resolved' };
-    if (canUseTx && this.offeredTx !== undefined) {
-      const hash = this.offeredTx;
-      this.offeredTx = undefined;
-      return { kind: 'useTransaction', hash };
-    }
+    if (canUseTx && this.offered !== undefined) return { kind: 'useTransaction', ...this.takeOffer()! };
     this.retryRequested = false;
     return { kind: 'retry' };
   }
@@ -148,17 +247,19 @@ export class UpdateTracker {
     if (this.abortReason !== undefined) {
       this.enter('aborted');
       this.status.lastError = this.abortReason;
+      this.showDetails();
       this.finish();
       return ApplicationFailure.nonRetryable(`update of ${this.status.cvmId} aborted: ${this.abortReason}`, 'Aborted');
     }
     this.enter('failed');
     this.status.lastError = oneLine(err);
+    this.showDetails();
     this.finish();
     return err as Error;
   }
 }
 
-function isFinal(err: unknown): boolean {
+export function isFinal(err: unknown): boolean {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   return cause instanceof ApplicationFailure && FINAL_FAILURES.includes(cause.type ?? '');
 }
