@@ -3,9 +3,10 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { PhalaCloudClient } from '../phala/api-client.ts';
 import { PhalaApiError } from '../phala/api-errors.ts';
 import { assessRequestedComposeHash } from '../phala/compose-hash-check.ts';
-import { encryptEnvVars } from '../phala/env-crypto.ts';
+import { x25519 } from '@noble/curves/ed25519.js';
+import { EnvCryptoError, encryptEnvVars } from '../phala/env-crypto.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from '../phala/env-validation.ts';
-import { checkEnvEncryptPublicKey } from '../phala/kms-signature.ts';
+import { checkEnvEncryptPublicKey, KmsSignatureError } from '../phala/kms-signature.ts';
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
 import { apiFailure, invalidInput } from './failures.ts';
 import type {
@@ -47,6 +48,33 @@ export function applyPollDelayMs(elapsedMs: number, maxMs: number): number {
   const min = Math.min(APPLY_POLL_MIN_MS, maxMs);
   return Math.round(Math.min(maxMs, Math.max(min, elapsedMs * APPLY_POLL_FRACTION)));
 }
+
+/**
+ * The env encryption key as served, checked before it is trusted or used: an x25519 public key
+ * is 32 bytes, and an all-zero or low-order point would make the shared secret predictable.
+ * A bad key fails the same way on every fetch, so it ends the step at once.
+ */
+export function servedEnvKey(key: unknown, servedBy: string): string {
+  const problem = envKeyProblem(key);
+  if (problem) throw ApplicationFailure.nonRetryable(`${servedBy} served an unusable env encryption key: ${problem}`, 'ApiRejected');
+  return key as string;
+}
+
+function envKeyProblem(key: unknown): string | undefined {
+  if (typeof key !== 'string') return 'not a string';
+  const hex = key.replace(/^0x/i, '');
+  if (!/^[0-9a-fA-F]*$/.test(hex)) return 'not hex';
+  if (hex.length !== 64) return `must be 32 bytes (64 hex characters), got ${hex.length > 1000 ? 'more than 1000' : hex.length} characters`;
+  try {
+    // The shared secret with a fixed scalar: zero for every low-order point.
+    x25519.getSharedSecret(PROBE_SCALAR, Buffer.from(hex, 'hex'));
+  } catch {
+    return 'a low-order x25519 point';
+  }
+  return undefined;
+}
+
+const PROBE_SCALAR = new Uint8Array(32).fill(7);
 
 function toEnvList(env: unknown): EnvVar[] {
   if (Array.isArray(env)) return env as EnvVar[];
@@ -159,7 +187,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         if (!target.encryptedEnvPubkey) {
           throw ApplicationFailure.nonRetryable(`CVM ${target.cvmId} exposes no env encryption key`, 'ApiRejected');
         }
-        return { publicKey: target.encryptedEnvPubkey, source: 'cvm-record' };
+        return { publicKey: servedEnvKey(target.encryptedEnvPubkey, `the CVM record of ${target.cvmId}`), source: 'cvm-record' };
       }
       const res = await phala.getAppEnvEncryptPubkey(target.kmsId!, target.appId).catch((err) => {
         throw apiFailure(err, `GET /kms/${target.kmsId}/pubkey/${target.appId}`);
@@ -172,14 +200,28 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       }
       // Prefer the timestamped signature: it cannot be replayed once it expires.
       const timestamped = res.signature_v1 && res.timestamp != null;
-      const check = checkEnvEncryptPublicKey({
-        publicKey: res.public_key,
-        signature: timestamped ? res.signature_v1! : res.signature,
-        appId: target.appId,
-        kmsPublicKey: target.kmsPublicKey,
-        timestamp: timestamped ? res.timestamp! : undefined,
-        maxAgeSeconds: deps.kmsSignatureMaxAgeSeconds,
-      });
+      const publicKey = servedEnvKey(res.public_key, `KMS ${target.kmsId}`);
+      let check: ReturnType<typeof checkEnvEncryptPublicKey>;
+      try {
+        check = checkEnvEncryptPublicKey({
+          publicKey,
+          signature: timestamped ? res.signature_v1! : res.signature,
+          appId: target.appId,
+          kmsPublicKey: target.kmsPublicKey,
+          timestamp: timestamped ? res.timestamp! : undefined,
+          maxAgeSeconds: deps.kmsSignatureMaxAgeSeconds,
+        });
+      } catch (err) {
+        // A signature or KMS key that is not even well-formed will be just as malformed on
+        // the next fetch: the API broke its contract, so no retry can help.
+        if (err instanceof KmsSignatureError) {
+          throw ApplicationFailure.nonRetryable(
+            `KMS ${target.kmsId} served an unusable signature for the env encryption key of app ${target.appId}: ${err.message}`,
+            'ApiRejected',
+          );
+        }
+        throw err;
+      }
       if (!check.ok) {
         // A fresh fetch may carry a fresh signature: retry a few times before an operator looks.
         throw ApplicationFailure.create({
@@ -188,11 +230,21 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           nonRetryable: check.reason !== 'expired',
         });
       }
-      return { publicKey: res.public_key, source: 'kms-signed' };
+      return { publicKey, source: 'kms-signed' };
     },
 
     async encryptEnv({ env, publicKey }: { env: EnvVar[]; publicKey: string }): Promise<{ encryptedEnv: string }> {
-      return { encryptedEnv: await encryptEnvVars(env, publicKey) };
+      try {
+        return { encryptedEnv: await encryptEnvVars(env, publicKey) };
+      } catch (err) {
+        // The same key fails the same way on every attempt. The message names the key's
+        // problem only: an env value never appears in an EnvCryptoError about the key.
+        if (err instanceof EnvCryptoError && (err.code === 'invalid_public_key' || err.code === 'weak_shared_secret')) {
+          throw ApplicationFailure.nonRetryable(`the env encryption key cannot be used: ${err.message}`, 'ApiRejected');
+        }
+        if (err instanceof EnvCryptoError) throw invalidInput(`env: ${err.message}`);
+        throw err;
+      }
     },
 
     async submitEnvUpdate(input: SubmitEnvInput): Promise<SubmitEnvOutcome> {
