@@ -2,6 +2,7 @@ import { heartbeat, log, sleep, Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { PhalaCloudClient } from '../phala/api-client.ts';
 import { PhalaApiError } from '../phala/api-errors.ts';
+import type { CvmOperation } from '../phala/api-schemas.ts';
 import { assessRequestedComposeHash } from '../phala/compose-hash-check.ts';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { EnvCryptoError, encryptEnvVars } from '../phala/env-crypto.ts';
@@ -25,6 +26,8 @@ export interface PhalaActivityDeps {
   pollIntervalMs?: number;
   /** Oldest KMS signature on an env-encryption key that is still trusted. */
   kmsSignatureMaxAgeSeconds?: number;
+  /** How long an accepted operation may be missing from an idle CVM's operations before an operator is asked. */
+  unlistedOperationGraceMs?: number;
 }
 
 const ONCHAIN_KMS_TYPES = new Set(['ethereum', 'base']);
@@ -87,8 +90,31 @@ function toEnvList(env: unknown): EnvVar[] {
   throw invalidInput('env must be an object of KEY: value or a list of {key, value}');
 }
 
+const OPERATION_PAGE_SIZE = 100;
+const OPERATION_PAGES = 10;
+
+/**
+ * An error of the apply watch. The API has already accepted the change, so nothing here ends
+ * it: a 404 or a malformed answer from the operations endpoint is retried with backoff like a
+ * 5xx, and when the retries run out the update waits for an operator. Auth stays as it is
+ * (retrying a revoked key helps nobody), still not final.
+ */
+function watchFailure(err: unknown, what: string): unknown {
+  if (err instanceof PhalaApiError && (err.kind === 'not_found' || err.kind === 'bad_response' || err.kind === 'invalid')) {
+    return ApplicationFailure.create({
+      message: `${what}: ${err.status ?? 'no response'} ${err.kind}: ${err.message}`,
+      type: 'ApplyWatchFailed',
+    });
+  }
+  if (err instanceof PhalaApiError && err.kind === 'auth') {
+    return ApplicationFailure.nonRetryable(`${what}: ${err.status} auth: ${err.message}`, 'ApplyWatchFailed');
+  }
+  return apiFailure(err, what);
+}
+
 export function createPhalaActivities(deps: PhalaActivityDeps) {
   const { phala } = deps;
+  const unlistedGraceMs = deps.unlistedOperationGraceMs ?? 120_000;
   const pollIntervalMs = deps.pollIntervalMs ?? 1000;
   // The workflow watches an apply in slices of one activity each; keeping when the watch of a
   // correlation id began lets a later slice go on at the long pause instead of starting short
@@ -100,6 +126,50 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
     watchStartedAt.set(correlationId, at);
     return at;
   };
+
+  /**
+   * A 465 names the app and chain to register on; both must be the CVM's own. A registration
+   * on another app (or chain) would spend gas, allow a hash where nobody asked for it, and
+   * never satisfy phase 2. The API contradicting its own CVM record is final.
+   */
+  async function checkPreconditionTarget(cvmId: string, asked: { appId: string; chainId?: number | undefined }): Promise<void> {
+    const cvm = await phala.getCvm(cvmId).catch((err) => {
+      throw apiFailure(err, `GET /cvms/${cvmId}`);
+    });
+    const recordApp = normaliseAppId(cvm.app_id ?? cvm.kms_info?.dstack_app_address ?? '');
+    if (recordApp !== '' && asked.appId.toLowerCase() !== recordApp.toLowerCase()) {
+      throw ApplicationFailure.nonRetryable(
+        `phase 1 asked to register on app ${asked.appId}, but CVM ${cvmId} belongs to app ${recordApp}: refusing to register on another app`,
+        'ApiRejected',
+      );
+    }
+    const recordChain = cvm.kms_info?.chain_id ?? undefined;
+    if (recordChain !== undefined && asked.chainId !== undefined && asked.chainId !== recordChain) {
+      throw ApplicationFailure.nonRetryable(
+        `phase 1 asked to register on chain ${asked.chainId}, but the KMS of CVM ${cvmId} is on chain ${recordChain}: refusing to register on another chain`,
+        'ApiRejected',
+      );
+    }
+  }
+
+  /**
+   * The operation by its correlation id, paging back through the CVM's operations (newest
+   * first). Stops at the first page whose oldest operation started before the watch could have
+   * begun, or after OPERATION_PAGES pages.
+   */
+  async function findOperation(cvmId: string, correlationId: string): Promise<CvmOperation | undefined> {
+    let cursor: string | undefined;
+    for (let page = 0; page < OPERATION_PAGES; page++) {
+      const ops = await phala.getCvmOperations(cvmId, { limit: OPERATION_PAGE_SIZE, ...(cursor ? { cursor } : {}) }).catch((err) => {
+        throw watchFailure(err, `GET /cvms/${cvmId}/operations`);
+      });
+      const op = ops.items.find((o) => o.correlation_id === correlationId);
+      if (op) return op;
+      if (!ops.next_cursor || ops.items.length === 0) return undefined;
+      cursor = ops.next_cursor;
+    }
+    return undefined;
+  }
 
   return {
     async validateInput(input: { env: unknown; allowedKeys?: unknown }): Promise<ValidatedInput> {
@@ -263,15 +333,18 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         if (res.status === 'in_progress') {
           return { kind: 'in_progress', correlationId: res.correlation_id, allowedEnvsChanged: res.allowed_envs_changed };
         }
-        return {
-          kind: 'precondition_required',
+        const asked = {
+          kind: 'precondition_required' as const,
           composeHash: res.compose_hash.replace(/^0x/, '').toLowerCase(),
           appId: normaliseAppId(res.app_id),
           deviceId: res.device_id || undefined,
           chainId: res.kms_info.chain_id ?? undefined,
           kmsId: res.kms_info.slug ?? res.kms_info.id,
         };
+        await checkPreconditionTarget(input.cvmId, asked);
+        return asked;
       } catch (err) {
+        if (err instanceof ApplicationFailure) throw err;
         if (
           err instanceof PhalaApiError &&
           (err.kind === 'hash_expired' || err.kind === 'tx_not_verified' || err.kind === 'hash_not_allowed')
@@ -332,10 +405,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       };
       let detail = 'not seen yet';
       for (;;) {
-        const ops = await phala.getCvmOperations(input.cvmId, { limit: 20 }).catch((err) => {
-          throw apiFailure(err, `GET /cvms/${input.cvmId}/operations`);
-        });
-        const op = ops.items.find((o) => o.correlation_id === input.correlationId);
+        const op = await findOperation(input.cvmId, input.correlationId);
         if (op) {
           const s = op.status.toLowerCase();
           if (['completed', 'succeeded', 'success', 'done'].includes(s)) return settled({ state: 'applied' });
@@ -344,12 +414,22 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           }
           detail = `operation ${op.status}`;
         } else {
-          // Some deployments keep no operation record: the CVM's own progress then tells.
+          // Not in the CVM's operations at all. An idle CVM says nothing about an operation it
+          // does not list: "applied" is never assumed. A CVM still busy with it is waited for;
+          // one that stays idle with no record of it goes to an operator after a grace period.
           const cvm = await phala.getCvm(input.cvmId).catch((err) => {
-            throw apiFailure(err, `GET /cvms/${input.cvmId}`);
+            throw watchFailure(err, `GET /cvms/${input.cvmId}`);
           });
-          if (!cvm.in_progress && cvm.progress?.correlation_id !== input.correlationId) return settled({ state: 'applied' });
-          detail = `CVM ${cvm.status}${cvm.in_progress ? ' (in progress)' : ''}`;
+          const ours = cvm.progress?.correlation_id === input.correlationId;
+          detail = `operation ${input.correlationId} not listed yet; CVM ${cvm.status}${cvm.in_progress ? ` (in progress${ours ? '' : ', another operation'})` : ''}`;
+          if (!cvm.in_progress && Date.now() - started > unlistedGraceMs) {
+            watchStartedAt.delete(input.correlationId);
+            throw ApplicationFailure.nonRetryable(
+              `operation ${input.correlationId} is not among the operations of CVM ${input.cvmId} and the CVM is idle: ` +
+                'whether the change was applied is unknown; check the CVM, then retry or abort',
+              'ApplyUnknown',
+            );
+          }
         }
         heartbeat(detail);
         const pauseMs = applyPollDelayMs(Date.now() - started, pollIntervalMs);

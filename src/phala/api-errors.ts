@@ -186,7 +186,7 @@ export function kindForStatus(status: number, errorCode?: string): PhalaApiError
  * asks for more is not honoured past this: the activity's own retry budget decides when to
  * give up, and one answer must not park a change for days.
  */
-export const MAX_RETRY_AFTER_MS = 60_000;
+export const MAX_RETRY_AFTER_MS = 30_000;
 
 /** Retry-After as milliseconds from `nowMs` (delta-seconds or an HTTP date), capped at MAX_RETRY_AFTER_MS. */
 export function parseRetryAfter(value: string | null | undefined, nowMs: number = Date.now()): number | undefined {
