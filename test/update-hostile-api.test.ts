@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
-import { awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, type EnvUpdateHandle } from '../src/client.ts';
+import { abortEnvUpdate, awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, type EnvUpdateHandle } from '../src/client.ts';
+import { generateEnvKeyPair } from '../src/phala/env-crypto.ts';
+import { kmsPublicKeyFromPrivate, signEnvEncryptPublicKey } from '../src/phala/kms-signature.ts';
 import { useUpdateHarness } from './support/update-harness.ts';
 
 const setup = useUpdateHarness();
@@ -140,3 +142,51 @@ test('after the API accepted the change, a 404 and a malformed page from the ope
   assert.equal(status.timings.operatorMs, 0, 'no operator was needed');
   assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, env);
 });
+
+test('an API that serves its own KMS key, with an env key it signed, is refused: the KMS key is read from the KMS contract', async () => {
+  const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(true), allowedEnvs: ['A'] });
+  // A coherent forgery: a KMS key of the attacker's, and an env key the attacker can read,
+  // properly signed with it. Only the chain can tell.
+  const attackerKms = `0x${randomBytes(32).toString('hex')}`;
+  const attackerEnv = generateEnvKeyPair();
+  const timestamp = Math.floor(Date.now() / 1000);
+  const appId = cvm.appId.replace(/^0x/, '').toLowerCase();
+  const signature_v1 = signEnvEncryptPublicKey({ publicKey: attackerEnv.publicKey, appId, kmsPrivateKey: attackerKms, timestamp });
+  const signature = signEnvEncryptPublicKey({ publicKey: attackerEnv.publicKey, appId, kmsPrivateKey: attackerKms });
+  await setup.h.sim.addFaults({
+    rules: [
+      { route: 'GET /kms', tamper: { set: [{ path: 'items.[*].k256_pubkey', value: kmsPublicKeyFromPrivate(attackerKms) }] }, times: 1 },
+      {
+        route: 'GET /kms/{kms_id}/pubkey/{app_id}',
+        tamper: {
+          set: [
+            { path: 'public_key', value: attackerEnv.publicKey },
+            { path: 'signature_v1', value: signature_v1 },
+            { path: 'signature', value: signature },
+            { path: 'timestamp', value: timestamp },
+          ],
+        },
+        times: 1,
+      },
+    ],
+  });
+  const value = secret();
+  const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env: { A: value } }, { taskQueue: setup.h.taskQueue });
+  const waiting = await waitForPhase(cvm.id, 'awaiting_operator');
+  assert.match(waiting.waitingFor ?? '', /does not match the key in the KMS contract/);
+  assert.equal(waiting.attempts.phase1, undefined, 'nothing encrypted to the forged key was sent');
+  assertClean(waiting.waitingFor ?? '', value);
+  await abortEnvUpdate(setup.h.client, cvm.id, 'forged KMS key');
+  await assert.rejects(awaitEnvUpdate(handle));
+  assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, {});
+});
+
+async function waitForPhase(cvmId: string, phase: string): Promise<Awaited<ReturnType<typeof getEnvUpdateStatus>>> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const s = await getEnvUpdateStatus(setup.h.client, cvmId).catch(() => undefined);
+    if (s?.phase === phase) return s;
+    if (Date.now() > deadline) throw new Error(`never reached ${phase}: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

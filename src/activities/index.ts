@@ -5,13 +5,14 @@ import { createSignerActivities, type SignerActivityDeps } from './signer-activi
 import { createOwnerActivities } from './owner-activities.ts';
 import { createPhalaActivities, type PhalaActivityDeps } from './phala-activities.ts';
 import { withHeartbeats } from './heartbeat.ts';
+import { kmsKeyReader } from './kms-key.ts';
 
 export type ActivityDeps = PhalaActivityDeps & ChainActivityDeps & SignerActivityDeps;
 
 export function createActivities(deps: ActivityDeps) {
   const clientFor = chainClientCache(deps);
   return withHeartbeats({
-    ...createPhalaActivities(deps),
+    ...createPhalaActivities({ ...deps, kmsKeyOnChain: deps.kmsKeyOnChain ?? kmsKeyReader(deps, clientFor) }),
     ...createChainActivities(deps, clientFor),
     ...createSignerActivities(deps, clientFor),
     ...createOwnerActivities(deps, clientFor),

@@ -7,7 +7,7 @@ import { assessRequestedComposeHash } from '../phala/compose-hash-check.ts';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { EnvCryptoError, encryptEnvVars } from '../phala/env-crypto.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from '../phala/env-validation.ts';
-import { checkEnvEncryptPublicKey, KmsSignatureError } from '../phala/kms-signature.ts';
+import { checkEnvEncryptPublicKey, KmsSignatureError, sameKmsPublicKey } from '../phala/kms-signature.ts';
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
 import { apiFailure, invalidInput } from './failures.ts';
 import type {
@@ -26,6 +26,11 @@ export interface PhalaActivityDeps {
   pollIntervalMs?: number;
   /** Oldest KMS signature on an env-encryption key that is still trusted. */
   kmsSignatureMaxAgeSeconds?: number;
+  /**
+   * The k256 key a KMS contract publishes (kmsInfo), or undefined when the worker cannot read
+   * that chain or the contract holds none. Absent: the API's KMS key is trusted as served.
+   */
+  kmsKeyOnChain?: (chainId: number, kmsContract: string) => Promise<string | undefined>;
   /** How long an accepted operation may be missing from an idle CVM's operations before an operator is asked. */
   unlistedOperationGraceMs?: number;
 }
@@ -126,6 +131,40 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
     watchStartedAt.set(correlationId, at);
     return at;
   };
+
+  /**
+   * The KMS key that may vouch for an env key. The API serves both the env key and a KMS key,
+   * so the API's word alone proves nothing: the KMS contract's kmsInfo() is read on chain, and
+   * an API key that differs from it is refused (an operator looks). Without chain access for
+   * the KMS's chain (or a contract holding no key) the API's key is used, as before.
+   */
+  async function trustedKmsKey(target: CvmTarget): Promise<string> {
+    const apiKey = target.kmsPublicKey!;
+    const chainId = target.chainId;
+    if (!deps.kmsKeyOnChain || chainId === undefined) return apiKey;
+    const contract =
+      target.kmsContract ??
+      (
+        await phala.getCvm(target.cvmId).catch((err) => {
+          throw apiFailure(err, `GET /cvms/${target.cvmId}`);
+        })
+      ).kms_info?.dstack_kms_address ??
+      undefined;
+    if (!contract) return apiKey;
+    const onChain = await deps.kmsKeyOnChain(chainId, contract);
+    if (onChain === undefined) {
+      log.warn('the KMS contract publishes no k256 key; the API-served KMS key is used', { kms: contract, chainId });
+      return apiKey;
+    }
+    if (!sameKmsPublicKey(onChain, apiKey)) {
+      throw ApplicationFailure.nonRetryable(
+        `the API's key for KMS ${target.kmsId} (${apiKey}) does not match the key in the KMS contract ${contract} ` +
+          `on chain ${chainId} (${onChain}): the env encryption key it vouches for is not trusted`,
+        'KeyNotTrusted',
+      );
+    }
+    return onChain;
+  }
 
   /**
    * A 465 names the app and chain to register on; both must be the CVM's own. A registration
@@ -246,6 +285,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           );
         }
         target.kmsId = kms.slug ?? kms.id;
+        if (kmsAddress) target.kmsContract = kmsAddress;
         target.kmsPublicKey = kms.k256_pubkey ?? undefined;
         target.chainId ??= kms.chain_id ?? undefined;
       }
@@ -268,6 +308,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           'KeyNotTrusted',
         );
       }
+      const kmsPublicKey = await trustedKmsKey(target);
       // Prefer the timestamped signature: it cannot be replayed once it expires.
       const timestamped = res.signature_v1 && res.timestamp != null;
       const publicKey = servedEnvKey(res.public_key, `KMS ${target.kmsId}`);
@@ -277,7 +318,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           publicKey,
           signature: timestamped ? res.signature_v1! : res.signature,
           appId: target.appId,
-          kmsPublicKey: target.kmsPublicKey,
+          kmsPublicKey,
           timestamp: timestamped ? res.timestamp! : undefined,
           maxAgeSeconds: deps.kmsSignatureMaxAgeSeconds,
         });

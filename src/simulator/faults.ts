@@ -39,7 +39,8 @@ export interface Tamper {
   hugeBodyBytes: number | null;
   /**
    * Fields of the answer (success or error body) set to a value. A path is dotted; a segment
-   * `[field=name]` picks the element of an array whose `field` is `name` (the 465's details);
+   * `[field=name]` picks the elements of an array whose `field` is `name` (the 465's details),
+   * `[*]` every element;
    * a path missing at the top is looked up under `detail` (the FastAPI envelope).
    */
   set: { path: string; value: unknown }[];
@@ -298,15 +299,18 @@ export function tamperBody(body: unknown, tamper: Tamper): unknown {
     const root = out as Record<string, unknown> | null;
     const start =
       root !== null && typeof root === 'object' && !(segments[0]! in root) && typeof root.detail === 'object' ? root.detail : root;
-    let node: unknown = start;
-    for (let i = 0; i < segments.length - 1 && node !== null && typeof node === 'object'; i++) node = step(node, segments[i]!);
-    if (node !== null && typeof node === 'object') (node as Record<string, unknown>)[segments.at(-1)!] = value;
+    let nodes: unknown[] = [start];
+    for (const segment of segments.slice(0, -1))
+      nodes = nodes.flatMap((n) => (n !== null && typeof n === 'object' ? step(n, segment) : []));
+    for (const n of nodes) if (n !== null && typeof n === 'object') (n as Record<string, unknown>)[segments.at(-1)!] = value;
   }
   return out;
 }
 
-function step(node: object, segment: string): unknown {
+/** `[*]`: every element; `[key=value]`: the elements whose `key` is `value`; else a property. */
+function step(node: object, segment: string): unknown[] {
+  if (segment === '[*]') return Array.isArray(node) ? node : [];
   const pick = /^\[(\w+)=(.*)\]$/.exec(segment);
-  if (pick && Array.isArray(node)) return node.find((x) => x !== null && typeof x === 'object' && String(x[pick[1]!]) === pick[2]);
-  return (node as Record<string, unknown>)[segment];
+  if (pick) return Array.isArray(node) ? node.filter((x) => x !== null && typeof x === 'object' && String(x[pick[1]!]) === pick[2]) : [];
+  return [(node as Record<string, unknown>)[segment]];
 }
