@@ -184,7 +184,7 @@ test('RPC lag: the first K phase-2 calls answer 467, then the same request is ac
 test('fault API: validation, listing and removal by CVM; the admin token is required', async () => {
   const a = await cvm();
   await assert.rejects(admin.addFaults({ rules: [{ route: 'GET /nope', error: { status: 500 } }] }), /400/);
-  await assert.rejects(admin.addFaults({ rules: [{ route: '*', error: { status: 404 } }] }), /400/);
+  await assert.rejects(admin.addFaults({ rules: [{ route: '*', error: { status: 418 } }] }), /400/);
   await assert.rejects(admin.addFaults({ rules: [{ route: '*', cvmId: a.id }] }), /no effect/);
   await admin.addFaults({ rules: [{ route: 'GET *', cvmId: a.id, latencyMs: 1 }], phase2Lag: [{ cvmId: a.id, calls: 3 }] });
   const listed = await admin.faults();

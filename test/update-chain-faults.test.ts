@@ -265,3 +265,43 @@ test('a registration that reverts waits for an operator; retry signs a new one t
     await assertLandedOnce(h, cvm, env, result);
   });
 });
+
+test('a reorg that only moves a registration found on chain is followed to its new block, without an operator', async () => {
+  await withCase({}, async (h) => {
+    // Two replicas of one app: the first registers the compose hash, the second finds it on chain.
+    const [a, b] = await h.sim.createCvms({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['BASE'] }, 2);
+    const key = `K_${randomBytes(4).toString('hex').toUpperCase()}`;
+    const envA = { BASE: randomBytes(8).toString('hex'), [key]: randomBytes(8).toString('hex') };
+    const first = await awaitEnvUpdate(
+      (await startEnvUpdate(h.client, { cvmId: a!.id, env: envA, confirmations: 1 }, { taskQueue: h.taskQueue })).handle,
+    );
+    const tx = first.transactionHash!;
+
+    const envB = { BASE: randomBytes(8).toString('hex'), [key]: randomBytes(8).toString('hex') };
+    const { handle } = await startEnvUpdate(h.client, { cvmId: b!.id, env: envB, confirmations: 20 }, { taskQueue: h.taskQueue });
+    const confirming = await waitFor('the second update to confirm the existing registration', async () => {
+      const s = await statusOf(h, b!.id);
+      return s.phase === 'confirming' && s.transactionHash === tx ? s : undefined;
+    });
+    assert.equal(confirming.sentTransactions.length, 0, 'the second update found the registration instead of sending one');
+
+    // The same signed transaction, mined one block later on a new branch: moved, not gone.
+    const raw = await rpc<string>('eth_getRawTransactionByHash', [tx]);
+    const minedAt = first.blockNumber!;
+    await mine(2);
+    const head = await latestBlock();
+    await rpc('anvil_reorg', [head - minedAt + 1, [[raw, 1]]]);
+    const moved = await rpc<{ blockNumber: string; blockHash: string }>('eth_getTransactionReceipt', [tx]);
+    assert.notEqual(Number(moved.blockNumber), minedAt, 'the registration sits in another block now');
+
+    await mine(25);
+    const result = await awaitEnvUpdate(handle);
+    const status = await statusOf(h, b!.id);
+    assert.equal(result.transactionHash, tx);
+    assert.equal(result.blockNumber, Number(moved.blockNumber), 'confirmed where it was mined again');
+    assert.equal(status.timings.operatorMs, 0, `no operator was asked: ${describeStatus(status)}`);
+    assert.match(status.lastError ?? '', /found again as/);
+    assert.equal(status.attempts.chainPreflight, 2, 'looked for on chain once more after the reorg');
+    assert.deepEqual((await h.sim.appliedEnv(b!.id)).env, envB);
+  });
+});

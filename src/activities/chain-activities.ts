@@ -96,6 +96,7 @@ export function createChainActivities(deps: ChainActivityDeps, clientFor: (chain
             fromBlock: Math.max(0, pre.blockNumber - lookback),
             toBlock: pre.blockNumber,
             onProgress: (p) => heartbeat(p),
+            onBackoff: (b) => heartbeat({ rateLimited: b }),
           }),
         );
         // Not found within the window: registering again is harmless (the contract accepts it).

@@ -2,10 +2,12 @@ import { heartbeat, log, sleep, Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { PhalaCloudClient } from '../phala/api-client.ts';
 import { PhalaApiError } from '../phala/api-errors.ts';
+import type { CvmOperation } from '../phala/api-schemas.ts';
 import { assessRequestedComposeHash } from '../phala/compose-hash-check.ts';
-import { encryptEnvVars } from '../phala/env-crypto.ts';
+import { x25519 } from '@noble/curves/ed25519.js';
+import { EnvCryptoError, encryptEnvVars } from '../phala/env-crypto.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from '../phala/env-validation.ts';
-import { checkEnvEncryptPublicKey } from '../phala/kms-signature.ts';
+import { checkEnvEncryptPublicKey, KmsSignatureError, sameKmsPublicKey } from '../phala/kms-signature.ts';
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
 import { apiFailure, invalidInput } from './failures.ts';
 import type {
@@ -24,6 +26,13 @@ export interface PhalaActivityDeps {
   pollIntervalMs?: number;
   /** Oldest KMS signature on an env-encryption key that is still trusted. */
   kmsSignatureMaxAgeSeconds?: number;
+  /**
+   * The k256 key a KMS contract publishes (kmsInfo), or undefined when the worker cannot read
+   * that chain or the contract holds none. Absent: the API's KMS key is trusted as served.
+   */
+  kmsKeyOnChain?: (chainId: number, kmsContract: string) => Promise<string | undefined>;
+  /** How long an accepted operation may be missing from an idle CVM's operations before an operator is asked. */
+  unlistedOperationGraceMs?: number;
 }
 
 const ONCHAIN_KMS_TYPES = new Set(['ethereum', 'base']);
@@ -48,6 +57,33 @@ export function applyPollDelayMs(elapsedMs: number, maxMs: number): number {
   return Math.round(Math.min(maxMs, Math.max(min, elapsedMs * APPLY_POLL_FRACTION)));
 }
 
+/**
+ * The env encryption key as served, checked before it is trusted or used: an x25519 public key
+ * is 32 bytes, and an all-zero or low-order point would make the shared secret predictable.
+ * A bad key fails the same way on every fetch, so it ends the step at once.
+ */
+export function servedEnvKey(key: unknown, servedBy: string): string {
+  const problem = envKeyProblem(key);
+  if (problem) throw ApplicationFailure.nonRetryable(`${servedBy} served an unusable env encryption key: ${problem}`, 'ApiRejected');
+  return key as string;
+}
+
+function envKeyProblem(key: unknown): string | undefined {
+  if (typeof key !== 'string') return 'not a string';
+  const hex = key.replace(/^0x/i, '');
+  if (!/^[0-9a-fA-F]*$/.test(hex)) return 'not hex';
+  if (hex.length !== 64) return `must be 32 bytes (64 hex characters), got ${hex.length > 1000 ? 'more than 1000' : hex.length} characters`;
+  try {
+    // The shared secret with a fixed scalar: zero for every low-order point.
+    x25519.getSharedSecret(PROBE_SCALAR, Buffer.from(hex, 'hex'));
+  } catch {
+    return 'a low-order x25519 point';
+  }
+  return undefined;
+}
+
+const PROBE_SCALAR = new Uint8Array(32).fill(7);
+
 function toEnvList(env: unknown): EnvVar[] {
   if (Array.isArray(env)) return env as EnvVar[];
   if (env !== null && typeof env === 'object') {
@@ -59,8 +95,31 @@ function toEnvList(env: unknown): EnvVar[] {
   throw invalidInput('env must be an object of KEY: value or a list of {key, value}');
 }
 
+const OPERATION_PAGE_SIZE = 100;
+const OPERATION_PAGES = 10;
+
+/**
+ * An error of the apply watch. The API has already accepted the change, so nothing here ends
+ * it: a 404 or a malformed answer from the operations endpoint is retried with backoff like a
+ * 5xx, and when the retries run out the update waits for an operator. Auth stays as it is
+ * (retrying a revoked key helps nobody), still not final.
+ */
+function watchFailure(err: unknown, what: string): unknown {
+  if (err instanceof PhalaApiError && (err.kind === 'not_found' || err.kind === 'bad_response' || err.kind === 'invalid')) {
+    return ApplicationFailure.create({
+      message: `${what}: ${err.status ?? 'no response'} ${err.kind}: ${err.message}`,
+      type: 'ApplyWatchFailed',
+    });
+  }
+  if (err instanceof PhalaApiError && err.kind === 'auth') {
+    return ApplicationFailure.nonRetryable(`${what}: ${err.status} auth: ${err.message}`, 'ApplyWatchFailed');
+  }
+  return apiFailure(err, what);
+}
+
 export function createPhalaActivities(deps: PhalaActivityDeps) {
   const { phala } = deps;
+  const unlistedGraceMs = deps.unlistedOperationGraceMs ?? 120_000;
   const pollIntervalMs = deps.pollIntervalMs ?? 1000;
   // The workflow watches an apply in slices of one activity each; keeping when the watch of a
   // correlation id began lets a later slice go on at the long pause instead of starting short
@@ -72,6 +131,84 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
     watchStartedAt.set(correlationId, at);
     return at;
   };
+
+  /**
+   * The KMS key that may vouch for an env key. The API serves both the env key and a KMS key,
+   * so the API's word alone proves nothing: the KMS contract's kmsInfo() is read on chain, and
+   * an API key that differs from it is refused (an operator looks). Without chain access for
+   * the KMS's chain (or a contract holding no key) the API's key is used, as before.
+   */
+  async function trustedKmsKey(target: CvmTarget): Promise<string> {
+    const apiKey = target.kmsPublicKey!;
+    const chainId = target.chainId;
+    if (!deps.kmsKeyOnChain || chainId === undefined) return apiKey;
+    const contract =
+      target.kmsContract ??
+      (
+        await phala.getCvm(target.cvmId).catch((err) => {
+          throw apiFailure(err, `GET /cvms/${target.cvmId}`);
+        })
+      ).kms_info?.dstack_kms_address ??
+      undefined;
+    if (!contract) return apiKey;
+    const onChain = await deps.kmsKeyOnChain(chainId, contract);
+    if (onChain === undefined) {
+      log.warn('the KMS contract publishes no k256 key; the API-served KMS key is used', { kms: contract, chainId });
+      return apiKey;
+    }
+    if (!sameKmsPublicKey(onChain, apiKey)) {
+      throw ApplicationFailure.nonRetryable(
+        `the API's key for KMS ${target.kmsId} (${apiKey}) does not match the key in the KMS contract ${contract} ` +
+          `on chain ${chainId} (${onChain}): the env encryption key it vouches for is not trusted`,
+        'KeyNotTrusted',
+      );
+    }
+    return onChain;
+  }
+
+  /**
+   * A 465 names the app and chain to register on; both must be the CVM's own. A registration
+   * on another app (or chain) would spend gas, allow a hash where nobody asked for it, and
+   * never satisfy phase 2. The API contradicting its own CVM record is final.
+   */
+  async function checkPreconditionTarget(cvmId: string, asked: { appId: string; chainId?: number | undefined }): Promise<void> {
+    const cvm = await phala.getCvm(cvmId).catch((err) => {
+      throw apiFailure(err, `GET /cvms/${cvmId}`);
+    });
+    const recordApp = normaliseAppId(cvm.app_id ?? cvm.kms_info?.dstack_app_address ?? '');
+    if (recordApp !== '' && asked.appId.toLowerCase() !== recordApp.toLowerCase()) {
+      throw ApplicationFailure.nonRetryable(
+        `phase 1 asked to register on app ${asked.appId}, but CVM ${cvmId} belongs to app ${recordApp}: refusing to register on another app`,
+        'ApiRejected',
+      );
+    }
+    const recordChain = cvm.kms_info?.chain_id ?? undefined;
+    if (recordChain !== undefined && asked.chainId !== undefined && asked.chainId !== recordChain) {
+      throw ApplicationFailure.nonRetryable(
+        `phase 1 asked to register on chain ${asked.chainId}, but the KMS of CVM ${cvmId} is on chain ${recordChain}: refusing to register on another chain`,
+        'ApiRejected',
+      );
+    }
+  }
+
+  /**
+   * The operation by its correlation id, paging back through the CVM's operations (newest
+   * first). Stops at the first page whose oldest operation started before the watch could have
+   * begun, or after OPERATION_PAGES pages.
+   */
+  async function findOperation(cvmId: string, correlationId: string): Promise<CvmOperation | undefined> {
+    let cursor: string | undefined;
+    for (let page = 0; page < OPERATION_PAGES; page++) {
+      const ops = await phala.getCvmOperations(cvmId, { limit: OPERATION_PAGE_SIZE, ...(cursor ? { cursor } : {}) }).catch((err) => {
+        throw watchFailure(err, `GET /cvms/${cvmId}/operations`);
+      });
+      const op = ops.items.find((o) => o.correlation_id === correlationId);
+      if (op) return op;
+      if (!ops.next_cursor || ops.items.length === 0) return undefined;
+      cursor = ops.next_cursor;
+    }
+    return undefined;
+  }
 
   return {
     async validateInput(input: { env: unknown; allowedKeys?: unknown }): Promise<ValidatedInput> {
@@ -148,6 +285,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           );
         }
         target.kmsId = kms.slug ?? kms.id;
+        if (kmsAddress) target.kmsContract = kmsAddress;
         target.kmsPublicKey = kms.k256_pubkey ?? undefined;
         target.chainId ??= kms.chain_id ?? undefined;
       }
@@ -159,7 +297,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         if (!target.encryptedEnvPubkey) {
           throw ApplicationFailure.nonRetryable(`CVM ${target.cvmId} exposes no env encryption key`, 'ApiRejected');
         }
-        return { publicKey: target.encryptedEnvPubkey, source: 'cvm-record' };
+        return { publicKey: servedEnvKey(target.encryptedEnvPubkey, `the CVM record of ${target.cvmId}`), source: 'cvm-record' };
       }
       const res = await phala.getAppEnvEncryptPubkey(target.kmsId!, target.appId).catch((err) => {
         throw apiFailure(err, `GET /kms/${target.kmsId}/pubkey/${target.appId}`);
@@ -170,16 +308,31 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           'KeyNotTrusted',
         );
       }
+      const kmsPublicKey = await trustedKmsKey(target);
       // Prefer the timestamped signature: it cannot be replayed once it expires.
       const timestamped = res.signature_v1 && res.timestamp != null;
-      const check = checkEnvEncryptPublicKey({
-        publicKey: res.public_key,
-        signature: timestamped ? res.signature_v1! : res.signature,
-        appId: target.appId,
-        kmsPublicKey: target.kmsPublicKey,
-        timestamp: timestamped ? res.timestamp! : undefined,
-        maxAgeSeconds: deps.kmsSignatureMaxAgeSeconds,
-      });
+      const publicKey = servedEnvKey(res.public_key, `KMS ${target.kmsId}`);
+      let check: ReturnType<typeof checkEnvEncryptPublicKey>;
+      try {
+        check = checkEnvEncryptPublicKey({
+          publicKey,
+          signature: timestamped ? res.signature_v1! : res.signature,
+          appId: target.appId,
+          kmsPublicKey,
+          timestamp: timestamped ? res.timestamp! : undefined,
+          maxAgeSeconds: deps.kmsSignatureMaxAgeSeconds,
+        });
+      } catch (err) {
+        // A signature or KMS key that is not even well-formed will be just as malformed on
+        // the next fetch: the API broke its contract, so no retry can help.
+        if (err instanceof KmsSignatureError) {
+          throw ApplicationFailure.nonRetryable(
+            `KMS ${target.kmsId} served an unusable signature for the env encryption key of app ${target.appId}: ${err.message}`,
+            'ApiRejected',
+          );
+        }
+        throw err;
+      }
       if (!check.ok) {
         // A fresh fetch may carry a fresh signature: retry a few times before an operator looks.
         throw ApplicationFailure.create({
@@ -188,11 +341,21 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           nonRetryable: check.reason !== 'expired',
         });
       }
-      return { publicKey: res.public_key, source: 'kms-signed' };
+      return { publicKey, source: 'kms-signed' };
     },
 
     async encryptEnv({ env, publicKey }: { env: EnvVar[]; publicKey: string }): Promise<{ encryptedEnv: string }> {
-      return { encryptedEnv: await encryptEnvVars(env, publicKey) };
+      try {
+        return { encryptedEnv: await encryptEnvVars(env, publicKey) };
+      } catch (err) {
+        // The same key fails the same way on every attempt. The message names the key's
+        // problem only: an env value never appears in an EnvCryptoError about the key.
+        if (err instanceof EnvCryptoError && (err.code === 'invalid_public_key' || err.code === 'weak_shared_secret')) {
+          throw ApplicationFailure.nonRetryable(`the env encryption key cannot be used: ${err.message}`, 'ApiRejected');
+        }
+        if (err instanceof EnvCryptoError) throw invalidInput(`env: ${err.message}`);
+        throw err;
+      }
     },
 
     async submitEnvUpdate(input: SubmitEnvInput): Promise<SubmitEnvOutcome> {
@@ -211,15 +374,18 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         if (res.status === 'in_progress') {
           return { kind: 'in_progress', correlationId: res.correlation_id, allowedEnvsChanged: res.allowed_envs_changed };
         }
-        return {
-          kind: 'precondition_required',
+        const asked = {
+          kind: 'precondition_required' as const,
           composeHash: res.compose_hash.replace(/^0x/, '').toLowerCase(),
           appId: normaliseAppId(res.app_id),
           deviceId: res.device_id || undefined,
           chainId: res.kms_info.chain_id ?? undefined,
           kmsId: res.kms_info.slug ?? res.kms_info.id,
         };
+        await checkPreconditionTarget(input.cvmId, asked);
+        return asked;
       } catch (err) {
+        if (err instanceof ApplicationFailure) throw err;
         if (
           err instanceof PhalaApiError &&
           (err.kind === 'hash_expired' || err.kind === 'tx_not_verified' || err.kind === 'hash_not_allowed')
@@ -280,10 +446,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       };
       let detail = 'not seen yet';
       for (;;) {
-        const ops = await phala.getCvmOperations(input.cvmId, { limit: 20 }).catch((err) => {
-          throw apiFailure(err, `GET /cvms/${input.cvmId}/operations`);
-        });
-        const op = ops.items.find((o) => o.correlation_id === input.correlationId);
+        const op = await findOperation(input.cvmId, input.correlationId);
         if (op) {
           const s = op.status.toLowerCase();
           if (['completed', 'succeeded', 'success', 'done'].includes(s)) return settled({ state: 'applied' });
@@ -292,12 +455,22 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           }
           detail = `operation ${op.status}`;
         } else {
-          // Some deployments keep no operation record: the CVM's own progress then tells.
+          // Not in the CVM's operations at all. An idle CVM says nothing about an operation it
+          // does not list: "applied" is never assumed. A CVM still busy with it is waited for;
+          // one that stays idle with no record of it goes to an operator after a grace period.
           const cvm = await phala.getCvm(input.cvmId).catch((err) => {
-            throw apiFailure(err, `GET /cvms/${input.cvmId}`);
+            throw watchFailure(err, `GET /cvms/${input.cvmId}`);
           });
-          if (!cvm.in_progress && cvm.progress?.correlation_id !== input.correlationId) return settled({ state: 'applied' });
-          detail = `CVM ${cvm.status}${cvm.in_progress ? ' (in progress)' : ''}`;
+          const ours = cvm.progress?.correlation_id === input.correlationId;
+          detail = `operation ${input.correlationId} not listed yet; CVM ${cvm.status}${cvm.in_progress ? ` (in progress${ours ? '' : ', another operation'})` : ''}`;
+          if (!cvm.in_progress && Date.now() - started > unlistedGraceMs) {
+            watchStartedAt.delete(input.correlationId);
+            throw ApplicationFailure.nonRetryable(
+              `operation ${input.correlationId} is not among the operations of CVM ${input.cvmId} and the CVM is idle: ` +
+                'whether the change was applied is unknown; check the CVM, then retry or abort',
+              'ApplyUnknown',
+            );
+          }
         }
         heartbeat(detail);
         const pauseMs = applyPollDelayMs(Date.now() - started, pollIntervalMs);

@@ -19,6 +19,8 @@ export interface CvmTarget {
   /** KMS slug or id, for GET /kms/{kms}/pubkey/{app_id}. */
   kmsId?: string;
   kmsPublicKey?: string;
+  /** The on-chain KMS's contract, whose kmsInfo() holds the key that vouches for env keys. */
+  kmsContract?: string;
   encryptedEnvPubkey?: string;
   composeHash?: string;
 }

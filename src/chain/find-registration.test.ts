@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -15,7 +17,8 @@ import { getBlockNumber } from 'viem/actions';
 import { startChainFixture, type ChainFixture } from '../../test/fixtures/chain-anvil.ts';
 import { chainFor } from './clients.ts';
 import { ChainError } from './errors.ts';
-import { findRegistration } from './find-registration.ts';
+import { classifyLogsError, findRegistration } from './find-registration.ts';
+import { createChainClients } from './clients.ts';
 import { dstackAppAbi } from './dstack-app-abi.ts';
 
 let chain: ChainFixture;
@@ -135,4 +138,100 @@ test('bad parameters are INVALID_INPUT, and an aborted scan rejects', async () =
   const controller = new AbortController();
   controller.abort(new Error('cancelled'));
   await assert.rejects(findRegistration(chain.client, { app, composeHash: target, fromBlock: 0, signal: controller.signal }), /cancelled/);
+});
+
+/** An HTTP JSON-RPC proxy in front of anvil that answers `refuse(n)` instead for the n-th eth_getLogs. */
+async function logsProxy(refuse: (n: number, width: number) => { status: number; body: unknown } | undefined) {
+  const widths: number[] = [];
+  const server = createServer(async (req, res) => {
+    let text = '';
+    for await (const part of req) text += String(part);
+    const call = JSON.parse(text) as { id: number; method: string; params: [{ fromBlock: Hex; toBlock: Hex }] };
+    if (call.method === 'eth_getLogs') {
+      const width = Number(hexToBigInt(call.params[0].toBlock) - hexToBigInt(call.params[0].fromBlock)) + 1;
+      widths.push(width);
+      const refusal = refuse(widths.length, width);
+      if (refusal) {
+        res.writeHead(refusal.status, { 'content-type': 'application/json' }).end(JSON.stringify(refusal.body));
+        return;
+      }
+    }
+    const result = await chain.rpc(call.method, call.params);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: call.id, result }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { publicClient } = createChainClients({ rpcUrl: url, chainId: chain.chainId, pollingIntervalMs: 50, retryCount: 0 });
+  return { client: publicClient, widths, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+test('a rate-limited RPC (HTTP 429) is waited out with the same range, not shrunk to 1-block chunks', async () => {
+  const proxy = await logsProxy((n) => (n <= 4 ? { status: 429, body: { error: 'Too Many Requests' } } : undefined));
+  try {
+    const pauses: number[] = [];
+    const found = await findRegistration(proxy.client, {
+      app,
+      composeHash: target,
+      fromBlock: 0,
+      chunkSize: 40,
+      busyPauseMs: 10,
+      onBackoff: (b) => pauses.push(b.pauseMs),
+    });
+    assert.equal(found.found && found.txHash, registration.transactionHash);
+    assert.deepEqual(pauses, [10, 20, 40, 80], 'backed off, doubling');
+    assert.ok(
+      proxy.widths.every((w, i) => i === 0 || w === 40 || w === proxy.widths[0]),
+      `widths: ${proxy.widths.join(',')}`,
+    );
+    assert.equal(Math.min(...proxy.widths.slice(0, 5)), proxy.widths[0], 'the refused range is asked again as it was');
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('a JSON-RPC rate limit (-32005 "rate limit exceeded") backs off; a range cap (-32005 "block range") shrinks', async () => {
+  const busy = await logsProxy((n) =>
+    n <= 2 ? { status: 200, body: { jsonrpc: '2.0', id: 1, error: { code: -32005, message: 'rate limit exceeded' } } } : undefined,
+  );
+  try {
+    const found = await findRegistration(busy.client, { app, composeHash: target, fromBlock: 0, chunkSize: 40, busyPauseMs: 5 });
+    assert.equal(found.found && found.txHash, registration.transactionHash);
+    assert.equal(busy.widths[0], busy.widths[1]);
+    assert.equal(busy.widths[1], busy.widths[2]);
+  } finally {
+    await busy.close();
+  }
+  const capped = await logsProxy((_n, width) =>
+    width > 5
+      ? { status: 200, body: { jsonrpc: '2.0', id: 1, error: { code: -32005, message: 'query exceeds max block range 5' } } }
+      : undefined,
+  );
+  try {
+    const found = await findRegistration(capped.client, { app, composeHash: target, fromBlock: 0, chunkSize: 40 });
+    assert.equal(found.found && found.txHash, registration.transactionHash);
+    assert.ok(capped.widths.at(-1)! <= 5 && capped.widths[1]! < capped.widths[0]!, `widths: ${capped.widths.join(',')}`);
+  } finally {
+    await capped.close();
+  }
+});
+
+test('a node that stays rate-limited ends the scan with a retryable RPC_UNAVAILABLE after a bounded wait', async () => {
+  const proxy = await logsProxy(() => ({ status: 429, body: { error: 'Too Many Requests' } }));
+  try {
+    const t0 = Date.now();
+    await assert.rejects(
+      findRegistration(proxy.client, { app, composeHash: target, fromBlock: 0, chunkSize: 40, busyPauseMs: 5 }),
+      (e: unknown) => e instanceof ChainError && e.code === 'RPC_UNAVAILABLE' && e.retryable,
+    );
+    assert.equal(proxy.widths.length, 7, 'one call and six retries of the same range');
+    assert.ok(new Set(proxy.widths).size === 1);
+    assert.ok(Date.now() - t0 < 5000);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('classifyLogsError tells busy, down and range apart', () => {
+  assert.equal(classifyLogsError(new Error('Too many requests, slow down')), 'busy');
+  assert.equal(classifyLogsError(new Error('query returned more than 10000 results')), 'range');
 });

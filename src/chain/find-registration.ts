@@ -1,4 +1,5 @@
 import { getAbiItem, BaseError, HttpRequestError, TimeoutError, type Address, type Client, type Hex } from 'viem';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { getBlockNumber, getLogs } from 'viem/actions';
 import { dstackAppAbi } from './dstack-app-abi.ts';
 import { ChainError, toChainError, withChainErrors } from './errors.ts';
@@ -11,8 +12,12 @@ export interface FindRegistrationParams {
   fromBlock: number;
   /** Where it starts (inclusive); default: the latest block. */
   toBlock?: number;
-  /** Blocks per eth_getLogs call; default 2000. Halved automatically when the node refuses a range. */
+  /** Blocks per eth_getLogs call; default 2000. Halved when the node refuses a range (not when it is busy). */
   chunkSize?: number;
+  /** Before each pause when the node rate-limits us, e.g. to heartbeat. */
+  onBackoff?: (backoff: { pauseMs: number; attempt: number }) => void;
+  /** First pause after a rate limit (doubling, at most 5 s); default 250 ms. */
+  busyPauseMs?: number;
   /** After each chunk, e.g. to heartbeat. */
   onProgress?: (progress: { scannedFrom: number; scannedTo: number; remaining: number }) => void;
   signal?: AbortSignal;
@@ -60,16 +65,27 @@ export async function findRegistration(client: Client, params: FindRegistrationP
   if (top < floor) throw new ChainError('INVALID_INPUT', `toBlock ${top} is below fromBlock ${floor}`);
 
   let to = top;
+  let busy = 0;
   while (to >= floor) {
     params.signal?.throwIfAborted();
     const from = to - chunk + 1n > floor ? to - chunk + 1n : floor;
     let logs;
     try {
       logs = await getLogs(client, { address: app, events: EVENTS, fromBlock: from, toBlock: to, strict: true });
+      busy = 0;
     } catch (err) {
+      const kind = classifyLogsError(err);
+      // A busy node refuses every range alike: shrinking would only multiply the calls
+      // that are being refused. Wait, then ask for the same range again.
+      if (kind === 'busy' && busy < BUSY_RETRIES) {
+        const pauseMs = Math.min(BUSY_MAX_PAUSE_MS, (params.busyPauseMs ?? BUSY_FIRST_PAUSE_MS) * 2 ** busy++);
+        params.onBackoff?.({ pauseMs, attempt: busy });
+        await sleep(pauseMs, undefined, params.signal ? { signal: params.signal } : undefined);
+        continue;
+      }
       // Providers cap ranges and result sizes with differing words; a smaller range is
       // the one remedy that works everywhere. Below one block there is nothing to shrink.
-      if (chunk > 1n && !isOutage(err)) {
+      if (kind === 'range' && chunk > 1n) {
         chunk = (chunk + 1n) / 2n;
         continue;
       }
@@ -106,10 +122,28 @@ export async function findRegistration(client: Client, params: FindRegistrationP
   return { found: false, reason: 'not-found', scannedFrom: toSafeNumber(floor, 'block'), scannedTo: toSafeNumber(top, 'block') };
 }
 
-/** A node that is down answers no range: shrinking the range would only delay the error. */
-function isOutage(err: unknown): boolean {
-  if (!(err instanceof BaseError)) return false;
-  if (err.walk((e) => e instanceof TimeoutError)) return true;
+const BUSY_RETRIES = 6;
+const BUSY_FIRST_PAUSE_MS = 250;
+const BUSY_MAX_PAUSE_MS = 5000;
+
+const RATE_LIMIT_WORDS =
+  /rate.?limit|too many requests|exceeded .*(capacity|throughput|quota|credits)|request limit|daily limit|compute units/i;
+
+/**
+ * Why a getLogs call failed, for what to do next:
+ *  - busy: rate limited (HTTP 429, JSON-RPC 429 / -32007, or the words of one): back off;
+ *  - down: timeout, 5xx, no connection: give up here, the activity's retry waits longer;
+ *  - range: anything else the node answered (a range or result-size cap, in whatever words): shrink.
+ */
+export function classifyLogsError(err: unknown): 'busy' | 'down' | 'range' {
+  const message = err instanceof Error ? `${err.message} ${(err as { details?: unknown }).details ?? ''}` : String(err);
+  if (!(err instanceof BaseError)) return RATE_LIMIT_WORDS.test(message) ? 'busy' : 'range';
+  if (err.walk((e) => e instanceof TimeoutError)) return 'down';
   const http = err.walk((e) => e instanceof HttpRequestError) as HttpRequestError | null;
-  return http !== null && (http.status === undefined || http.status >= 500);
+  if (http?.status === 429) return 'busy';
+  if (http !== null && (http.status === undefined || http.status >= 500)) return 'down';
+  const code = (err.walk((e) => typeof (e as { code?: unknown }).code === 'number') as { code?: number } | null)?.code;
+  if (code === 429 || code === -32007) return 'busy';
+  // -32005 means "limit exceeded" for ranges and rates alike; the words tell which.
+  return RATE_LIMIT_WORDS.test(message) ? 'busy' : 'range';
 }

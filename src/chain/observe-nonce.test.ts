@@ -1,12 +1,15 @@
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { keccak256, parseGwei, toHex, type Address, type Hex } from 'viem';
+import { createPublicClient, custom, keccak256, parseGwei, toHex, type Address, type Hex } from 'viem';
+import { chainFor } from './clients.ts';
 import { getBlock } from 'viem/actions';
 import { startChainFixture, type ChainFixture } from '../../test/fixtures/chain-anvil.ts';
 import { broadcastTransaction } from './broadcast.ts';
 import { replacementFees } from './bump-fees.ts';
 import { ChainError } from './errors.ts';
 import { observeNonce } from './observe-nonce.ts';
+import { observeSigner } from './observe-signer.ts';
+import { CONSUMED_DEPTH } from './nonce-settled.ts';
 import { signTransaction, type SignedTransaction } from './sign-transaction.ts';
 
 let chain: ChainFixture;
@@ -170,6 +173,9 @@ test('nonce consumed by another tx from the same key: observe says consumed, and
   await send(theirs);
   await chain.receipt(theirs.hash);
 
+  // Just taken: a lagging node might still owe us our receipt, so not "consumed" yet.
+  assert.equal((await observe(ours)).state, 'pending');
+  await chain.mine(CONSUMED_DEPTH);
   const seen = await observe(ours);
   assert.equal(seen.state, 'consumed');
   assert.equal(seen.accountNonce, ours.nonce + 1);
@@ -193,7 +199,7 @@ test('two workers sign at the same pending nonce: the loser learns "consumed" wi
   // Before mining, B's view is "dropped" (the node holds A's bytes, not B's) and the nonce
   // is not yet used: rebroadcasting B is refused again and costs nothing.
   assert.equal((await observe(b)).state, 'dropped');
-  await chain.mine();
+  await chain.mine(CONSUMED_DEPTH + 1);
   assert.equal((await observe(a)).state, 'mined');
   assert.equal((await observe(b)).state, 'consumed');
 });
@@ -228,4 +234,58 @@ test('observeNonce refuses empty or malformed hash lists', async () => {
     observeNonce(chain.client, { from: '0x1' as Address, nonce: 0, hashes: [keccak256('0x')] }),
     (e: unknown) => e instanceof ChainError && /^from/.test(e.message),
   );
+});
+
+/**
+ * A load-balanced RPC: head and nonce from an up-to-date node, receipts and transactions from
+ * one that lags `lag` blocks behind (it knows nothing mined after its head).
+ */
+function laggingBalancer(lag: number) {
+  return createPublicClient({
+    chain: chainFor(chain.chainId, chain.anvil.rpcUrl),
+    transport: custom({
+      request: async ({ method, params }: { method: string; params: unknown[] }) => {
+        if (method === 'eth_getTransactionReceipt' || method === 'eth_getTransactionByHash') {
+          const found = await chain.rpc<{ blockNumber: Hex | null } | null>(method, params);
+          const head = Number(await chain.rpc<Hex>('eth_blockNumber'));
+          if (found?.blockNumber && Number(found.blockNumber) > head - lag) return null;
+          return found;
+        }
+        return chain.rpc(method, params);
+      },
+    }),
+  });
+}
+
+test('behind a load balancer whose receipt node lags, our own mined transaction is never called consumed', async () => {
+  const lb = laggingBalancer(2);
+  const tx = await sign('balanced');
+  await send(tx);
+  await chain.receipt(tx.hash);
+  // The nonce node says the nonce moved; the receipt node has not seen the block yet.
+  const early = await observeNonce(lb, { from: tx.from, nonce: tx.nonce, hashes: [tx.hash] });
+  assert.equal(early.state, 'pending');
+  assert.equal(early.accountNonce, tx.nonce + 1);
+  const signerEarly = await observeSigner(lb, { from: tx.from, pending: [{ nonce: tx.nonce, hashes: [tx.hash] }], mined: [] });
+  assert.equal(signerEarly.pending[0]!.state, 'pending');
+  // Once the lagging node has caught up, the receipt is there: mined, never consumed.
+  await chain.mine(2);
+  assert.equal((await observeNonce(lb, { from: tx.from, nonce: tx.nonce, hashes: [tx.hash] })).state, 'mined');
+  const signerLate = await observeSigner(lb, { from: tx.from, pending: [{ nonce: tx.nonce, hashes: [tx.hash] }], mined: [] });
+  assert.equal(signerLate.pending[0]!.state, 'mined');
+});
+
+test('behind the same load balancer, a nonce really taken by another transaction is consumed once it is deep', async () => {
+  const lb = laggingBalancer(2);
+  const ours = await sign('balanced loser');
+  const theirs = await sign('balanced winner', ours.nonce);
+  await send(theirs);
+  await chain.receipt(theirs.hash);
+  const observeBoth = async () => [
+    (await observeNonce(lb, { from: ours.from, nonce: ours.nonce, hashes: [ours.hash] })).state,
+    (await observeSigner(lb, { from: ours.from, pending: [{ nonce: ours.nonce, hashes: [ours.hash] }], mined: [] })).pending[0]!.state,
+  ];
+  assert.deepEqual(await observeBoth(), ['pending', 'pending']);
+  await chain.mine(CONSUMED_DEPTH);
+  assert.deepEqual(await observeBoth(), ['consumed', 'consumed']);
 });

@@ -1,6 +1,7 @@
 import type { Address, Client, Hex } from 'viem';
 import { getBlockNumber, getTransactionCount } from 'viem/actions';
 import { ChainError, withChainErrors } from './errors.ts';
+import { nonceTakenDeep } from './nonce-settled.ts';
 import { parseAddress, parseNonce, parseTxHash, toSafeNumber } from './inputs.ts';
 import { receiptOrNull, transactionOrNull, type Receipt } from './reads.ts';
 
@@ -9,6 +10,8 @@ export interface ObserveNonceParams {
   nonce: number;
   /** Every hash signed for this nonce (original and replacements), in any order. */
   hashes: Hex[];
+  /** Blocks the nonce must have been taken for before "consumed"; default CONSUMED_DEPTH. */
+  consumedDepth?: number;
 }
 
 interface Observed {
@@ -24,9 +27,10 @@ interface Observed {
  *  - pending: none mined, the node still holds some of ours (`pendingHashes`): wait, or bump.
  *  - dropped: none mined, the node knows none of them, and the nonce is still free:
  *    rebroadcast the same raw bytes (the latest signing).
- *  - consumed: none of ours mined but the account's nonce moved past ours: another
- *    transaction took the nonce (another worker, an operator). Ours can never be mined;
- *    sign again at a fresh nonce.
+ *  - consumed: none of ours mined but the account's nonce moved past ours, at least
+ *    CONSUMED_DEPTH blocks ago: another transaction took the nonce (another worker, an
+ *    operator). Ours can never be mined; sign again at a fresh nonce. Moved more recently
+ *    than that, the nonce is reported pending: a lagging node may not have our receipt yet.
  */
 export type NonceObservation =
   | ({
@@ -68,7 +72,10 @@ export async function observeNonce(client: Client, params: ObserveNonceParams): 
   const minedIndex = receipts.findIndex((r) => r !== null);
   if (minedIndex >= 0) return mined(receipts[minedIndex]!, observed);
 
-  if (accountNonce > nonce) return { state: 'consumed', ...observed };
+  // Taken, but not yet deep enough to rule out a receipt read from a lagging node: still
+  // ours to wait for (see CONSUMED_DEPTH).
+  const unsettled = accountNonce > nonce && !(await nonceTakenDeep(client, from, nonce, head, params.consumedDepth));
+  if (accountNonce > nonce && !unsettled) return { state: 'consumed', ...observed };
 
   const txs = await Promise.all(hashes.map((hash) => transactionOrNull(client, hash)));
   // Mined between our receipt reads and now: fetch that receipt rather than call it pending.
@@ -79,7 +86,7 @@ export async function observeNonce(client: Client, params: ObserveNonceParams): 
     }
   }
   const pendingHashes = txs.filter((tx) => tx !== null).map((tx) => tx.hash);
-  if (pendingHashes.length > 0) return { state: 'pending', pendingHashes, ...observed };
+  if (pendingHashes.length > 0 || unsettled) return { state: 'pending', pendingHashes, ...observed };
   return { state: 'dropped', ...observed };
 }
 

@@ -2,6 +2,7 @@ import type { Address, Client, Hex } from 'viem';
 import { getBlockNumber, getTransactionCount } from 'viem/actions';
 import { checkConfirmations, type ConfirmationCheck } from './confirmations.ts';
 import { withChainErrors } from './errors.ts';
+import { nonceTakenDeep } from './nonce-settled.ts';
 import { parseAddress, parseNonce, parseTxHash, toSafeNumber } from './inputs.ts';
 import { receiptOrNull, transactionOrNull, type Receipt } from './reads.ts';
 
@@ -26,6 +27,8 @@ export interface ObserveSignerParams {
   pending: ObservedSlot[];
   /** Our mined transactions that still need depth (or reorg watching). */
   mined: WatchedTx[];
+  /** Blocks a nonce must have been taken for before "consumed"; default CONSUMED_DEPTH. */
+  consumedDepth?: number;
 }
 
 export type SlotObservation =
@@ -67,7 +70,11 @@ export async function observeSigner(client: Client, params: ObserveSignerParams)
   );
   const head = toSafeNumber(headBig, 'block number');
 
-  const pending = await Promise.all(pendingSlots.map((slot) => observeSlot(client, slot, accountNonce)));
+  const pending = await Promise.all(
+    pendingSlots.map((slot) =>
+      observeSlot(client, slot, accountNonce, () => nonceTakenDeep(client, from, slot.nonce, headBig, params.consumedDepth)),
+    ),
+  );
   const mined = await Promise.all(
     params.mined.map(async (m) => ({
       nonce: m.nonce,
@@ -83,12 +90,19 @@ export async function observeSigner(client: Client, params: ObserveSignerParams)
   return { head, accountNonce, pending, mined };
 }
 
-async function observeSlot(client: Client, slot: { nonce: number; hashes: Hex[] }, accountNonce: number): Promise<SlotObservation> {
+async function observeSlot(
+  client: Client,
+  slot: { nonce: number; hashes: Hex[] },
+  accountNonce: number,
+  takenDeep: () => Promise<boolean>,
+): Promise<SlotObservation> {
   const { nonce, hashes } = slot;
   const receipts = await Promise.all(hashes.map((hash) => receiptOrNull(client, hash)));
   const receipt = receipts.find((r) => r !== null);
   if (receipt) return mined(nonce, receipt);
-  if (accountNonce > nonce) return { nonce, state: 'consumed' };
+  // Taken only recently: a lagging node may not serve our receipt yet (see CONSUMED_DEPTH).
+  const unsettled = accountNonce > nonce && !(await takenDeep());
+  if (accountNonce > nonce && !unsettled) return { nonce, state: 'consumed' };
   const txs = await Promise.all(hashes.map((hash) => transactionOrNull(client, hash)));
   // Mined between the receipt reads and now: take that receipt rather than call it pending.
   for (const tx of txs) {
@@ -98,7 +112,7 @@ async function observeSlot(client: Client, slot: { nonce: number; hashes: Hex[] 
     }
   }
   const pendingHashes = txs.filter((tx) => tx !== null).map((tx) => tx.hash);
-  return pendingHashes.length > 0 ? { nonce, state: 'pending', pendingHashes } : { nonce, state: 'dropped' };
+  return pendingHashes.length > 0 || unsettled ? { nonce, state: 'pending', pendingHashes } : { nonce, state: 'dropped' };
 }
 
 function mined(nonce: number, r: Receipt): SlotObservation {

@@ -58,6 +58,8 @@ import {
 /** What @phala/cloud's sources send by default since the contract-centric KMS API. */
 export const DEFAULT_API_VERSION: ApiVersion = '2026-06-23';
 export const DEFAULT_TIMEOUT_MS = 30_000;
+/** Far above any answer of the endpoints used (a compose file, a page of operations), far below trouble. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 const DEFAULT_USER_AGENT = 'durable-cvm-envs/0.1.0';
 
 export interface PhalaCloudClientOptions {
@@ -74,6 +76,8 @@ export interface PhalaCloudClientOptions {
   timeoutMs?: number;
   fetch?: typeof fetch;
   userAgent?: string;
+  /** Largest response body read, in bytes; default DEFAULT_MAX_RESPONSE_BYTES. */
+  maxResponseBytes?: number;
 }
 
 export interface CallOptions {
@@ -240,6 +244,7 @@ export class PhalaCloudClient {
   readonly apiVersion: ApiVersion;
   readonly timeoutMs: number;
   readonly workspace: string | undefined;
+  readonly maxResponseBytes: number;
   readonly #apiKey: string | undefined;
   readonly #bearerToken: string | undefined;
   readonly #fetch: typeof fetch;
@@ -288,6 +293,12 @@ export class PhalaCloudClient {
       throw invalidArgumentError('timeoutMs must be a positive number', 'timeoutMs');
     }
     this.timeoutMs = timeoutMs;
+
+    const maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    if (!Number.isSafeInteger(maxResponseBytes) || maxResponseBytes < 1024) {
+      throw invalidArgumentError('maxResponseBytes must be an integer of at least 1024', 'maxResponseBytes');
+    }
+    this.maxResponseBytes = maxResponseBytes;
 
     const f = options.fetch ?? globalThis.fetch;
     if (typeof f !== 'function') throw invalidArgumentError('no fetch implementation available', 'fetch');
@@ -565,7 +576,7 @@ export class PhalaCloudClient {
           secrets: this.#secrets,
         });
       }
-      const text = await res.text();
+      const text = await this.#readCapped(ctx, res);
       return { status: res.status, statusText: res.statusText, headers: res.headers, text };
     } catch (err) {
       if (err instanceof PhalaApiError) throw err;
@@ -581,6 +592,43 @@ export class PhalaCloudClient {
         secrets: this.#secrets,
       });
     }
+  }
+
+  /**
+   * The body as text, refused once it passes maxResponseBytes: a hostile or broken server
+   * could otherwise make the worker buffer without bound. The same answer would come again,
+   * so the error is a bad_response (not retried).
+   */
+  async #readCapped(ctx: RequestContext, res: Response): Promise<string> {
+    const tooLarge = () =>
+      badResponseError({
+        reason: `HTTP ${res.status} body is larger than ${this.maxResponseBytes} bytes`,
+        status: res.status,
+        method: ctx.method,
+        path: ctx.path,
+        requestId: res.headers.get('x-request-id') ?? ctx.requestId,
+        secrets: this.#secrets,
+      });
+    const declared = Number(res.headers.get('content-length') ?? NaN);
+    if (declared > this.maxResponseBytes) {
+      void res.body?.cancel().catch(() => undefined);
+      throw tooLarge();
+    }
+    if (!res.body) return res.text();
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > this.maxResponseBytes) {
+        void reader.cancel().catch(() => undefined);
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+    return Buffer.concat(chunks).toString('utf8');
   }
 
   /** JSON of a 2xx answer; any other status becomes its typed error. */

@@ -9,6 +9,7 @@ import {
   kindForStatus,
   networkError,
   parseRetryAfter,
+  MAX_RETRY_AFTER_MS,
   redactSecrets,
   timeoutError,
   type PhalaApiErrorKind,
@@ -94,7 +95,7 @@ describe('retryable', () => {
 describe('parseRetryAfter', () => {
   const now = Date.parse('2026-01-01T00:00:00Z');
   it('reads delta-seconds', () => {
-    assert.equal(parseRetryAfter('120', now), 120_000);
+    assert.equal(parseRetryAfter('25', now), 25_000);
     assert.equal(parseRetryAfter(' 0 ', now), 0);
     assert.equal(parseRetryAfter('1.5', now), 1500);
   });
@@ -108,6 +109,15 @@ describe('parseRetryAfter', () => {
     assert.equal(parseRetryAfter('-5', now), undefined);
     assert.equal(parseRetryAfter('soon', now), undefined);
     assert.equal(parseRetryAfter('12abc', now), undefined);
+    assert.equal(parseRetryAfter('1e9', now), undefined);
+    assert.equal(parseRetryAfter('Infinity', now), undefined);
+    assert.equal(parseRetryAfter('x'.repeat(10_000), now), undefined);
+  });
+  it('caps a long pause at MAX_RETRY_AFTER_MS, whether seconds or a date', () => {
+    assert.equal(parseRetryAfter('120', now), MAX_RETRY_AFTER_MS);
+    assert.equal(parseRetryAfter('1000000000', now), MAX_RETRY_AFTER_MS);
+    assert.equal(parseRetryAfter('9'.repeat(40), now), MAX_RETRY_AFTER_MS);
+    assert.equal(parseRetryAfter('Fri, 01 Jan 2100 00:00:00 GMT', now), MAX_RETRY_AFTER_MS);
   });
 });
 

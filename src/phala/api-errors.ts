@@ -181,17 +181,24 @@ export function kindForStatus(status: number, errorCode?: string): PhalaApiError
   return 'bad_response';
 }
 
-/** Retry-After as milliseconds from `nowMs`: delta-seconds or an HTTP date. */
+/**
+ * The longest pause a Retry-After may ask for. A server (or whatever sits in front of it) that
+ * asks for more is not honoured past this: the activity's own retry budget decides when to
+ * give up, and one answer must not park a change for days.
+ */
+export const MAX_RETRY_AFTER_MS = 30_000;
+
+/** Retry-After as milliseconds from `nowMs` (delta-seconds or an HTTP date), capped at MAX_RETRY_AFTER_MS. */
 export function parseRetryAfter(value: string | null | undefined, nowMs: number = Date.now()): number | undefined {
   if (value === null || value === undefined) return undefined;
   const v = value.trim();
-  if (v === '') return undefined;
-  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  if (v === '' || v.length > 64) return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.min(MAX_RETRY_AFTER_MS, Math.round(Number(v) * 1000));
   // Date.parse accepts many forms; require something that looks like an HTTP date.
-  if (!/[A-Za-z]/.test(v)) return undefined;
+  if (!/^[A-Za-z]{3,9},? /.test(v)) return undefined;
   const at = Date.parse(v);
   if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - nowMs);
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, at - nowMs));
 }
 
 // ---------------------------------------------------------------------------

@@ -160,3 +160,12 @@ function normaliseKmsPublicKey(input: string): string {
     throw new KmsSignatureError('KMS public key is not a point on secp256k1');
   }
 }
+
+/** True when two encodings (compressed or not, 0x or not) name the same secp256k1 key; false for anything malformed. */
+export function sameKmsPublicKey(a: string, b: string): boolean {
+  try {
+    return normaliseKmsPublicKey(a) === normaliseKmsPublicKey(b);
+  } catch {
+    return false;
+  }
+}

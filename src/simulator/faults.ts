@@ -4,13 +4,17 @@
  * dropped before or after the request took effect, and a backend RPC that lags behind the chain
  * (467 for the first K phase-2 calls).
  *
+ * Hostile answers too: a body far larger than any real one, a field rewritten to a wrong type or
+ * value (a bad KMS signature, a 465 naming another app or chain), and a Retry-After header of
+ * any text.
+ *
  * Rules are scoped by route template and optionally by CVM, and can be limited to a number of
  * firings, so tests sharing one simulator inject faults on their own CVMs only.
  */
 import { randomUUID } from 'node:crypto';
 
-/** 403 is a refusal for good (no access to the CVM); the others are transient. */
-export type FaultErrorStatus = 403 | 429 | 500 | 502 | 503;
+/** 403 is a refusal for good (no access to the CVM), 404 an endpoint that is not there; the others are transient. */
+export type FaultErrorStatus = 403 | 404 | 429 | 500 | 502 | 503;
 export type DropWhen = 'before' | 'after';
 
 export interface FaultRule {
@@ -20,11 +24,31 @@ export interface FaultRule {
   /** Only requests addressed to this CVM (by any of its identifiers) match. */
   cvmId: string | null;
   latencyMs: number;
-  error: { status: FaultErrorStatus; rate: number; retryAfterSeconds: number } | null;
+  /** `retryAfter`: the Retry-After header's text as given (garbage and huge values included). */
+  error: { status: FaultErrorStatus; rate: number; retryAfterSeconds: number; retryAfter?: string } | null;
   /** 'before': the request never reaches the handler; 'after': it takes effect, the answer is lost. */
   drop: { rate: number; when: DropWhen } | null;
+  /** Rewrites the handler's answer instead of failing it. */
+  tamper: Tamper | null;
   /** Firings left; null for unlimited. */
   remaining: number | null;
+}
+
+export interface Tamper {
+  /** Answer a 200 JSON body of this many bytes instead. */
+  hugeBodyBytes: number | null;
+  /**
+   * Fields of the answer (success or error body) set to a value. A path is dotted; a segment
+   * `[field=name]` picks the elements of an array whose `field` is `name` (the 465's details),
+   * `[*]` every element;
+   * a path missing at the top is looked up under `detail` (the FastAPI envelope).
+   */
+  set: { path: string; value: unknown }[];
+}
+
+export interface TamperInput {
+  hugeBodyBytes?: number;
+  set?: { path: string; value: unknown }[];
 }
 
 export interface Phase2Lag {
@@ -39,9 +63,10 @@ export interface FaultRuleInput {
   route?: string;
   cvmId?: string | null;
   latencyMs?: number;
-  error?: { status: number; rate?: number; retryAfterSeconds?: number } | null;
+  error?: { status: number; rate?: number; retryAfterSeconds?: number; retryAfter?: string } | null;
   /** Shorthand for error {status: 429}. */
-  rateLimit?: { rate?: number; retryAfterSeconds?: number } | null;
+  rateLimit?: { rate?: number; retryAfterSeconds?: number; retryAfter?: string } | null;
+  tamper?: TamperInput | null;
   drop?: { rate?: number; when?: DropWhen } | null;
   times?: number | null;
 }
@@ -61,7 +86,8 @@ export interface FaultConfigInput {
 
 export interface FaultDecision {
   latencyMs: number;
-  error: { status: FaultErrorStatus; retryAfterSeconds: number } | null;
+  error: { status: FaultErrorStatus; retryAfterSeconds: number; retryAfter?: string } | null;
+  tamper: Tamper | null;
   drop: DropWhen | null;
   ruleIds: string[];
 }
@@ -141,7 +167,7 @@ export class Faults {
 
   /** What to do to one request. Consumes firings of the rules that acted. */
   decide(method: string, route: string, cvmId: string | null): FaultDecision {
-    const decision: FaultDecision = { latencyMs: 0, error: null, drop: null, ruleIds: [] };
+    const decision: FaultDecision = { latencyMs: 0, error: null, tamper: null, drop: null, ruleIds: [] };
     for (const rule of this.rules) {
       if (!this.#matches(rule, method, route, cvmId)) continue;
       let fired = false;
@@ -154,7 +180,15 @@ export class Faults {
         fired = true;
       }
       if (rule.error && decision.error === null && decision.drop !== 'before' && this.#random() < rule.error.rate) {
-        decision.error = { status: rule.error.status, retryAfterSeconds: rule.error.retryAfterSeconds };
+        decision.error = {
+          status: rule.error.status,
+          retryAfterSeconds: rule.error.retryAfterSeconds,
+          ...(rule.error.retryAfter === undefined ? {} : { retryAfter: rule.error.retryAfter }),
+        };
+        fired = true;
+      }
+      if (rule.tamper && decision.tamper === null && decision.error === null) {
+        decision.tamper = rule.tamper;
         fired = true;
       }
       if (fired) {
@@ -194,14 +228,35 @@ export class Faults {
     let error: FaultRule['error'] = null;
     const err = input.rateLimit ? { status: 429, ...input.rateLimit } : input.error;
     if (err) {
-      if (![403, 429, 500, 502, 503].includes(err.status))
-        throw new FaultInputError(`${where}.error.status must be 403, 429, 500, 502 or 503`);
+      if (![403, 404, 429, 500, 502, 503].includes(err.status))
+        throw new FaultInputError(`${where}.error.status must be 403, 404, 429, 500, 502 or 503`);
       error = {
         status: err.status as FaultErrorStatus,
         rate: rate(`${where}.error.rate`, err.rate),
         retryAfterSeconds:
           err.retryAfterSeconds === undefined ? 1 : nonNegInt(`${where}.error.retryAfterSeconds`, err.retryAfterSeconds, 3600),
       };
+      if (err.retryAfter !== undefined) {
+        if (typeof err.retryAfter !== 'string' || !/^[\x20-\x7e]{0,200}$/.test(err.retryAfter)) {
+          throw new FaultInputError(`${where}.error.retryAfter must be printable ASCII, at most 200 characters`);
+        }
+        error.retryAfter = err.retryAfter;
+      }
+    }
+    let tamper: Tamper | null = null;
+    if (input.tamper) {
+      const t = input.tamper;
+      const hugeBodyBytes =
+        t.hugeBodyBytes === undefined ? null : nonNegInt(`${where}.tamper.hugeBodyBytes`, t.hugeBodyBytes, 256 * 1024 * 1024);
+      if (
+        t.set !== undefined &&
+        (!Array.isArray(t.set) || t.set.some((x) => typeof x?.path !== 'string' || x.path === '' || !('value' in x)))
+      ) {
+        throw new FaultInputError(`${where}.tamper.set must be a list of {path, value}`);
+      }
+      const set = (t.set ?? []).map((x) => ({ path: x.path, value: x.value }));
+      if (hugeBodyBytes === null && set.length === 0) throw new FaultInputError(`${where}.tamper needs hugeBodyBytes or set`);
+      tamper = { hugeBodyBytes, set };
     }
     let drop: FaultRule['drop'] = null;
     if (input.drop) {
@@ -210,7 +265,9 @@ export class Faults {
       drop = { rate: rate(`${where}.drop.rate`, input.drop.rate), when };
     }
     const latencyMs = input.latencyMs === undefined ? 0 : nonNegInt(`${where}.latencyMs`, input.latencyMs, 120_000);
-    if (!error && !drop && latencyMs === 0) throw new FaultInputError(`${where} has no effect: give error, rateLimit, drop or latencyMs`);
+    if (!error && !drop && !tamper && latencyMs === 0) {
+      throw new FaultInputError(`${where} has no effect: give error, rateLimit, tamper, drop or latencyMs`);
+    }
     return {
       id: input.id ?? `fault_${randomUUID().slice(0, 8)}`,
       route,
@@ -218,6 +275,7 @@ export class Faults {
       latencyMs,
       error,
       drop,
+      tamper,
       remaining: input.times === undefined || input.times === null ? null : positiveTimes(`${where}.times`, input.times),
     };
   }
@@ -231,4 +289,28 @@ export class Faults {
       remaining: nonNegInt(`${where}.calls`, input.calls, 1_000_000),
     };
   }
+}
+
+/** The answer with the tamper's fields set; a copy, the handler's objects stay as they were. */
+export function tamperBody(body: unknown, tamper: Tamper): unknown {
+  const out = structuredClone(body) as unknown;
+  for (const { path, value } of tamper.set) {
+    const segments = path.split('.');
+    const root = out as Record<string, unknown> | null;
+    const start =
+      root !== null && typeof root === 'object' && !(segments[0]! in root) && typeof root.detail === 'object' ? root.detail : root;
+    let nodes: unknown[] = [start];
+    for (const segment of segments.slice(0, -1))
+      nodes = nodes.flatMap((n) => (n !== null && typeof n === 'object' ? step(n, segment) : []));
+    for (const n of nodes) if (n !== null && typeof n === 'object') (n as Record<string, unknown>)[segments.at(-1)!] = value;
+  }
+  return out;
+}
+
+/** `[*]`: every element; `[key=value]`: the elements whose `key` is `value`; else a property. */
+function step(node: object, segment: string): unknown[] {
+  if (segment === '[*]') return Array.isArray(node) ? node : [];
+  const pick = /^\[(\w+)=(.*)\]$/.exec(segment);
+  if (pick) return Array.isArray(node) ? node.filter((x) => x !== null && typeof x === 'object' && String(x[pick[1]!]) === pick[2]) : [];
+  return [(node as Record<string, unknown>)[segment]];
 }

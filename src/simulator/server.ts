@@ -16,7 +16,7 @@ import { detailError, HttpError, validationError, type ErrorEnvelope } from './e
 import { applyInFlight } from './envs-route.ts';
 import { BootChecker } from './boot-check.ts';
 import { composeHash, type AppCompose } from './compose.ts';
-import { Faults } from './faults.ts';
+import { Faults, tamperBody } from './faults.ts';
 import { applySeed, readSeedFile, type SeedConfig, type SeededCvmInfo } from './seed.ts';
 import { Workspace, type CvmRecord } from './state.ts';
 
@@ -81,13 +81,15 @@ const EDGE_PAGES: Record<number, string> = {
 };
 
 /** An injected failure, shaped like what produces it: the app (403, 500, 429) or the proxy in front (502, 503). */
-function faultError(status: number, retryAfterSeconds: number): HttpError {
+function faultError(status: number, retryAfterSeconds: number, retryAfter?: string): HttpError {
+  const wait = retryAfter ?? String(retryAfterSeconds);
   if (status === 403) return detailError(403, 'You do not have permission to access this CVM');
+  if (status === 404) return detailError(404, 'Not Found');
   if (status === 429) {
-    return detailError(429, 'Rate limit exceeded; retry later', { 'Retry-After': String(retryAfterSeconds) });
+    return detailError(429, 'Rate limit exceeded; retry later', { 'Retry-After': wait });
   }
   if (status === 500) return detailError(500, 'Internal Server Error');
-  const headers: Record<string, string> = status === 503 ? { 'Retry-After': String(retryAfterSeconds) } : {};
+  const headers: Record<string, string> = status === 503 ? { 'Retry-After': wait } : {};
   return new HttpError(status, `injected ${status}`, () => null, headers, { contentType: 'text/html', text: EDGE_PAGES[status]! });
 }
 
@@ -255,7 +257,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
     }
     if (decision.error) {
       if (decision.drop === 'after') req.socket.destroy();
-      else fail(faultError(decision.error.status, decision.error.retryAfterSeconds));
+      else fail(faultError(decision.error.status, decision.error.retryAfterSeconds, decision.error.retryAfter));
       return;
     }
 
@@ -289,6 +291,22 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
     if (decision.drop === 'after') {
       req.socket.destroy();
       return;
+    }
+    if (decision.tamper?.hugeBodyBytes != null) {
+      const size = decision.tamper.hugeBodyBytes;
+      const pad = Math.max(0, size - '{"padding":""}'.length);
+      finish(200, null, {}, { contentType: 'application/json', value: `{"padding":"${'a'.repeat(pad)}"}` });
+      return;
+    }
+    if (decision.tamper && decision.tamper.set.length > 0) {
+      if (outcome instanceof HttpError && !outcome.raw) {
+        finish(outcome.status, tamperBody(outcome.body(requestId, envelope), decision.tamper), outcome.headers);
+        return;
+      }
+      if (!(outcome instanceof HttpError) && !outcome.text) {
+        finish(outcome.status, tamperBody(outcome.body, decision.tamper));
+        return;
+      }
     }
     if (outcome instanceof HttpError) fail(outcome);
     else finish(outcome.status, outcome.body, {}, outcome.text);

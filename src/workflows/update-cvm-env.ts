@@ -80,6 +80,9 @@ const REQUEST_GUARD_PATCH = 'request-guard';
  */
 const NEWEST_TX_PATCH = 'newest-tx-wins';
 
+/** A reorged registration that is not ours is looked for on chain again before anyone is asked. */
+const REFIND_REGISTRATION_PATCH = 'refind-registration';
+
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
 
@@ -458,10 +461,20 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
           break;
         }
         // A reorg took the registration out of the chain: our own is sent again from the
-        // bytes already signed; someone else's has to be handed over again.
+        // bytes already signed; someone else's is looked for again on chain (often the same
+        // transaction, mined in another block) and handed over again only if it is gone.
         status.lastError = `registration ${registration.hash} was reorganised out of the chain`;
         t.enter('registering');
         registration = sender ? await sendLegacy(sender) : viaManager ? (managedTx = await registerWithManager(ask, pre)) : undefined;
+        if (!registration && !sender && !viaManager && patched(REFIND_REGISTRATION_PATCH)) {
+          const again = await t.step('chainMs', 'chainPreflight', () =>
+            chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }),
+          );
+          if (again.existing) {
+            status.lastError = `registration ${status.transactionHash} was reorganised; found again as ${again.existing.hash} in block ${again.existing.blockNumber}`;
+            registration = again.existing;
+          }
+        }
       }
 
       let notVerified = 0;
