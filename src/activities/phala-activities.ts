@@ -6,6 +6,7 @@ import { assessRequestedComposeHash } from '../phala/compose-hash-check.ts';
 import { encryptEnvVars } from '../phala/env-crypto.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from '../phala/env-validation.ts';
 import { checkEnvEncryptPublicKey } from '../phala/kms-signature.ts';
+import { FAILURE } from '../failure-types.ts';
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
 import { apiFailure, invalidInput } from './failures.ts';
 import type {
@@ -121,7 +122,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       const kmsType = cvm.kms_type ?? 'phala';
       const onchain = ONCHAIN_KMS_TYPES.has(kmsType);
       const appId = normaliseAppId(cvm.app_id ?? cvm.kms_info?.dstack_app_address ?? '');
-      if (!appId) throw ApplicationFailure.nonRetryable(`CVM ${cvmId} has no app id`, 'ApiRejected');
+      if (!appId) throw ApplicationFailure.nonRetryable(`CVM ${cvmId} has no app id`, FAILURE.ApiRejected);
       const target: CvmTarget = {
         cvmId: cvm.id,
         name: cvm.name,
@@ -144,7 +145,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         if (!kms) {
           throw ApplicationFailure.nonRetryable(
             `no KMS listed for contract ${kmsAddress ?? '(none)'} on chain ${target.chainId}`,
-            'KmsNotFound',
+            FAILURE.KmsNotFound,
           );
         }
         target.kmsId = kms.slug ?? kms.id;
@@ -157,7 +158,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
     async getEncryptionKey(target: CvmTarget): Promise<EncryptionKey> {
       if (target.kms === 'phala') {
         if (!target.encryptedEnvPubkey) {
-          throw ApplicationFailure.nonRetryable(`CVM ${target.cvmId} exposes no env encryption key`, 'ApiRejected');
+          throw ApplicationFailure.nonRetryable(`CVM ${target.cvmId} exposes no env encryption key`, FAILURE.ApiRejected);
         }
         return { publicKey: target.encryptedEnvPubkey, source: 'cvm-record' };
       }
@@ -167,7 +168,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       if (!target.kmsPublicKey) {
         throw ApplicationFailure.nonRetryable(
           `KMS ${target.kmsId} publishes no k256_pubkey: the env key cannot be verified`,
-          'KeyNotTrusted',
+          FAILURE.KeyNotTrusted,
         );
       }
       // Prefer the timestamped signature: it cannot be replayed once it expires.
@@ -184,7 +185,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         // A fresh fetch may carry a fresh signature: retry a few times before an operator looks.
         throw ApplicationFailure.create({
           message: `the env encryption key for app ${target.appId} is not signed by KMS ${target.kmsId}: ${check.reason}`,
-          type: 'KeyNotTrusted',
+          type: FAILURE.KeyNotTrusted,
           nonRetryable: check.reason !== 'expired',
         });
       }

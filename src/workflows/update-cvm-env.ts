@@ -13,7 +13,8 @@ import { AppIdAttribute, type UpdateEnvInput, type UpdateEnvResult } from './def
 import { waitForConfirmations } from './confirmations.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
-import { FINAL_FAILURES, oneLine, UpdateTracker, type OperatorAction } from './update-tracker.ts';
+import { FAILURE, FINAL_FAILURES } from '../failure-types.ts';
+import { oneLine, UpdateTracker, type OperatorAction } from './update-tracker.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -182,12 +183,12 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         break;
       }
       if (first.kind !== 'precondition_required') {
-        throw ApplicationFailure.nonRetryable(`phase 1 answered ${first.kind}: ${first.message}`, 'ApiRejected');
+        throw ApplicationFailure.nonRetryable(`phase 1 answered ${first.kind}: ${first.message}`, FAILURE.ApiRejected);
       }
       status.composeHash = first.composeHash;
       const chainId = first.chainId ?? target.chainId;
       if (chainId === undefined) {
-        throw ApplicationFailure.nonRetryable('the API asked for an on-chain registration but named no chain', 'ApiRejected');
+        throw ApplicationFailure.nonRetryable('the API asked for an on-chain registration but named no chain', FAILURE.ApiRejected);
       }
       status.chainId = chainId;
 

@@ -20,9 +20,7 @@ import {
   type UpdatePhase,
   type UpdateStatus,
 } from './definitions.ts';
-
-/** Failure types that end the workflow at once: the input or the API said no for good. */
-export const FINAL_FAILURES = ['InvalidInput', 'ApiRejected'];
+import { FAILURE, FINAL_FAILURES } from '../failure-types.ts';
 
 export type Bucket = 'apiMs' | 'chainMs';
 export type OperatorAction = { kind: 'retry' } | { kind: 'useTransaction'; hash: string } | { kind: 'resolved' };
@@ -147,7 +145,7 @@ export class UpdateTracker {
       this.enter('aborted');
       this.status.lastError = this.abortReason;
       this.finish();
-      return ApplicationFailure.nonRetryable(`update of ${this.status.cvmId} aborted: ${this.abortReason}`, 'Aborted');
+      return ApplicationFailure.nonRetryable(`update of ${this.status.cvmId} aborted: ${this.abortReason}`, FAILURE.Aborted);
     }
     this.enter('failed');
     this.status.lastError = oneLine(err);
