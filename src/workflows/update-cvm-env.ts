@@ -11,6 +11,7 @@ import type { createActivities } from '../activities/index.ts';
 import type { ChainPreflight, MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
 import { AppIdAttribute, type UpdateEnvInput, type UpdateEnvResult } from './definitions.ts';
 import { waitForConfirmations } from './confirmations.ts';
+import { checkUpdateEnvInput, describeInputProblems, type CheckedUpdateInput } from './input-schema.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
 import { FAILURE, FINAL_FAILURES } from '../failure-types.ts';
@@ -59,6 +60,9 @@ const SIGNER_MANAGER_PATCH = 'signer-manager';
 /** While waiting for an owner who signs elsewhere, watch the chain and go on when the hash is allowed. */
 const OWNER_WATCH_PATCH = 'owner-watch';
 
+/** The input is checked in the workflow, before anything is scheduled; earlier runs checked it in an activity. */
+const INPUT_SCHEMA_PATCH = 'input-schema';
+
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
 
@@ -68,6 +72,8 @@ const MAX_TX_NOT_VERIFIED = 6;
  * operator in `awaiting_operator`.
  */
 export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<UpdateEnvResult> {
+  // First thing, whoever started it: a bad input fails before any search attribute or activity.
+  const checked = patched(INPUT_SCHEMA_PATCH) ? checkedInput(input) : undefined;
   const t = new UpdateTracker(input.cvmId);
   const { status } = t;
   const managed = new ManagedRegistration(t, chain);
@@ -148,7 +154,8 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   }
 
   async function run(): Promise<UpdateEnvResult> {
-    const validated = await t.timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys }));
+    const validated =
+      checked ?? (await t.timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys })));
 
     t.enter('resolving');
     const target = await t.step('apiMs', 'resolveCvm', () => api.resolveCvm({ cvmId: input.cvmId }));
@@ -354,4 +361,16 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       applied,
     });
   }
+}
+
+/** The checked input, or a non-retryable InvalidInput failure that lists every problem. */
+function checkedInput(input: unknown): CheckedUpdateInput {
+  const check = checkUpdateEnvInput(input);
+  if (check.ok) return check.value;
+  throw ApplicationFailure.create({
+    type: FAILURE.InvalidInput,
+    message: describeInputProblems(check.problems),
+    nonRetryable: true,
+    details: [{ problems: check.problems }],
+  });
 }
