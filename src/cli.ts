@@ -32,6 +32,16 @@ import { rolloutStatusQuery, type RolloutInput, type RolloutResult, type Rollout
 import { createDataConverter, PayloadKeyConfigError } from './codec.ts';
 import { ConfigError, loadTemporalConfig, type TemporalConfig } from './config.ts';
 import { parseEnvVars, type EnvVar } from './phala/dotenv.ts';
+import {
+  checkUpdateEnvInput,
+  confirmationsProblem,
+  cvmIdProblem,
+  describeInputProblems,
+  MAX_CONFIRMATIONS,
+  MAX_REQUEST_ID_LENGTH,
+  MIN_CONFIRMATIONS,
+  requestIdProblem,
+} from './workflows/input-schema.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from './phala/env-validation.ts';
 import {
   createRedactor,
@@ -53,14 +63,18 @@ import { withFileSecrets } from './file-secrets.ts';
 export const USAGE = `Usage: npm run cli -- <command> [options]
 
 Commands:
-  update --cvm <id> (--env-file <path> | -e KEY=VALUE ...) [options]
+  update --cvm <id> (--env-file <path> | --env-file - | -e KEY=VALUE ...) [options]
         Start an env update of one CVM and follow it until it ends.
-        --env-file <path>       dotenv file with the new env (all of it: it replaces the current env)
-        -e, --env KEY=VALUE     one variable; repeat for more (the value may contain '=')
+        --env-file <path>|-     dotenv file with the new env (all of it: it replaces the current env);
+                                '-' reads it from stdin
+        -e, --env KEY=VALUE     one variable; repeat for more (the value may contain '='). Values on
+                                the command line are visible to other users and kept in shell
+                                history: prefer --env-file
         --keys K1,K2            keys the CVM may read (allowed_envs); default: the env's own keys
-        --confirmations N       blocks on top of the registration before phase 2
+        --confirmations N       blocks on top of the registration before phase 2 (1-${MAX_CONFIRMATIONS})
         --policy strict|warn|off  how a compose hash that differs from ours is treated (default strict)
         --request-id ID         idempotency key: the same ID attaches to the update it started
+                                (letters, digits, '.', '_', ':', '-'; at most ${MAX_REQUEST_ID_LENGTH})
         --no-wait               print the workflow id and return once started
   status <cvm-id|workflow-id>   Show the phase, transactions, errors and what it waits for.
   retry <cvm-id|workflow-id>    Run the step a waiting update is stuck on again.
@@ -234,24 +248,33 @@ function loadSettings(io: Io, envFrom: string | undefined): NodeJS.ProcessEnv {
   return env;
 }
 
-function collectEnv(values: Values, cwd: string): { env: EnvVar[]; source: string } {
+/** The text of an env file; '-' is stdin. */
+async function readEnvText(command: string, file: string, io: Io): Promise<string> {
+  if (file === '-') return (io.stdin ?? readStdin)();
+  try {
+    return readFileSync(resolve(io.cwd, file), 'utf8');
+  } catch (err) {
+    throw new UsageError(`${command}: --env-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/** Values in argv are readable by every user of the machine (ps, /proc) and land in shell history. */
+export const ARGV_SECRETS_WARNING =
+  'warning: -e KEY=VALUE puts values on the command line, where other users of this machine (ps) and your ' +
+  'shell history can read them; use --env-file <path>, or --env-file - to read them from stdin';
+
+async function collectEnv(values: Values, io: Io): Promise<{ env: EnvVar[]; source: string }> {
   const file = values['env-file'] as string | undefined;
   const pairs = (values.env as string[] | undefined) ?? [];
   if (file !== undefined && pairs.length > 0) throw new UsageError('update: give either --env-file or -e KEY=VALUE, not both');
   if (file === undefined && pairs.length === 0)
-    throw new UsageError('update: the new env is missing: give --env-file <path> or -e KEY=VALUE');
+    throw new UsageError('update: the new env is missing: give --env-file <path>, --env-file - (stdin) or -e KEY=VALUE');
   let env: EnvVar[];
   let source: string;
   if (file !== undefined) {
-    source = `--env-file ${file}`;
-    let text: string;
-    try {
-      text = readFileSync(resolve(cwd, file), 'utf8');
-    } catch (err) {
-      throw new UsageError(`update: --env-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    env = parseEnvVars(text);
-    if (env.length === 0) throw new UsageError(`update: --env-file ${file} holds no variables`);
+    source = file === '-' ? '--env-file - (stdin)' : `--env-file ${file}`;
+    env = parseEnvVars(await readEnvText('update', file, io));
+    if (env.length === 0) throw new UsageError(`update: ${source} holds no variables`);
   } else {
     source = '-e';
     env = pairs.map((pair, i) => {
@@ -276,17 +299,7 @@ function collectEnv(values: Values, cwd: string): { env: EnvVar[]; source: strin
 async function readRolloutEnv(values: Values, io: Io): Promise<EnvVar[]> {
   const file = values['env-file'] as string | undefined;
   if (file === undefined) throw new UsageError('rollout start: the new env is missing: give --env-file <path> or --env-file - (stdin)');
-  let text: string;
-  if (file === '-') {
-    text = await (io.stdin ?? readStdin)();
-  } else {
-    try {
-      text = readFileSync(resolve(io.cwd, file), 'utf8');
-    } catch (err) {
-      throw new UsageError(`rollout start: --env-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-  }
-  const env = parseEnvVars(text);
+  const env = parseEnvVars(await readEnvText('rollout start', file, io));
   const where = file === '-' ? 'stdin' : file;
   if (env.length === 0) throw new UsageError(`rollout start: --env-file ${where} holds no variables`);
   try {
@@ -331,8 +344,7 @@ function rolloutInputOf(values: Values, env: EnvVar[]): RolloutInput {
       .filter(Boolean);
     if (ids.length === 0) throw new UsageError('rollout start: --cvms must list at least one CVM id');
     ids.forEach((id, i) => {
-      if (!/^[A-Za-z0-9._:-]{1,128}$/.test(id))
-        throw new UsageError(`rollout start: --cvms: entry #${i + 1} is not a CVM id (letters, digits, '.', '_', ':' or '-')`);
+      if (cvmIdProblem(id)) throw new UsageError(`rollout start: --cvms: entry #${i + 1} is not a CVM id (letters, digits, '_' or '-')`);
     });
     if (new Set(ids).size !== ids.length) throw new UsageError('rollout start: --cvms lists a CVM twice');
     targets = { cvmIds: ids };
@@ -477,7 +489,9 @@ function parsePolicy(raw: string | undefined): ComposeHashPolicy | undefined {
 function parseConfirmations(raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) throw new UsageError('update: --confirmations must be a positive integer');
+  if (!/^\d+$/.test(raw) || confirmationsProblem(n) !== undefined) {
+    throw new UsageError(`update: --confirmations must be an integer from ${MIN_CONFIRMATIONS} to ${MAX_CONFIRMATIONS}`);
+  }
   return n;
 }
 
@@ -529,16 +543,33 @@ interface Context {
   client: Client;
 }
 
-async function runUpdate(ctx: Context, values: Values, env: EnvVar[]): Promise<number> {
-  const cvmId = checkId('update', values.cvm as string);
+/** The update's input, checked against the schema the workflow runs too. */
+function updateInputOf(values: Values, env: EnvVar[]): UpdateEnvInput {
+  const cvm = values.cvm as string;
+  const idProblem = cvmIdProblem(cvm);
+  if (idProblem) throw new UsageError(`update: --cvm: ${idProblem}`);
+  const requestId = values['request-id'] as string | undefined;
+  const requestProblem = requestId === undefined ? undefined : requestIdProblem(requestId);
+  if (requestProblem) throw new UsageError(`update: --request-id: ${requestProblem}`);
+  const allowedKeys = parseKeys(values.keys as string | undefined, env);
+  const confirmations = parseConfirmations(values.confirmations as string | undefined);
+  const composeHashPolicy = parsePolicy(values.policy as string | undefined);
   const input: UpdateEnvInput = {
-    cvmId,
+    cvmId: cvm,
     env,
-    allowedKeys: parseKeys(values.keys as string | undefined, env),
-    confirmations: parseConfirmations(values.confirmations as string | undefined),
-    composeHashPolicy: parsePolicy(values.policy as string | undefined),
-    requestId: values['request-id'] as string | undefined,
+    ...(allowedKeys !== undefined ? { allowedKeys } : {}),
+    ...(confirmations !== undefined ? { confirmations } : {}),
+    ...(composeHashPolicy !== undefined ? { composeHashPolicy } : {}),
+    ...(requestId !== undefined ? { requestId } : {}),
   };
+  const check = checkUpdateEnvInput(input);
+  if (!check.ok) throw new UsageError(`update: ${describeInputProblems(check.problems)}`);
+  return input;
+}
+
+async function runUpdate(ctx: Context, input: UpdateEnvInput, noWait: boolean): Promise<number> {
+  const { cvmId } = input;
+  const env = input.env as EnvVar[];
   let started;
   try {
     started = await startEnvUpdate(ctx.client, input, { taskQueue: ctx.cfg.taskQueue });
@@ -569,7 +600,7 @@ async function runUpdate(ctx: Context, values: Values, env: EnvVar[]): Promise<n
   }
   const link = uiLink(ctx.env, ctx.cfg, workflowId);
   if (link) ctx.err(`Temporal UI: ${link}`);
-  if (values['no-wait']) {
+  if (noWait) {
     if (ctx.json) ctx.out(JSON.stringify({ workflowId, attached }));
     else {
       ctx.out(workflowId);
@@ -747,18 +778,16 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     // Everything checkable offline is checked before a connection is attempted.
     let newEnv: EnvVar[] = [];
+    let updateInput: UpdateEnvInput | undefined;
     let rolloutEnv: EnvVar[] = [];
     let rolloutInput: RolloutInput | undefined;
     if (command === 'update') {
       if (typeof values.cvm !== 'string' || values.cvm === '') throw new UsageError('update: --cvm <id> is required');
-      newEnv = collectEnv(values, io.cwd).env;
+      const collected = await collectEnv(values, io);
+      newEnv = collected.env;
       redact = createRedactor(secretsOf(io.env, newEnv));
-      parseKeys(values.keys as string | undefined, newEnv);
-      parsePolicy(values.policy as string | undefined);
-      parseConfirmations(values.confirmations as string | undefined);
-      if (values['request-id'] !== undefined && !/^[\x21-\x7e]{1,200}$/.test(values['request-id'] as string)) {
-        throw new UsageError('update: --request-id must be 1-200 printable characters without spaces');
-      }
+      if (collected.source === '-e' && newEnv.some((e) => e.value !== '')) err(ARGV_SECRETS_WARNING);
+      updateInput = updateInputOf(values, newEnv);
     } else if (command === 'rollout') {
       const sub = positionals[0]!;
       if (!ROLLOUT_SUBCOMMANDS.includes(sub)) throw new UsageError(`rollout: the subcommands are ${ROLLOUT_SUBCOMMANDS.join(', ')}`);
@@ -802,7 +831,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const cfg = loadTemporalConfig(env);
     ({ client, connection } = await connect(cfg));
     const ctx: Context = { io, env, cfg, json, out, err, client };
-    if (command === 'update') return await runUpdate(ctx, values, newEnv);
+    if (command === 'update') return await runUpdate(ctx, updateInput!, values['no-wait'] === true);
     if (command === 'status') return await runStatus(ctx, positionals[0]!);
     if (command === 'signer') return await runSignerStatus(ctx, parseSignerFilter(values));
     if (command === 'rollout') {

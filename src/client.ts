@@ -28,6 +28,8 @@ import {
 } from './workflows/definitions.ts';
 import type { updateCvmEnvWorkflow } from './workflows/update-cvm-env.ts';
 import { describeEarlierRequest, findRequest, type EarlierRequest } from './request-runs.ts';
+import { checkUpdateEnvInput, describeInputProblems, type InputProblem } from './workflows/input-schema.ts';
+import { FAILURE } from './failure-types.ts';
 import type { rolloutWorkflow } from './workflows/rollout/workflow.ts';
 import {
   abortRolloutUpdate,
@@ -47,6 +49,7 @@ import {
 import { SIGNER_WORKFLOW_TYPE, signerStatusQuery, signerWorkflowId, type SignerStatus } from './workflows/signer-manager/definitions.ts';
 
 export type { OperatorAnswer, UpdateEnvInput, UpdateEnvResult, UpdateStatus } from './workflows/definitions.ts';
+export type { InputProblem } from './workflows/input-schema.ts';
 export type { SignerStatus } from './workflows/signer-manager/definitions.ts';
 export type {
   RolloutInput,
@@ -93,19 +96,22 @@ export interface StartedEnvUpdate {
   attached: boolean;
 }
 
+/**
+ * The input broke the schema the workflow checks too (workflows/input-schema.ts); nothing was
+ * started. A TypeError, as bad arguments to a function are; `problems` names each field.
+ */
+export class InvalidUpdateInputError extends TypeError {
+  override readonly name = 'InvalidUpdateInputError';
+  /** The failure type the workflow would have ended with. */
+  readonly type = FAILURE.InvalidInput;
+  constructor(readonly problems: readonly InputProblem[]) {
+    super(describeInputProblems(problems));
+  }
+}
+
 function checkInput(input: UpdateEnvInput): void {
-  if (!input || typeof input !== 'object') throw new TypeError('input must be an object');
-  if (typeof input.cvmId !== 'string' || input.cvmId.trim() === '') throw new TypeError('cvmId is required');
-  if (input.env === null || typeof input.env !== 'object') throw new TypeError('env must be an object or a list of {key, value}');
-  if (input.requestId !== undefined && (typeof input.requestId !== 'string' || input.requestId === '')) {
-    throw new TypeError('requestId must be a non-empty string');
-  }
-  if (input.confirmations !== undefined && (!Number.isInteger(input.confirmations) || input.confirmations < 1)) {
-    throw new TypeError('confirmations must be a positive integer');
-  }
-  if (input.composeHashPolicy !== undefined && !['strict', 'warn', 'off'].includes(input.composeHashPolicy)) {
-    throw new TypeError("composeHashPolicy must be 'strict', 'warn' or 'off'");
-  }
+  const check = checkUpdateEnvInput(input);
+  if (!check.ok) throw new InvalidUpdateInputError(check.problems);
 }
 
 async function requestIdOf(handle: WorkflowHandle): Promise<{ requestId?: string; running: boolean; runId: string } | undefined> {

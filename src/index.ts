@@ -12,6 +12,8 @@ export {
 export { PhalaCloudClient, type PhalaCloudClientOptions, type UpdateCvmEnvsParams } from './phala/api-client.ts';
 export { PhalaApiError, type PhalaApiErrorKind } from './phala/api-errors.ts';
 export type * from './phala/api-schemas.ts';
+export { checkUpdateEnvInput } from './workflows/input-schema.ts';
+export { FAILURE, FAILURE_TYPES, handlingOf, type FailureType, type FailureHandling } from './failure-types.ts';
 
 export {
   startEnvUpdate,
@@ -25,6 +27,8 @@ export {
   RequestAlreadyUsedError,
   OperatorActionRefusedError,
   type OperatorActionResult,
+  InvalidUpdateInputError,
+  type InputProblem,
   type EnvUpdateHandle,
   type StartedEnvUpdate,
   startRollout,

@@ -3,6 +3,7 @@
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import { buildRegistrationProposal, describeRegistrationProposal } from './chain/registration-proposal.ts';
 import type { EnvUpdateHandle, RolloutHandle } from './client.ts';
+import { FAILURE } from './failure-types.ts';
 import { rolloutStatusQuery, type RolloutResult, type RolloutStatus } from './workflows/rollout/definitions.ts';
 import { statusQuery, type UpdateEnvResult, type UpdateStatus, type UpdateTimings } from './workflows/definitions.ts';
 
@@ -161,7 +162,7 @@ export function describeFailure(err: unknown): { message: string; failureType?: 
   const failureType = app?.type ?? undefined;
   const meaningful = chain.filter((e) => !(e instanceof WorkflowFailedError) && e.message);
   const message = (meaningful[0] ?? chain[0])?.message ?? String(err);
-  return { message: message.split('\n')[0]!.slice(0, 500), failureType, aborted: failureType === 'Aborted' };
+  return { message: message.split('\n')[0]!.slice(0, 500), failureType, aborted: failureType === FAILURE.Aborted };
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -28,12 +28,17 @@ interface RunningCli {
 }
 
 /** The leading `--` is what `npm run cli` passes too (see the script in package.json). */
-function startCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): RunningCli {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--', ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+function startCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000, stdin?: string): RunningCli {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--', ...args], {
+    cwd: REPO,
+    env,
+    stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  });
+  if (stdin !== undefined) child.stdin!.end(stdin);
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const done = new Promise<Run>((resolve, reject) => {
     child.on('error', reject);
@@ -45,9 +50,12 @@ function startCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): 
   return { output: () => ({ code: child.exitCode, stdout, stderr }), done };
 }
 
-function cli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Run> {
-  return startCli(args, env, timeoutMs).done;
+function cli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000, stdin?: string): Promise<Run> {
+  return startCli(args, env, timeoutMs, stdin).done;
 }
+
+const ARGV_WARNING =
+  /warning: -e KEY=VALUE puts values on the command line, .* use --env-file <path>, or --env-file - to read them from stdin/;
 
 async function waitFor(what: string, check: () => boolean, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -144,10 +152,48 @@ describe('usage errors (exit 2, nothing started)', { concurrency: 4 }, () => {
     assert.match(r.stderr, /--policy must be strict, warn or off/);
   });
 
-  test('bad --confirmations', async () => {
-    const r = await cli(['update', '--cvm', 'cvm-x', '-e', 'A=1', '--confirmations', '0'], env);
+  test('bad --confirmations: below 1 or above the bound', async () => {
+    for (const n of ['0', '257', '1000000000']) {
+      const r = await cli(['update', '--cvm', 'cvm-x', '-e', 'A=1', '--confirmations', n], env);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /--confirmations must be an integer from 1 to 256/);
+    }
+  });
+
+  test("the CVM id and request id are checked with the workflow's own rules", async () => {
+    const dotdot = await cli(['update', '--cvm', '..', '-e', 'A=1'], env);
+    assert.equal(dotdot.code, 2);
+    assert.match(dotdot.stderr, /update: --cvm: cvmId must be a CVM id: letters, digits, '_' and '-'/);
+    const spaced = await cli(['update', '--cvm', 'cvm-x', '-e', 'A=1', '--request-id', 'two words'], env);
+    assert.equal(spaced.code, 2);
+    assert.match(spaced.stderr, /update: --request-id: requestId may hold only letters, digits, .* \(no spaces\)/);
+  });
+
+  test('-e with a value warns that argv is readable, without echoing the value', async () => {
+    const v = secret();
+    // Refused afterwards (bad policy), so nothing connects: the warning comes first.
+    const r = await cli(['update', '--cvm', 'cvm-x', '-e', `TOKEN=${v}`, '--policy', 'STRICT'], env);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /--confirmations must be a positive integer/);
+    assert.match(r.stderr, ARGV_WARNING);
+    assert.match(r.stderr, /--policy must be strict, warn or off/);
+    assertNoLeak(r, [v]);
+    // An empty value carries no secret: no warning.
+    const empty = await cli(['update', '--cvm', 'cvm-x', '-e', 'EMPTY=', '--policy', 'STRICT'], env);
+    assert.equal(empty.code, 2);
+    assert.doesNotMatch(empty.stderr, /warning: -e/);
+  });
+
+  test('--env-file - reads stdin: bad keys named, values never shown, no argv warning', async () => {
+    const v = secret();
+    const r = await cli(['update', '--cvm', 'cvm-x', '--env-file', '-'], env, 120_000, `GOOD=1\nBAD.NAME=${v}\n`);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /update: --env-file - \(stdin\): invalid env vars \(1 problem\)/);
+    assert.match(r.stderr, /envs\[1\]: key starting "BAD" has a character not allowed/);
+    assert.doesNotMatch(r.stderr, /warning: -e/);
+    assertNoLeak(r, [v]);
+    const none = await cli(['update', '--cvm', 'cvm-x', '--env-file', '-'], env, 120_000, '# nothing here\n');
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /update: --env-file - \(stdin\) holds no variables/);
   });
 
   test('--keys must cover the env', async () => {
@@ -318,6 +364,7 @@ describe('against the local stack', () => {
     assert.match(r.stderr, /applying: accepted \(correlation id /);
     assert.match(r.stderr, /completed/);
     assert.match(r.stderr, /DB_PASSWORD, API_TOKEN, QUERY/);
+    assert.match(r.stderr, ARGV_WARNING);
     if (env.TEMPORAL_UI_URL) assert.ok(r.stderr.includes(`/workflows/cvm-env-${cvmId}`), 'the Temporal UI link is printed');
     assertNoLeak(r, [...Object.values(values), ...secrets]);
     assert.deepEqual(await appliedEnv(cvmId), values);
@@ -380,6 +427,23 @@ describe('against the local stack', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test('update --env-file - takes the env from stdin, as the README shows', async () => {
+    const cvmId = await phalaCvm();
+    const values = { STDIN_TOKEN: secret(), WITH_EQUALS: `${secret()}==` };
+    const text = Object.entries(values)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n');
+    const r = await cli(['update', '--cvm', cvmId, '--env-file', '-', '--json'], childEnv(), 120_000, `${text}\n`);
+    assert.equal(r.code, 0, `exit ${r.code}\nstderr:\n${r.stderr}`);
+    const result = JSON.parse(r.stdout.trim()) as UpdateEnvResult;
+    assert.equal(result.cvmId, cvmId);
+    assert.equal(result.applied, true);
+    assert.match(r.stderr, /STDIN_TOKEN, WITH_EQUALS/);
+    assert.doesNotMatch(r.stderr, /warning: -e/);
+    assertNoLeak(r, [...Object.values(values), ...secrets]);
+    assert.deepEqual(await appliedEnv(cvmId), values);
   });
 
   /** An on-chain CVM of our own on the app the signer does not own: the change must wait for an operator. */

@@ -13,6 +13,7 @@ import {
   verifyRegistration as verifyRegistrationTx,
 } from '../chain/index.ts';
 import type { ChainSettings } from '../config.ts';
+import { chainFailureType, FAILURE, type NonRetryableChainErrorCode } from '../failure-types.ts';
 import type { ChainPreflight, ConfirmationCheck, MinedTx, RegistrationVerification, SignedTx, TxObservation } from './types.ts';
 
 export interface ChainActivityDeps {
@@ -27,7 +28,8 @@ export interface ChainActivityDeps {
 
 /** A chain error Temporal should not retry becomes a typed, non-retryable failure. */
 function chainFailure(err: unknown): unknown {
-  if (err instanceof ChainError && !err.retryable) return ApplicationFailure.nonRetryable(err.message, `Chain_${err.code}`);
+  if (err instanceof ChainError && !err.retryable)
+    return ApplicationFailure.nonRetryable(err.message, chainFailureType(err.code as NonRetryableChainErrorCode));
   return err;
 }
 
@@ -49,7 +51,7 @@ export function chainClientCache(deps: ChainActivityDeps): (chainId: number) => 
       if (!settings) {
         throw ApplicationFailure.nonRetryable(
           `no RPC configured for chain ${chainId}; set CHAIN_RPC_URLS (e.g. "${chainId}=https://…") on the worker`,
-          'ChainNotConfigured',
+          FAILURE.ChainNotConfigured,
         );
       }
       client = createChainClients({ chainId, rpcUrl: settings.rpcUrl, pollingIntervalMs: deps.chainPollIntervalMs ?? 1000 }).publicClient;
@@ -67,13 +69,13 @@ export function createChainActivities(deps: ChainActivityDeps, clientFor: (chain
     if (!s) {
       throw ApplicationFailure.nonRetryable(
         `no RPC configured for chain ${chainId}; set CHAIN_RPC_URLS (e.g. "${chainId}=https://…") on the worker`,
-        'ChainNotConfigured',
+        FAILURE.ChainNotConfigured,
       );
     }
     return s;
   };
   const signer = (): LocalAccount => {
-    if (!deps.signer) throw ApplicationFailure.nonRetryable('this worker has no signer key (SIGNER_PRIVATE_KEY)', 'NoSigner');
+    if (!deps.signer) throw ApplicationFailure.nonRetryable('this worker has no signer key (SIGNER_PRIVATE_KEY)', FAILURE.NoSigner);
     return deps.signer;
   };
   const cancelled = () => Context.current().cancellationSignal.aborted;
@@ -85,7 +87,7 @@ export function createChainActivities(deps: ChainActivityDeps, clientFor: (chain
       const pre = await chainCall(() =>
         preflight(client, { expectedChainId: a.chainId, app: a.appId as Hex, composeHash: a.composeHash, signer: deps.signer?.address }),
       );
-      if (!pre.ok) throw ApplicationFailure.nonRetryable(pre.message, 'ChainMismatch');
+      if (!pre.ok) throw ApplicationFailure.nonRetryable(pre.message, FAILURE.ChainMismatch);
       let existing: MinedTx | undefined;
       if (pre.composeHashAllowed) {
         const lookback = deps.registrationLookbackBlocks ?? 50_000;
@@ -161,7 +163,7 @@ export function createChainActivities(deps: ChainActivityDeps, clientFor: (chain
       if (res.reason === 'fee-too-low') return { result: 'underpriced' };
       throw ApplicationFailure.nonRetryable(
         `the node refused transaction ${res.hash}: ${res.reason} (${res.nodeMessage})`,
-        'BroadcastRejected',
+        FAILURE.BroadcastRejected,
       );
     },
 
@@ -229,7 +231,7 @@ export function createChainActivities(deps: ChainActivityDeps, clientFor: (chain
       if (res.ok) return { ok: true, hash: res.txHash, blockNumber: res.blockNumber, blockHash: res.blockHash };
       // Not mined yet, or our RPC lags the operator's: worth retrying before judging it.
       if (res.reason === 'tx-pending' || res.reason === 'tx-not-found') {
-        throw ApplicationFailure.retryable(`transaction ${a.transactionHash}: ${res.message}`, 'RegistrationNotMinedYet');
+        throw ApplicationFailure.retryable(`transaction ${a.transactionHash}: ${res.message}`, FAILURE.RegistrationNotMinedYet);
       }
       return { ok: false, reason: res.message };
     },

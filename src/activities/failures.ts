@@ -1,9 +1,10 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { PhalaApiError, type PhalaApiErrorKind } from '../phala/api-errors.ts';
+import { apiFailureType, FAILURE } from '../failure-types.ts';
 
 /** Fails the workflow at once: the input itself is wrong. */
 export function invalidInput(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, 'InvalidInput');
+  return ApplicationFailure.nonRetryable(message, FAILURE.InvalidInput);
 }
 
 /**
@@ -32,13 +33,13 @@ function failureFor(err: PhalaApiError, what: string): ApplicationFailure {
     case 'not_found':
     case 'invalid':
     case 'bad_response':
-      return ApplicationFailure.nonRetryable(message, 'ApiRejected');
+      return ApplicationFailure.nonRetryable(message, apiFailureType(err.kind));
     case 'rate_limited':
-      return ApplicationFailure.create({ message, type: 'RateLimited', nextRetryDelay: err.retryAfterMs ?? 5000 });
+      return ApplicationFailure.create({ message, type: apiFailureType(err.kind), nextRetryDelay: err.retryAfterMs ?? 5000 });
     case 'conflict':
       // Another operation runs on the CVM: wait for it rather than hammer the API.
-      return ApplicationFailure.create({ message, type: 'Conflict', nextRetryDelay: 5000 });
+      return ApplicationFailure.create({ message, type: apiFailureType(err.kind), nextRetryDelay: 5000 });
     default:
-      return ApplicationFailure.create({ message, type: `Api_${err.kind}` });
+      return ApplicationFailure.create({ message, type: apiFailureType(err.kind) });
   }
 }

@@ -8,6 +8,7 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { EnvCryptoError, encryptEnvVars } from '../phala/env-crypto.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from '../phala/env-validation.ts';
 import { checkEnvEncryptPublicKey, KmsSignatureError, sameKmsPublicKey } from '../phala/kms-signature.ts';
+import { FAILURE } from '../failure-types.ts';
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
 import { apiFailure, invalidInput } from './failures.ts';
 import type {
@@ -64,7 +65,7 @@ export function applyPollDelayMs(elapsedMs: number, maxMs: number): number {
  */
 export function servedEnvKey(key: unknown, servedBy: string): string {
   const problem = envKeyProblem(key);
-  if (problem) throw ApplicationFailure.nonRetryable(`${servedBy} served an unusable env encryption key: ${problem}`, 'ApiRejected');
+  if (problem) throw ApplicationFailure.nonRetryable(`${servedBy} served an unusable env encryption key: ${problem}`, FAILURE.ApiRejected);
   return key as string;
 }
 
@@ -108,11 +109,11 @@ function watchFailure(err: unknown, what: string): unknown {
   if (err instanceof PhalaApiError && (err.kind === 'not_found' || err.kind === 'bad_response' || err.kind === 'invalid')) {
     return ApplicationFailure.create({
       message: `${what}: ${err.status ?? 'no response'} ${err.kind}: ${err.message}`,
-      type: 'ApplyWatchFailed',
+      type: FAILURE.ApplyWatchFailed,
     });
   }
   if (err instanceof PhalaApiError && err.kind === 'auth') {
-    return ApplicationFailure.nonRetryable(`${what}: ${err.status} auth: ${err.message}`, 'ApplyWatchFailed');
+    return ApplicationFailure.nonRetryable(`${what}: ${err.status} auth: ${err.message}`, FAILURE.ApplyWatchDenied);
   }
   return apiFailure(err, what);
 }
@@ -160,7 +161,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       throw ApplicationFailure.nonRetryable(
         `the API's key for KMS ${target.kmsId} (${apiKey}) does not match the key in the KMS contract ${contract} ` +
           `on chain ${chainId} (${onChain}): the env encryption key it vouches for is not trusted`,
-        'KeyNotTrusted',
+        FAILURE.KeyNotTrusted,
       );
     }
     return onChain;
@@ -179,14 +180,14 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
     if (recordApp !== '' && asked.appId.toLowerCase() !== recordApp.toLowerCase()) {
       throw ApplicationFailure.nonRetryable(
         `phase 1 asked to register on app ${asked.appId}, but CVM ${cvmId} belongs to app ${recordApp}: refusing to register on another app`,
-        'ApiRejected',
+        FAILURE.ApiRejected,
       );
     }
     const recordChain = cvm.kms_info?.chain_id ?? undefined;
     if (recordChain !== undefined && asked.chainId !== undefined && asked.chainId !== recordChain) {
       throw ApplicationFailure.nonRetryable(
         `phase 1 asked to register on chain ${asked.chainId}, but the KMS of CVM ${cvmId} is on chain ${recordChain}: refusing to register on another chain`,
-        'ApiRejected',
+        FAILURE.ApiRejected,
       );
     }
   }
@@ -258,7 +259,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       const kmsType = cvm.kms_type ?? 'phala';
       const onchain = ONCHAIN_KMS_TYPES.has(kmsType);
       const appId = normaliseAppId(cvm.app_id ?? cvm.kms_info?.dstack_app_address ?? '');
-      if (!appId) throw ApplicationFailure.nonRetryable(`CVM ${cvmId} has no app id`, 'ApiRejected');
+      if (!appId) throw ApplicationFailure.nonRetryable(`CVM ${cvmId} has no app id`, FAILURE.ApiRejected);
       const target: CvmTarget = {
         cvmId: cvm.id,
         name: cvm.name,
@@ -281,7 +282,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         if (!kms) {
           throw ApplicationFailure.nonRetryable(
             `no KMS listed for contract ${kmsAddress ?? '(none)'} on chain ${target.chainId}`,
-            'KmsNotFound',
+            FAILURE.KmsNotFound,
           );
         }
         target.kmsId = kms.slug ?? kms.id;
@@ -295,7 +296,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
     async getEncryptionKey(target: CvmTarget): Promise<EncryptionKey> {
       if (target.kms === 'phala') {
         if (!target.encryptedEnvPubkey) {
-          throw ApplicationFailure.nonRetryable(`CVM ${target.cvmId} exposes no env encryption key`, 'ApiRejected');
+          throw ApplicationFailure.nonRetryable(`CVM ${target.cvmId} exposes no env encryption key`, FAILURE.ApiRejected);
         }
         return { publicKey: servedEnvKey(target.encryptedEnvPubkey, `the CVM record of ${target.cvmId}`), source: 'cvm-record' };
       }
@@ -305,7 +306,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       if (!target.kmsPublicKey) {
         throw ApplicationFailure.nonRetryable(
           `KMS ${target.kmsId} publishes no k256_pubkey: the env key cannot be verified`,
-          'KeyNotTrusted',
+          FAILURE.KeyNotTrusted,
         );
       }
       const kmsPublicKey = await trustedKmsKey(target);
@@ -328,7 +329,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         if (err instanceof KmsSignatureError) {
           throw ApplicationFailure.nonRetryable(
             `KMS ${target.kmsId} served an unusable signature for the env encryption key of app ${target.appId}: ${err.message}`,
-            'ApiRejected',
+            FAILURE.ApiRejected,
           );
         }
         throw err;
@@ -337,7 +338,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         // A fresh fetch may carry a fresh signature: retry a few times before an operator looks.
         throw ApplicationFailure.create({
           message: `the env encryption key for app ${target.appId} is not signed by KMS ${target.kmsId}: ${check.reason}`,
-          type: 'KeyNotTrusted',
+          type: FAILURE.KeyNotTrusted,
           nonRetryable: check.reason !== 'expired',
         });
       }
@@ -351,7 +352,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         // The same key fails the same way on every attempt. The message names the key's
         // problem only: an env value never appears in an EnvCryptoError about the key.
         if (err instanceof EnvCryptoError && (err.code === 'invalid_public_key' || err.code === 'weak_shared_secret')) {
-          throw ApplicationFailure.nonRetryable(`the env encryption key cannot be used: ${err.message}`, 'ApiRejected');
+          throw ApplicationFailure.nonRetryable(`the env encryption key cannot be used: ${err.message}`, FAILURE.ApiRejected);
         }
         if (err instanceof EnvCryptoError) throw invalidInput(`env: ${err.message}`);
         throw err;
@@ -468,7 +469,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
             throw ApplicationFailure.nonRetryable(
               `operation ${input.correlationId} is not among the operations of CVM ${input.cvmId} and the CVM is idle: ` +
                 'whether the change was applied is unknown; check the CVM, then retry or abort',
-              'ApplyUnknown',
+              FAILURE.ApplyUnknown,
             );
           }
         }

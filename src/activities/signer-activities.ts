@@ -7,6 +7,7 @@ import { broadcastTransaction, bumpFees, dstackAppAbi, normalizeComposeHash, sig
 import { chainCall } from './chain-activities.ts';
 import { latestBlock, observeSigner } from '../chain/observe-signer.ts';
 import type { ChainSettings } from '../config.ts';
+import { FAILURE } from '../failure-types.ts';
 import {
   registerSignal,
   signerWorkflowId,
@@ -42,17 +43,17 @@ export function createSignerActivities(deps: SignerActivityDeps, clientFor: (cha
     if (!s)
       throw ApplicationFailure.nonRetryable(
         `no RPC configured for chain ${chainId}; set CHAIN_RPC_URLS on the worker`,
-        'ChainNotConfigured',
+        FAILURE.ChainNotConfigured,
       );
     return s;
   };
   /** The worker's key, and only if it is the key the manager was started for. */
   const accountFor = (signer: string): LocalAccount => {
-    if (!deps.signer) throw ApplicationFailure.nonRetryable('this worker has no signer key (SIGNER_PRIVATE_KEY)', 'NoSigner');
+    if (!deps.signer) throw ApplicationFailure.nonRetryable('this worker has no signer key (SIGNER_PRIVATE_KEY)', FAILURE.NoSigner);
     if (deps.signer.address.toLowerCase() !== signer.toLowerCase()) {
       throw ApplicationFailure.nonRetryable(
         `this worker signs as ${deps.signer.address}, not as ${signer}: workers of one task queue must share the signer key`,
-        'SignerMismatch',
+        FAILURE.SignerMismatch,
       );
     }
     return deps.signer;
@@ -156,7 +157,7 @@ export function createSignerActivities(deps: SignerActivityDeps, clientFor: (cha
         } catch (err) {
           // A registration that would revert (the key no longer owns the app) takes no nonce
           // and fails alone; an RPC outage fails the batch, to be retried whole.
-          if (err instanceof ApplicationFailure && err.type === 'Chain_WOULD_REVERT') {
+          if (err instanceof ApplicationFailure && err.type === FAILURE.Chain_WOULD_REVERT) {
             results.push({ appId: r.appId, composeHash: r.composeHash, outcome: 'rejected', reason: err.message });
             continue;
           }

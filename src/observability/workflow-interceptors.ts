@@ -5,6 +5,7 @@
 // the phase log lines carry ids (from the SDK) and the phase, never a value.
 import { ApplicationFailure, isCancellation, log, metricMeter, workflowInfo, type WorkflowInterceptors } from '@temporalio/workflow';
 import { UpdatePhaseAttribute, WORKFLOW_TYPE, type UpdatePhase } from '../workflows/definitions.ts';
+import { FAILURE } from '../failure-types.ts';
 import { ACTIVITY_MEANINGS } from './activity-meanings.ts';
 import { activitySummary } from '../workflows/activity-summaries.ts';
 import { METRICS } from './metric-names.ts';
@@ -39,7 +40,7 @@ export function interceptors(): WorkflowInterceptors {
             ended('completed');
             return result;
           } catch (err) {
-            if (!isCancellation(err)) ended(err instanceof ApplicationFailure && err.type === 'Aborted' ? 'aborted' : 'failed');
+            if (!isCancellation(err)) ended(err instanceof ApplicationFailure && err.type === FAILURE.Aborted ? 'aborted' : 'failed');
             throw err;
           }
         },

@@ -290,13 +290,22 @@ describe('request shape', () => {
     }
   });
 
-  it('URL-encodes path segments', async () => {
+  it('refuses an id that is not one path segment, before sending anything', async () => {
+    // `..` would have turned PATCH /cvms/../envs into PATCH /envs.
+    for (const bad of ['..', '.', 'a/b', 'a b', 'x?y', 'x#y', '%2e%2e', 'tab\t', 'x'.repeat(257)]) {
+      const err = await expectError(client().getCvm(bad), 'invalid');
+      assert.match(err.message, /id is not a valid id/);
+      // '.' and '..' appear in the rule itself.
+      assert.ok(bad.length < 3 || !err.message.includes(bad), 'the id is not echoed');
+      await expectError(client().updateCvmEnvs({ id: bad, encrypted_env: ENC }), 'invalid');
+      await expectError(client().getCvmOperations(bad), 'invalid');
+    }
+    await expectError(client().getAppEnvEncryptPubkey('kms/slug', `0x${APP_ID}`), 'invalid');
+    await expectError(client().getAppEnvEncryptPubkey('kms_1', '../x'), 'invalid');
+    assert.equal(srv.requests.length, 0);
     srv.handle(reply(200, CVM));
-    await client().getCvm('a/b c?d#e');
-    assert.equal(srv.requests[0]!.url, '/api/v1/cvms/a%2Fb%20c%3Fd%23e');
-    srv.handle(reply(200, { public_key: 'aa', signature: 'bb' }));
-    await client().getAppEnvEncryptPubkey('kms/slug', `0x${APP_ID}`);
-    assert.equal(srv.requests[1]!.url, `/api/v1/kms/kms%2Fslug/pubkey/0x${APP_ID}`);
+    await client().getCvm('app_0123:x.y~z-1');
+    assert.equal(srv.requests[0]!.url, '/api/v1/cvms/app_0123%3Ax.y~z-1');
   });
 
   it('tolerates a trailing slash on baseUrl', async () => {

@@ -235,7 +235,19 @@ function requireNonEmpty(value: unknown, field: string): string {
   return value;
 }
 
-function segment(value: string): string {
+/**
+ * The characters any id the API hands out is made of (hashed and numeric ids, names, UUIDs,
+ * `app_`/`instance_` hex, KMS slugs). Anything else is refused before a request is built:
+ * `.` and `..` would be resolved away by the URL (`PATCH /cvms/../envs` is `PATCH /envs`),
+ * and separators, `%` or whitespace have no place in an id.
+ */
+const ID_SEGMENT_RE = /^[A-Za-z0-9._:~-]{1,256}$/;
+
+/** One path segment from an id; the id itself is not echoed in the error. */
+function segment(value: string, field = 'id'): string {
+  if (typeof value !== 'string' || !ID_SEGMENT_RE.test(value) || /^\.+$/.test(value)) {
+    throw invalidArgumentError(`${field} is not a valid id: 1-256 letters, digits, '.', '_', ':', '~' or '-', and not '.' or '..'`, field);
+  }
   return encodeURIComponent(value);
 }
 
@@ -363,7 +375,7 @@ export class PhalaCloudClient {
     if (!APP_ID_RE.test(requireNonEmpty(appId, 'appId'))) {
       throw invalidArgumentError('appId must be 40 hex characters, optionally 0x-prefixed', 'appId');
     }
-    const path = `/kms/${segment(kms.trim())}/pubkey/${segment(appId)}`;
+    const path = `/kms/${segment(kms.trim(), 'kms')}/pubkey/${segment(appId, 'appId')}`;
     return this.#call('GET', path, AppEnvEncryptPubkeySchema, { ...opts, version: KMS_NODE_API_VERSION });
   }
 
@@ -372,13 +384,13 @@ export class PhalaCloudClient {
     if (!APP_ID_RE.test(requireNonEmpty(appId, 'appId'))) {
       throw invalidArgumentError('appId must be 40 hex characters, optionally 0x-prefixed', 'appId');
     }
-    const path = `/apps/${segment(appId.replace(/^0x/, '').toLowerCase())}/cvms`;
+    const path = `/apps/${segment(appId.replace(/^0x/, '').toLowerCase(), 'appId')}/cvms`;
     return this.#call('GET', path, AppCvmListSchema, opts);
   }
 
   /** GET /kms/{kms_id} (node id or slug), pinned to the node-shaped API version. */
   async getKms(kmsId: string, opts: CallOptions = {}): Promise<KmsInfo> {
-    const path = `/kms/${segment(requireNonEmpty(kmsId, 'kmsId'))}`;
+    const path = `/kms/${segment(requireNonEmpty(kmsId, 'kmsId'), 'kmsId')}`;
     return this.#call('GET', path, KmsInfoSchema, { ...opts, version: KMS_NODE_API_VERSION });
   }
 
@@ -400,7 +412,7 @@ export class PhalaCloudClient {
 
   /** GET /kms/{slug}: one KMS contract (API 2026-06-23 and later, pinned). */
   async getKmsContract(slug: string, opts: CallOptions = {}): Promise<KmsContractInfo> {
-    const path = `/kms/${segment(requireNonEmpty(slug, 'slug'))}`;
+    const path = `/kms/${segment(requireNonEmpty(slug, 'slug'), 'slug')}`;
     return this.#call('GET', path, KmsContractInfoSchema, { ...opts, version: KMS_CONTRACT_API_VERSION });
   }
 
@@ -467,7 +479,7 @@ export class PhalaCloudClient {
     if (!APP_ID_RE.test(requireNonEmpty(appId, 'appId'))) {
       throw invalidArgumentError('appId must be 40 hex characters, optionally 0x-prefixed', 'appId');
     }
-    return this.#call('GET', `/apps/${segment(appId.replace(/^0x/, '').toLowerCase())}/kms-info`, AppKmsInfoSchema, opts);
+    return this.#call('GET', `/apps/${segment(appId.replace(/^0x/, '').toLowerCase(), 'appId')}/kms-info`, AppKmsInfoSchema, opts);
   }
 
   /** GET /cvms/{id}/operations (cursor-paginated, newest first). */

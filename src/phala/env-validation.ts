@@ -6,6 +6,8 @@
  * framing around them is not counted (the guest's exact accounting is not public, and this is
  * the measure users can reason about from their own data).
  *
+ * Workflow-safe (no Node APIs): the update workflow runs these checks on its own input.
+ *
  * Messages name keys (keys are not secret: they travel in clear as `env_keys`) but never values.
  * A key that fails the name rule may be a pasted `NAME=secret` line, so only its leading run of
  * name characters is shown, cut short.
@@ -50,7 +52,23 @@ export class EnvValidationError extends Error {
   }
 }
 
-const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
+/**
+ * UTF-8 length without Buffer, so the input schema can run these checks inside workflow code.
+ * A lone surrogate counts 3 bytes, as its U+FFFD replacement does when encoded.
+ */
+export function utf8Bytes(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
 
 function shorten(name: string): string {
   return name.length > SHOWN_KEY_CHARS ? `${name.slice(0, SHOWN_KEY_CHARS)}…` : name;

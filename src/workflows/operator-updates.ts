@@ -8,12 +8,13 @@ import type { createActivities } from '../activities/index.ts';
 import type { MinedTx } from '../activities/types.ts';
 import { abortUpdate, retryUpdate, useTransactionUpdate, type OperatorAnswer } from './definitions.ts';
 import { parseAbortArg, parseRetryArg, parseTransactionArg } from './operator-input.ts';
-import { FINAL_FAILURES, oneLine, type UpdateTracker } from './update-tracker.ts';
+import { FAILURE, FINAL_FAILURES } from '../failure-types.ts';
+import { oneLine, type UpdateTracker } from './update-tracker.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
 /** The failure type of a refused operator action; its message is the reason. */
-export const OPERATOR_ACTION_REFUSED = 'OperatorActionRefused';
+export const OPERATOR_ACTION_REFUSED = FAILURE.OperatorActionRefused;
 const NOT_MINED_YET = 'RegistrationNotMinedYet';
 
 // The caller waits for the answer: a few quick tries, and a transaction not mined yet is
@@ -32,7 +33,7 @@ const checks = proxyActivities<Activities>({
 });
 
 function refuse(reason: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(reason, OPERATOR_ACTION_REFUSED);
+  return ApplicationFailure.nonRetryable(reason, FAILURE.OperatorActionRefused);
 }
 
 async function guarded<T>(action: string, fn: () => T | Promise<T>): Promise<T> {

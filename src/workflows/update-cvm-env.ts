@@ -13,19 +13,14 @@ import {
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.ts';
 import type { ChainPreflight, MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
-import {
-  AppIdAttribute,
-  DUPLICATE_REQUEST,
-  RequestIdAttribute,
-  type UpdateEnvInput,
-  type UpdateEnvResult,
-  type UpdateResume,
-} from './definitions.ts';
+import { AppIdAttribute, RequestIdAttribute, type UpdateEnvInput, type UpdateEnvResult, type UpdateResume } from './definitions.ts';
 import { historyBudgetSpent, isContinueAsNew, pauseBetweenSlices } from './bounded-wait.ts';
 import { waitForConfirmations } from './confirmations.ts';
+import { checkUpdateEnvInput, describeInputProblems, type CheckedUpdateInput } from './input-schema.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
-import { FINAL_FAILURES, isFinal, oneLine, UpdateTracker, type OperatorAction, type RegistrationTarget } from './update-tracker.ts';
+import { FAILURE, FINAL_FAILURES } from '../failure-types.ts';
+import { isFinal, oneLine, UpdateTracker, type OperatorAction, type RegistrationTarget } from './update-tracker.ts';
 import { registerOperatorUpdates } from './operator-updates.ts';
 
 type Activities = ReturnType<typeof createActivities>;
@@ -83,6 +78,9 @@ const NEWEST_TX_PATCH = 'newest-tx-wins';
 /** A reorged registration that is not ours is looked for on chain again before anyone is asked. */
 const REFIND_REGISTRATION_PATCH = 'refind-registration';
 
+/** The input is checked in the workflow, before anything is scheduled; earlier runs checked it in an activity. */
+const INPUT_SCHEMA_PATCH = 'input-schema';
+
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
 
@@ -92,6 +90,9 @@ const MAX_TX_NOT_VERIFIED = 6;
  * operator in `awaiting_operator`.
  */
 export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<UpdateEnvResult> {
+  // First thing, whoever started it: a bad input fails before any search attribute or activity.
+  // A resumed run is this workflow's own continuation of a checked input.
+  const checked = !input.resume && patched(INPUT_SCHEMA_PATCH) ? checkedInput(input) : undefined;
   const t = new UpdateTracker(input.cvmId, input.resume?.status);
   const { status } = t;
   const managed = new ManagedRegistration(t, chain);
@@ -113,7 +114,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     if (seen.found) {
       throw ApplicationFailure.nonRetryable(
         `${seen.message}; nothing was sent for this run: start a new change with a new requestId`,
-        DUPLICATE_REQUEST,
+        FAILURE.DuplicateRequest,
       );
     }
   }
@@ -306,7 +307,8 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   }
 
   async function run(): Promise<UpdateEnvResult> {
-    const validated = await t.timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys }));
+    const validated =
+      checked ?? (await t.timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys })));
     if (input.requestId && patched(REQUEST_GUARD_PATCH)) await guardRequest(input.requestId);
 
     t.enter('resolving');
@@ -343,12 +345,12 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         break;
       }
       if (first.kind !== 'precondition_required') {
-        throw ApplicationFailure.nonRetryable(`phase 1 answered ${first.kind}: ${first.message}`, 'ApiRejected');
+        throw ApplicationFailure.nonRetryable(`phase 1 answered ${first.kind}: ${first.message}`, FAILURE.ApiRejected);
       }
       status.composeHash = first.composeHash;
       const chainId = first.chainId ?? target.chainId;
       if (chainId === undefined) {
-        throw ApplicationFailure.nonRetryable('the API asked for an on-chain registration but named no chain', 'ApiRejected');
+        throw ApplicationFailure.nonRetryable('the API asked for an on-chain registration but named no chain', FAILURE.ApiRejected);
       }
       status.chainId = chainId;
       t.registrationTarget = { chainId, appId: first.appId || target.appId, composeHash: first.composeHash };
@@ -502,4 +504,16 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     }
     return settle(target, accepted!);
   }
+}
+
+/** The checked input, or a non-retryable InvalidInput failure that lists every problem. */
+function checkedInput(input: unknown): CheckedUpdateInput {
+  const check = checkUpdateEnvInput(input);
+  if (check.ok) return check.value;
+  throw ApplicationFailure.create({
+    type: FAILURE.InvalidInput,
+    message: describeInputProblems(check.problems),
+    nonRetryable: true,
+    details: [{ problems: check.problems }],
+  });
 }

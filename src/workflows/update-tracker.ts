@@ -24,9 +24,7 @@ import {
   type UpdatePhase,
   type UpdateStatus,
 } from './definitions.ts';
-
-/** Failure types that end the workflow at once: the input or the API said no for good. */
-export const FINAL_FAILURES = ['InvalidInput', 'ApiRejected'];
+import { FAILURE, FINAL_FAILURES } from '../failure-types.ts';
 
 export type Bucket = 'apiMs' | 'chainMs';
 export type OperatorWay = 'retry' | 'useTransaction';
@@ -249,7 +247,7 @@ export class UpdateTracker {
       this.status.lastError = this.abortReason;
       this.showDetails();
       this.finish();
-      return ApplicationFailure.nonRetryable(`update of ${this.status.cvmId} aborted: ${this.abortReason}`, 'Aborted');
+      return ApplicationFailure.nonRetryable(`update of ${this.status.cvmId} aborted: ${this.abortReason}`, FAILURE.Aborted);
     }
     this.enter('failed');
     this.status.lastError = oneLine(err);

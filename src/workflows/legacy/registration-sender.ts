@@ -9,8 +9,9 @@ import { ApplicationFailure } from '@temporalio/workflow';
 import type { createActivities } from '../../activities/index.ts';
 import type { MinedTx, SignedTx } from '../../activities/types.ts';
 import type { UpdateStatus } from '../definitions.ts';
+import { FAILURE } from '../../failure-types.ts';
 
-export const REGISTRATION_REVERTED = 'RegistrationReverted';
+export const REGISTRATION_REVERTED = FAILURE.RegistrationReverted;
 
 /** The chain activities this file drives, typed from the activity factory itself. */
 export type ChainActivities = Pick<

@@ -20,7 +20,7 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { createActivities } from '../../activities/index.ts';
 import { abortSignal, CvmIdAttribute, WORKFLOW_TYPE, workflowIdForCvm, type UpdateEnvInput } from '../definitions.ts';
 import type { updateCvmEnvWorkflow } from '../update-cvm-env.ts';
-import { FINAL_FAILURES } from '../update-tracker.ts';
+import { FAILURE, FINAL_FAILURES } from '../../failure-types.ts';
 import {
   abortRolloutUpdate,
   approveRolloutUpdate,
@@ -59,7 +59,7 @@ type Child = ChildWorkflowHandle<typeof updateCvmEnvWorkflow>;
 
 export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProgress): Promise<RolloutResult> {
   const problem = rolloutInputProblem(input);
-  if (problem) throw ApplicationFailure.nonRetryable(problem, 'InvalidInput');
+  if (problem) throw ApplicationFailure.nonRetryable(problem, FAILURE.InvalidInput);
   const concurrency = input.concurrency ?? DEFAULT_CONCURRENCY;
   const canary = canaryOf(input);
   const maxEvents = input.maxEventsPerRun ?? DEFAULT_MAX_EVENTS_PER_RUN;
@@ -290,7 +290,10 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
     const targets = input.targets;
     const cvmIds = 'cvmIds' in targets ? [...targets.cvmIds] : (await api.listAppCvms({ appId: targets.appId })).cvmIds;
     if (cvmIds.length === 0)
-      throw ApplicationFailure.nonRetryable(`targets.appId: app ${'appId' in targets ? targets.appId : ''} has no CVMs`, 'InvalidInput');
+      throw ApplicationFailure.nonRetryable(
+        `targets.appId: app ${'appId' in targets ? targets.appId : ''} has no CVMs`,
+        FAILURE.InvalidInput,
+      );
     p.cvmIds = cvmIds;
     // Aborted before the list came: nothing starts, every target is reported aborted.
     if (p.abortReason !== undefined) p.aborted.push(...cvmIds);
@@ -349,7 +352,7 @@ function causeOf(err: unknown): unknown {
 
 function isAborted(err: unknown): boolean {
   const cause = causeOf(err);
-  return cause instanceof ApplicationFailure && cause.type === 'Aborted';
+  return cause instanceof ApplicationFailure && cause.type === FAILURE.Aborted;
 }
 
 function reasonOf(err: unknown, cvmId: string): string {

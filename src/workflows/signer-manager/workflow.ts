@@ -16,6 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { createActivities } from '../../activities/index.ts';
 import type { SignerObservationResult, SignerSettings } from '../../activities/types.ts';
+import { CONFIG_FAILURES } from '../../failure-types.ts';
 import { emptySignerState, SignerBook } from './book.ts';
 import {
   registerSignal,
@@ -28,8 +29,7 @@ import {
 
 type Activities = ReturnType<typeof createActivities>;
 
-/** Configuration errors: retrying cannot help until an operator fixes the worker. */
-const CONFIG_FAILURES = ['NoSigner', 'SignerMismatch', 'ChainNotConfigured'];
+// Configuration errors (see the catalogue): retrying cannot help until an operator fixes the worker.
 
 // The manager must outlive any outage: its activities retry without a limit, backing off.
 const acts = proxyActivities<Activities>({
