@@ -163,7 +163,7 @@ async function main(): Promise<number> {
       ),
     );
     const until = () => settledAll || interrupt.signal.aborted;
-    pool.startKilling(opts.killEveryS * 1000);
+    pool.startKilling(opts.killEveryS * 1000, opts.maxKills);
     const restart = (async () => {
       await Promise.race([sleep(opts.temporalRestartAfterS * 1000), interrupted]);
       if (until()) return { atMs: undefined as number | undefined, downMs: 0 };

@@ -11,6 +11,8 @@ export interface ChaosOptions {
   workers: number;
   /** A worker is SIGKILLed (round robin) and restarted this often. */
   killEveryS: number;
+  /** Kills in all; unlimited (Infinity) unless given or --short. */
+  maxKills: number;
   /** When the Temporal server is restarted, counted from the start of the updates. */
   temporalRestartAfterS: number;
   /** Share of API answers turned into 5xx or 429. */
@@ -26,10 +28,10 @@ export interface ChaosOptions {
 }
 
 export const USAGE =
-  'usage: npm run chaos -- [--short] [--apps A (25)] [--cvms-per-app C (4)] [--workers W (2)] [--kill-every S (2)]\n' +
+  'usage: npm run chaos -- [--short] [--apps A (25)] [--cvms-per-app C (4)] [--workers W (2)] [--kill-every S (2)] [--max-kills N]\n' +
   '                        [--temporal-restart-after S (15)] [--api-fault-rate R (0.2)] [--rpc-fault-rate R (0.1)]\n' +
   '                        [--reorg-depth D (3)] [--block-time S (1)] [--timeout S (600)] [--seed N]\n' +
-  '  --short: the CI version, 5 apps × 2 CVMs, Temporal restarted after 5 s, a 240 s timeout (other options still apply)';
+  '  --short: the CI version: 5 apps × 2 CVMs, 4 kills, Temporal restarted after 5 s, a 240 s timeout (other options still apply)';
 
 function number(name: string, raw: string | undefined, fallback: number, min: number, max: number, integer: boolean): number {
   if (raw === undefined) return fallback;
@@ -52,6 +54,7 @@ export function parseChaosOptions(argv: string[]): ChaosOptions | 'help' {
         'cvms-per-app': { type: 'string' },
         workers: { type: 'string' },
         'kill-every': { type: 'string' },
+        'max-kills': { type: 'string' },
         'temporal-restart-after': { type: 'string' },
         'api-fault-rate': { type: 'string' },
         'rpc-fault-rate': { type: 'string' },
@@ -75,6 +78,7 @@ export function parseChaosOptions(argv: string[]): ChaosOptions | 'help' {
     cvmsPerApp: number('cvms-per-app', values['cvms-per-app'], short ? 2 : 4, 1, 20, true),
     workers: number('workers', values.workers, 2, 1, 8, true),
     killEveryS: number('kill-every', values['kill-every'], 2, 0.5, 3600, false),
+    maxKills: number('max-kills', values['max-kills'], short ? 4 : Infinity, 1, Infinity, true),
     temporalRestartAfterS: number('temporal-restart-after', values['temporal-restart-after'], short ? 5 : 15, 0, 3600, false),
     apiFaultRate: number('api-fault-rate', values['api-fault-rate'], 0.2, 0, 0.9, false),
     rpcFaultRate: number('rpc-fault-rate', values['rpc-fault-rate'], 0.1, 0, 0.9, false),

@@ -92,7 +92,7 @@ export function printReport(r: ChaosReport, out: (line?: string) => void): strin
     ['fault', 'what happened'],
     [
       [
-        `${o.workers} workers, SIGKILL every ${o.killEveryS} s in turn`,
+        `${o.workers} workers, SIGKILL every ${o.killEveryS} s in turn${Number.isFinite(o.maxKills) ? `, ${o.maxKills} at most` : ''}`,
         `${r.faults.workers.kills} kills, ${r.faults.workers.starts} starts, ${r.faults.workers.crashes} exits on their own, ${r.faults.workers.skipped} turns skipped (still starting)`,
       ],
       [

@@ -102,13 +102,14 @@ export class WorkerPool {
   }
 
   /**
-   * Every `everyMs`, SIGKILLs the next worker in turn and starts it again. A worker that has
+   * Every `everyMs`, SIGKILLs the next worker in turn and starts it again, `maxKills` times at most. A worker that has
    * not yet polled for `everyMs` is spared on its turn: on a slow host a start takes longer
    * than the period, and killing each worker the moment it polls would stop all progress
    * rather than test recovery from crashes.
    */
-  startKilling(everyMs: number): void {
+  startKilling(everyMs: number, maxKills = Infinity): void {
     this.#killer = setInterval(() => {
+      if (this.stats.kills >= maxKills) return this.stopKilling();
       const slot = this.#slots[this.#turn++ % this.#slots.length]!;
       const proc = slot.proc;
       if (!proc || performance.now() - slot.readyAt < everyMs) {
