@@ -2,9 +2,9 @@
 // own stack, two worker processes killed in turn, a Temporal restart, API and RPC errors, a
 // reorg and a dropped transaction) meets every target: all completed, each compose hash
 // registered once, every CVM runs the env it was asked to, no secret in plaintext anywhere.
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ChaosUsageError, parseChaosOptions } from '../scripts/chaos/options.ts';
 import { findNeedles } from '../scripts/chaos/leaks.ts';
@@ -106,11 +106,21 @@ test('the RPC fault proxy forwards calls, faults the share asked, and none at ra
   }
 });
 
+let run: ChildProcess | undefined;
+// Even when the test times out: SIGINT makes the run stop its stack, workers and proxy.
+after(async () => {
+  if (run && run.exitCode === null && run.signalCode === null) {
+    const exited = new Promise((resolve) => run!.once('exit', resolve));
+    run.kill('SIGINT');
+    await exited;
+  }
+});
+
 test('npm run chaos --short meets every target', { timeout: 420_000 }, async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/chaos/main.ts', '--short'], {
+  const child = (run = spawn(process.execPath, ['--import', 'tsx', 'scripts/chaos/main.ts', '--short'], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
