@@ -37,7 +37,12 @@ export function countFailure(failures: Record<string, number>, err: unknown): vo
  * Gives up on updates parked for an operator (nobody signals them here) and, at the deadline,
  * on all that still run: each is aborted and counted as failed with the reason.
  */
-function watchFleet(ctx: Ctx, cvmIds: string[], giveUp: (cvmId: string, reason: string) => void): () => void {
+export function watchFleet(
+  ctx: Pick<Ctx, 'client'>,
+  cvmIds: string[],
+  giveUp: (cvmId: string, reason: string) => void,
+  timeoutMs = UPDATE_TIMEOUT_MS,
+): () => void {
   const ours = new Map(cvmIds.map((id) => [workflowIdForCvm(id), id]));
   const started = Date.now();
   let stopped = false;
@@ -56,7 +61,7 @@ function watchFleet(ctx: Ctx, cvmIds: string[], giveUp: (cvmId: string, reason: 
       } catch {
         // Visibility can lag or hiccup; the deadline still holds.
       }
-      if (Date.now() - started > UPDATE_TIMEOUT_MS) for (const id of cvmIds) giveUp(id, `not finished in ${UPDATE_TIMEOUT_MS / 1000} s`);
+      if (Date.now() - started > timeoutMs) for (const id of cvmIds) giveUp(id, `not finished in ${timeoutMs / 1000} s`);
     }
   })();
   return () => {

@@ -2,18 +2,17 @@
 // process, or a child process for the bench) and a client, which Ctrl-C stops cleanly however
 // far the start-up got.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createDataConverter } from '../codec.ts';
 import { createWorker } from '../worker.ts';
-import { buildWorkflowBundle } from '../workflow-bundling.ts';
-import { startService, type ServiceProcess } from './service-process.ts';
+import type { ServiceProcess } from './service-process.ts';
 import { defaultServices } from './services.ts';
 import { startStack, type Stack } from './stack.ts';
+import { startWorkerProcess, writeWorkflowBundle } from './worker-process.ts';
 
 type Say = (line: string) => void;
 export type Step = <T>(p: Promise<T>) => Promise<T>;
@@ -123,25 +122,19 @@ export class LocalSession {
    * memory is then its own work's, not the bundler's.
    */
   async startWorkerProcessAndClient(stack: Stack): Promise<{ client: Client; worker: ServiceProcess }> {
-    const root = fileURLToPath(new URL('../..', import.meta.url));
-    const logFile = join(this.dataDir, 'worker.log');
-    const bundlePath = join(this.dataDir, 'workflow-bundle.js');
-    // The production recipe: the payload and failure converters and the metrics interceptors.
-    const code = await this.#step(buildWorkflowBundle(new DefaultLogger('WARN')));
-    writeFileSync(bundlePath, code);
-    this.#workerProcess = startService({
-      name: 'worker',
-      command: process.execPath,
-      args: ['--import', 'tsx', join(root, 'src', 'worker.ts')],
-      cwd: root,
-      logFile,
-      env: { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: this.taskQueue, LOG_LEVEL: 'INFO', WORKFLOW_BUNDLE_PATH: bundlePath },
-      // worker.ts logs this (INFO) once its worker runs.
-      isReady: async () => readFileSync(logFile, 'utf8').includes('polling task queue'),
-      readyTimeoutMs: 120_000,
+    const bundlePath = await this.#step(writeWorkflowBundle(join(this.dataDir, 'workflow-bundle.js')));
+    this.#workerProcess = startWorkerProcess({
+      env: { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: this.taskQueue, LOG_LEVEL: 'INFO' },
+      bundlePath,
+      logFile: join(this.dataDir, 'worker.log'),
     });
     const worker = await this.#step(this.#workerProcess);
     return { client: await this.#client(stack), worker };
+  }
+
+  /** A client of the stack's namespace, closed by `close`. */
+  client(stack: Stack): Promise<Client> {
+    return this.#client(stack);
   }
 
   async #client(stack: Stack): Promise<Client> {

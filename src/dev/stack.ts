@@ -86,6 +86,8 @@ export interface Stack {
   /** Private keys of the anvil dev accounts: public knowledge, for tests only. */
   devKeys: { signer: Hex; other: Hex };
   stop(): Promise<void>;
+  /** Stops the Temporal server and starts it again on the same port and database (fault drills). */
+  restartTemporal(): Promise<void>;
 }
 
 function writeAtomically(path: string, content: string): void {
@@ -146,16 +148,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     stoppers.push(() => codec.close());
 
+    const temporalOptions = {
+      dbFile: join(dataDir, 'temporal.sqlite'),
+      logFile: join(dataDir, 'temporal.log'),
+      namespace: options.namespace,
+      port: options.temporalPort,
+      uiPort,
+      codecEndpoint: `${codec.url}/t/${codecToken}`,
+    };
+    // Replaced by restartTemporal; the stopper stops whichever runs.
+    let currentTemporal: TemporalServer | undefined;
     const [temporal, anvil] = await Promise.all([
-      startTemporalServer({
-        dbFile: join(dataDir, 'temporal.sqlite'),
-        logFile: join(dataDir, 'temporal.log'),
-        namespace: options.namespace,
-        port: options.temporalPort,
-        uiPort,
-        codecEndpoint: `${codec.url}/t/${codecToken}`,
-      }).then((t: TemporalServer) => {
-        stoppers.push(t.stop);
+      startTemporalServer(temporalOptions).then((t: TemporalServer) => {
+        currentTemporal = t;
+        stoppers.push(() => currentTemporal!.stop());
         lock.addChild('temporal', t.process.pid, temporalCli);
         log(`temporal server ready at ${t.address}, UI ${t.uiUrl}`);
         return t;
@@ -249,6 +255,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       accounts: { signer: signer.account, other: other.account },
       devKeys: { signer: signer.key, other: other.key },
       stop: stopAll,
+      async restartTemporal() {
+        await currentTemporal!.stop();
+        // Same address and database file: clients reconnect and every workflow is still there.
+        const port = Number(temporal.address.split(':').pop());
+        currentTemporal = await startTemporalServer({ ...temporalOptions, port });
+        lock.addChild('temporal', currentTemporal.process.pid, temporalCli);
+        log(`temporal server restarted at ${currentTemporal.address}`);
+      },
     };
   } catch (err) {
     await stopAll();
