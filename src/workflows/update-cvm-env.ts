@@ -81,6 +81,10 @@ const REFIND_REGISTRATION_PATCH = 'refind-registration';
 /** The input is checked in the workflow, before anything is scheduled; earlier runs checked it in an activity. */
 const INPUT_SCHEMA_PATCH = 'input-schema';
 
+/** After a reorg took someone else's registration out: looks at 0, 1, 2, 4, 8, 16 s (~31 s in all). */
+const REFIND_LOOKS = 6;
+const REFIND_FIRST_PAUSE_MS = 1_000;
+
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
 
@@ -469,12 +473,22 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         t.enter('registering');
         registration = sender ? await sendLegacy(sender) : viaManager ? (managedTx = await registerWithManager(ask, pre)) : undefined;
         if (!registration && !sender && !viaManager && patched(REFIND_REGISTRATION_PATCH)) {
-          const again = await t.step('chainMs', 'chainPreflight', () =>
-            chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }),
-          );
-          if (again.existing) {
+          // Whoever sent it (often our own manager, for a sibling CVM of the same app) usually
+          // mines it again within a few blocks: look for a while before anyone is asked.
+          let again: ChainPreflight | undefined;
+          for (let look = 0; look < REFIND_LOOKS; look++) {
+            if (look > 0) await sleep(REFIND_FIRST_PAUSE_MS * 2 ** (look - 1));
+            again = await t.step('chainMs', 'chainPreflight', () =>
+              chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }),
+            );
+            if (again.existing) break;
+          }
+          if (again?.existing) {
             status.lastError = `registration ${status.transactionHash} was reorganised; found again as ${again.existing.hash} in block ${again.existing.blockNumber}`;
             registration = again.existing;
+          } else if (again?.signerIsOwner && patched(SIGNER_MANAGER_PATCH)) {
+            // Gone for good and ours to send: the manager registers it, once for every CVM of the app.
+            registration = managedTx = await registerWithManager(ask, again);
           }
         }
       }
