@@ -7,6 +7,12 @@ import { ContinueAsNew, patched, sleep, workflowInfo } from '@temporalio/workflo
 /** Waits that pause between slices and continue as new; runs recorded before it poll back to back. */
 export const BOUNDED_WAITS_PATCH = 'bounded-waits';
 
+/**
+ * The registration waits (the owner's registration, confirmations, the signer manager's answer)
+ * continue as new too; before it only the apply wait did.
+ */
+export const REGISTRATION_CONTINUES_PATCH = 'registration-continues';
+
 /** Slices polled back to back first: a quick result is still seen by the poller's own fast checks. */
 const FAST_SLICES = 3;
 const FIRST_PAUSE_MS = 15_000;
@@ -30,11 +36,15 @@ export async function pauseBetweenSlices(slicesDone: number): Promise<void> {
   if (ms > 0 && patched(BOUNDED_WAITS_PATCH)) await sleep(ms);
 }
 
-/** True when this run should hand over to a new one (the server's suggestion, or our own budget). */
-export function historyBudgetSpent(): boolean {
+/**
+ * True when this run should hand over to a new one (the server's suggestion, or our own budget).
+ * `patch` names the change that let this wait continue as new: a history recorded before it
+ * went on in the same run and must replay that way.
+ */
+export function historyBudgetSpent(patch: string = BOUNDED_WAITS_PATCH): boolean {
   const info = workflowInfo();
   if (!info.continueAsNewSuggested && info.historyLength < HISTORY_BUDGET) return false;
-  return patched(BOUNDED_WAITS_PATCH);
+  return patched(patch);
 }
 
 export function isContinueAsNew(err: unknown): boolean {

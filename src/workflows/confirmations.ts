@@ -17,11 +17,15 @@ export interface ConfirmationOptions {
   confirmations: number;
   sliceMs: number;
   timed: Timed;
+  /** Slices a previous run already spent on this wait: the pauses go on growing from there. */
+  firstSlice?: number;
+  /** Called after every pause with the next slice's number; may continue as new (it then never returns). */
+  afterPause?: (nextSlice: number) => Promise<void>;
 }
 
 /** Resolves with the confirmed transaction, or undefined when a reorg removed it. */
 export async function waitForConfirmations(o: ConfirmationOptions): Promise<MinedTx | undefined> {
-  for (let slices = 1; ; slices++) {
+  for (let slices = o.firstSlice ?? 1; ; slices++) {
     const check = await o.timed('checkConfirmations', () =>
       o.chain.checkConfirmations({ chainId: o.chainId, tx: o.tx, confirmations: o.confirmations, maxWaitMs: o.sliceMs }),
     );
@@ -30,5 +34,6 @@ export async function waitForConfirmations(o: ConfirmationOptions): Promise<Mine
     if (check.state === 'confirmed') return o.tx;
     // A chain that stalls for hours costs a timer per pause, not a stream of slices.
     await pauseBetweenSlices(slices);
+    await o.afterPause?.(slices + 1);
   }
 }

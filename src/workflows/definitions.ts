@@ -4,6 +4,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { RegistrationProposal } from '../chain/registration-proposal.ts';
 import { FAILURE } from '../failure-types.ts';
+import type { RegistrationResume } from './registration-round.ts';
 
 export type ComposeHashPolicy = 'strict' | 'warn' | 'off';
 
@@ -29,11 +30,11 @@ export interface UpdateEnvInput {
   resume?: UpdateResume;
 }
 
-/**
- * What a continued run needs to go on with the same wait and end with the same result. Only
- * ids, hashes and counters: the env is not needed after the API accepted the change.
- */
-export interface UpdateResume {
+/** What a continued run needs to go on with the same wait and end with the same result. */
+export type UpdateResume = ApplyResume | RegistrationResume;
+
+/** Only ids, hashes and counters: the env is not needed after the API accepted the change. */
+export interface ApplyResume {
   at: 'applying';
   target: { cvmId: string; appId: string; kms: 'phala' | 'onchain' };
   correlationId: string;

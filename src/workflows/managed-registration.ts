@@ -1,6 +1,7 @@
 // The update workflow's side of the per-signer transaction manager: ask it to register
 // (app, hash), follow its answers, ask again if none comes, and withdraw on abort.
-import { CancellationScope, condition, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, condition, getExternalWorkflowHandle, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import { historyBudgetSpent, REGISTRATION_CONTINUES_PATCH } from './bounded-wait.ts';
 import type { createActivities } from '../activities/index.ts';
 import type { MinedTx } from '../activities/types.ts';
 import {
@@ -17,6 +18,20 @@ type Activities = ReturnType<typeof createActivities>;
 /** Without an answer for this long, ask again: the ask is idempotent, a lost one costs nothing. */
 const ASK_AGAIN_AFTER = '2 minutes';
 
+/**
+ * Each ask still unanswered doubles the time to the next one, up to half an hour: a manager
+ * busy with a stalled chain is asked about 50 times a day, not 720 (each ask is some 10
+ * events). Before it, the ask was repeated every 2 minutes.
+ */
+const REASK_BACKOFF_PATCH = 'reask-backoff';
+const FIRST_ASK_AGAIN_MS = 2 * 60_000;
+const MAX_ASK_AGAIN_MS = 30 * 60_000;
+
+/** The wait after the `asked`-th ask (1-based) before asking again. */
+export function askAgainAfter(asked: number): number {
+  return Math.min(MAX_ASK_AGAIN_MS, FIRST_ASK_AGAIN_MS * 2 ** Math.min(Math.max(asked, 1) - 1, 16));
+}
+
 export interface RegistrationAsk {
   chainId: number;
   signer: string;
@@ -28,7 +43,11 @@ export interface RegistrationAsk {
 }
 
 export type RegistrationAnswer =
-  { kind: 'confirmed'; tx: MinedTx; confirmations: number } | { kind: 'already_allowed' } | { kind: 'failed'; reason: string };
+  | { kind: 'confirmed'; tx: MinedTx; confirmations: number }
+  | { kind: 'already_allowed' }
+  | { kind: 'failed'; reason: string }
+  /** This run's history is long: the caller continues as new and asks again from `asked`. */
+  | { kind: 'continue'; asked: number };
 
 export class ManagedRegistration {
   private readonly latest = new Map<string, RegistrationNotice>();
@@ -56,10 +75,14 @@ export class ManagedRegistration {
     });
   }
 
-  /** Resolves when the manager answers for good: confirmed at our depth, or why not. */
-  async obtain(ask: RegistrationAsk): Promise<RegistrationAnswer> {
+  /**
+   * Resolves when the manager answers for good: confirmed at our depth, or why not.
+   * `asked`: asks an earlier run of this change already made, for the backoff.
+   */
+  async obtain(ask: RegistrationAsk, asked = 0): Promise<RegistrationAnswer> {
     const key = registrationKey(ask.appId, ask.composeHash);
-    const { workflowId, runId } = workflowInfo();
+    const { workflowId } = workflowInfo();
+    const requestId = askerId();
     this.latest.delete(key);
     this.outstanding = ask;
     const final = () => {
@@ -67,12 +90,13 @@ export class ManagedRegistration {
       return n && (n.state === 'confirmed' || n.state === 'already_allowed' || n.state === 'failed') ? n : undefined;
     };
     for (;;) {
+      asked++;
       await this.tracker.step('chainMs', 'requestRegistration', () =>
         this.acts.requestRegistration({
           chainId: ask.chainId,
           signer: ask.signer,
           request: {
-            requestId: `${workflowId}/${runId}`,
+            requestId,
             appId: ask.appId,
             composeHash: ask.composeHash,
             confirmations: ask.confirmations,
@@ -81,17 +105,26 @@ export class ManagedRegistration {
           },
         }),
       );
+      const askAgain = patched(REASK_BACKOFF_PATCH) ? askAgainAfter(asked) : ASK_AGAIN_AFTER;
+      // The server's suggestion, or our budget: a continued run asks again with the same id.
+      const longHistory = () => patched(REASK_BACKOFF_PATCH) && historyBudgetSpent(REGISTRATION_CONTINUES_PATCH);
       const t0 = Date.now();
-      const answered = await condition(() => final() !== undefined || this.latest.get(key)?.state === 'mined', ASK_AGAIN_AFTER);
+      const answered = await condition(() => final() !== undefined || this.latest.get(key)?.state === 'mined', askAgain);
       this.tracker.status.timings.chainMs += Date.now() - t0;
-      if (!answered) continue;
+      if (!answered) {
+        if (longHistory()) return { kind: 'continue', asked };
+        continue;
+      }
       if (!final()) {
         // Mined: the rest is depth.
         this.tracker.enter('confirming');
         const t1 = Date.now();
-        const deep = await condition(() => final() !== undefined, ASK_AGAIN_AFTER);
+        const deep = await condition(() => final() !== undefined, askAgain);
         this.tracker.status.timings.chainMs += Date.now() - t1;
-        if (!deep) continue;
+        if (!deep) {
+          if (longHistory()) return { kind: 'continue', asked };
+          continue;
+        }
       }
       const n = final()!;
       this.outstanding = undefined;
@@ -109,13 +142,22 @@ export class ManagedRegistration {
     const ask = this.outstanding;
     if (!ask) return;
     this.outstanding = undefined;
-    const { workflowId, runId } = workflowInfo();
     await CancellationScope.nonCancellable(() =>
       getExternalWorkflowHandle(signerWorkflowId(ask.chainId, ask.signer))
-        .signal(withdrawSignal, { requestId: `${workflowId}/${runId}`, appId: ask.appId, composeHash: ask.composeHash })
+        .signal(withdrawSignal, { requestId: askerId(), appId: ask.appId, composeHash: ask.composeHash })
         .catch(() => undefined),
     );
   }
+}
+
+/**
+ * Who asks, the same in every run of one change: a continued run's ask replaces the earlier
+ * run's, and its withdraw reaches it. (The first run of a chain is the run itself, so runs that
+ * never continued ask with the id they always had.)
+ */
+function askerId(): string {
+  const { workflowId, firstExecutionRunId } = workflowInfo();
+  return `${workflowId}/${firstExecutionRunId}`;
 }
 
 const NOTICE_STATES = new Set(['sent', 'mined', 'confirmed', 'already_allowed', 'failed']);

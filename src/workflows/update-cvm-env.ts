@@ -12,13 +12,21 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.ts';
-import type { ChainPreflight, MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
-import { AppIdAttribute, RequestIdAttribute, type UpdateEnvInput, type UpdateEnvResult, type UpdateResume } from './definitions.ts';
-import { historyBudgetSpent, isContinueAsNew, pauseBetweenSlices } from './bounded-wait.ts';
+import type { ChainPreflight, CvmTarget, MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
+import {
+  AppIdAttribute,
+  RequestIdAttribute,
+  type UpdateEnvInput,
+  type UpdateEnvResult,
+  type ApplyResume,
+  type UpdateResume,
+} from './definitions.ts';
+import { historyBudgetSpent, isContinueAsNew, pauseBetweenSlices, REGISTRATION_CONTINUES_PATCH } from './bounded-wait.ts';
+import type { RegistrationResume, RegistrationRound, Submission } from './registration-round.ts';
 import { waitForConfirmations } from './confirmations.ts';
-import { checkUpdateEnvInput, describeInputProblems, type CheckedUpdateInput } from './input-schema.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
+import { checkUpdateEnvInput, describeInputProblems, type CheckedUpdateInput } from './input-schema.ts';
 import { FAILURE, FINAL_FAILURES } from '../failure-types.ts';
 import { isFinal, oneLine, UpdateTracker, type OperatorAction, type RegistrationTarget } from './update-tracker.ts';
 import { registerOperatorUpdates } from './operator-updates.ts';
@@ -103,7 +111,9 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   registerOperatorUpdates(t);
   try {
     const resume = input.resume;
-    return await t.work.run(() => (resume ? settle(resume.target, resume, resume.slices) : run()));
+    return await t.work.run(() =>
+      !resume ? run() : resume.at === 'applying' ? settle(resume.target, resume, resume.slices) : rounds(resume.round.target, resume),
+    );
   } catch (err) {
     if (isContinueAsNew(err)) throw err;
     if (t.abortReason !== undefined) await managed.withdraw();
@@ -125,8 +135,8 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
 
   /** After the API accepted the change: wait until the CVM applied it, then the result. */
   async function settle(
-    target: UpdateResume['target'],
-    done: Pick<UpdateResume, 'correlationId' | 'allowedEnvsChanged'>,
+    target: ApplyResume['target'],
+    done: Pick<ApplyResume, 'correlationId' | 'allowedEnvsChanged'>,
     slicesDone = 0,
   ): Promise<UpdateEnvResult> {
     status.correlationId = done.correlationId;
@@ -185,17 +195,38 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     })({ ...rest, env: [], resume });
   }
 
+  /** The registration wait goes on in a new run, from this round's state (no plaintext in it). */
+  async function continueRegistration(
+    r: RegistrationRound,
+    at: RegistrationResume['at'],
+    slices: number,
+    registration?: MinedTx,
+  ): Promise<never> {
+    return continueWith({ at, round: r, slices, status, ...(registration ? { registration } : {}) });
+  }
+
   /** Our registration through the signer's manager, confirmed; undefined: an operator's turn. */
   async function registerWithManager(
     ask: { chainId: number; appId: string; composeHash: string; confirmations: number },
     pre: ChainPreflight,
+    r?: RegistrationRound,
+    asked = 0,
   ): Promise<MinedTx | undefined> {
     for (;;) {
-      const answer = await managed.obtain({
-        ...ask,
-        signer: pre.signer,
-        ...(pre.blockNumber !== undefined ? { notAllowedAtBlock: pre.blockNumber } : {}),
-      });
+      const answer = await managed.obtain(
+        {
+          ...ask,
+          signer: pre.signer,
+          ...(pre.blockNumber !== undefined ? { notAllowedAtBlock: pre.blockNumber } : {}),
+        },
+        asked,
+      );
+      asked = 0;
+      if (answer.kind === 'continue') {
+        // Only asked with a round (new code); an older run's history never gets here.
+        if (!r) throw new Error('the manager wait asked to continue as new without a round to carry');
+        return await continueRegistration(r, 'managed', answer.asked);
+      }
       if (answer.kind === 'confirmed') {
         status.confirmations = answer.confirmations;
         return answer.tx;
@@ -219,27 +250,41 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   async function awaitOwner(
     why: string,
     ask: { chainId: number; appId: string; composeHash: string; fromBlock: number },
-  ): Promise<OperatorAction | { kind: 'onChain'; tx: MinedTx }> {
+    firstSlice = 1,
+  ): Promise<OperatorAction | { kind: 'onChain'; tx: MinedTx } | { kind: 'continue'; slices: number }> {
     status.ownerProposal = await t.step('apiMs', 'ownerRegistrationProposal', () => api.ownerRegistrationProposal(ask));
     let seen: MinedTx | undefined;
+    // An owner may sign days later: past the budget the wait ends here and goes on in a new run.
+    let continueAt: number | undefined;
     const watch = new CancellationScope();
     const watching = watch
       .run(async () => {
-        for (let slices = 1; !seen; slices++) {
+        for (let slices = firstSlice; !seen; slices++) {
           const r = await pollers.watchOwnerRegistration({ ...ask, maxWaitMs: POLL_SLICE_MS });
           if (r.state === 'registered') seen = r.tx;
-          else await pauseBetweenSlices(slices);
+          else {
+            await pauseBetweenSlices(slices);
+            // Not while an operator's hand-over is being checked: it is answered in this run.
+            if (allHandlersFinished() && historyBudgetSpent(REGISTRATION_CONTINUES_PATCH)) {
+              continueAt = slices + 1;
+              return;
+            }
+          }
         }
       })
       .catch((err: unknown) => {
         // Retries ran out: the operator's hand-over still works; say why the watch stopped.
         if (!isCancellation(err)) status.lastError = `watching the chain for the owner's registration stopped: ${oneLine(err)}`;
       });
-    const action = await t.awaitOperator(why, ['useTransaction'], () => seen !== undefined);
+    const action = await t.awaitOperator(why, ['useTransaction'], () => seen !== undefined || continueAt !== undefined);
     watch.cancel();
     await watching;
     status.ownerProposal = undefined;
-    return seen ? { kind: 'onChain', tx: seen } : action;
+    if (seen) return { kind: 'onChain', tx: seen };
+    // A hand-over that came with the end of the budget is used here, not lost across runs.
+    if (action.kind === 'resolved' && t.hasOffer) return { kind: 'useTransaction', ...t.takeOffer()! };
+    if (action.kind === 'resolved' && continueAt !== undefined) return { kind: 'continue', slices: continueAt };
+    return action;
   }
 
   /** Checks a handed-over transaction; the newest hand-over wins, even while one is checked. */
@@ -326,177 +371,96 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     const key = await t.step('apiMs', 'getEncryptionKey', () => api.getEncryptionKey(target));
     // Encrypted once: both phases and every retry send the same ciphertext.
     const { encryptedEnv } = await t.step('apiMs', 'encryptEnv', () => api.encryptEnv({ env: validated.env, publicKey: key.publicKey }));
+    return rounds(target, { cvmId: target.cvmId, encryptedEnv, envKeys: validated.envKeys, requestId: input.requestId });
+  }
 
-    const submit = (extra: { composeHash?: string; transactionHash?: string }) =>
-      t.step('apiMs', extra.transactionHash ? 'phase2' : 'phase1', () =>
-        api.submitEnvUpdate.executeWithOptions(
-          {
-            summary: extra.transactionHash
-              ? `phase 2: submit the env with registration ${extra.transactionHash}`
-              : 'phase 1: submit the encrypted env',
-          },
-          [{ cvmId: target.cvmId, encryptedEnv, envKeys: validated.envKeys, requestId: input.requestId, ...extra }],
-        ),
-      );
+  function submit(base: Submission, extra: { composeHash?: string; transactionHash?: string }) {
+    return t.step('apiMs', extra.transactionHash ? 'phase2' : 'phase1', () =>
+      api.submitEnvUpdate.executeWithOptions(
+        {
+          summary: extra.transactionHash
+            ? `phase 2: submit the env with registration ${extra.transactionHash}`
+            : 'phase 1: submit the encrypted env',
+        },
+        [{ ...base, ...extra }],
+      ),
+    );
+  }
 
+  /**
+   * Phase 1 until the API accepts the change, registering the compose hash it asks for and
+   * sending phase 2. `resumed`: a registration wait an earlier run of this change handed over.
+   */
+  async function rounds(target: CvmTarget, base: Submission | RegistrationResume): Promise<UpdateEnvResult> {
+    const resumed = 'at' in base ? base : undefined;
+    const submission = resumed ? resumed.round.submission : (base as Submission);
     let accepted: Extract<SubmitEnvOutcome, { kind: 'in_progress' }> | undefined;
-    let registration: MinedTx | undefined;
-    for (let round = 1; !accepted; round++) {
-      t.enter('phase1');
-      const first = await submit({});
-      if (first.kind === 'in_progress') {
-        accepted = first;
-        break;
-      }
-      if (first.kind !== 'precondition_required') {
-        throw ApplicationFailure.nonRetryable(`phase 1 answered ${first.kind}: ${first.message}`, FAILURE.ApiRejected);
-      }
-      status.composeHash = first.composeHash;
-      const chainId = first.chainId ?? target.chainId;
-      if (chainId === undefined) {
-        throw ApplicationFailure.nonRetryable('the API asked for an on-chain registration but named no chain', FAILURE.ApiRejected);
-      }
-      status.chainId = chainId;
-      t.registrationTarget = { chainId, appId: first.appId || target.appId, composeHash: first.composeHash };
-
-      t.enter('checking');
-      const check = await t.step('apiMs', 'checkComposeHash', () =>
-        api.checkComposeHash({
-          cvmId: target.cvmId,
-          envKeys: validated.envKeys,
-          expected: first.composeHash,
-          policy: input.composeHashPolicy ?? 'strict',
-        }),
-      );
-      let operatorTx: string | undefined;
-      let operatorVerified: MinedTx | undefined;
-      if (!check.matches && check.policy === 'strict') {
-        const action = await t.awaitOperator(
-          `compose hash ${first.composeHash} does not match the compose we expect (${check.detail}); ` +
-            'retry to check again, useTransaction with a registration you made, or abort',
-          ['retry', 'useTransaction'],
-        );
-        if (action.kind === 'retry') continue;
-        if (action.kind === 'useTransaction') {
-          operatorTx = action.hash;
-          operatorVerified = action.verified;
-        }
-      }
-
-      const appId = first.appId || target.appId;
-      const pre = await t.step('chainMs', 'chainPreflight', () => chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }));
-      const confirmations = input.confirmations ?? pre.confirmations;
-      status.requiredConfirmations = confirmations;
-
-      t.enter('registering');
-      registration = undefined;
-      const ours = operatorTx === undefined && !pre.existing && pre.signerIsOwner;
-      const viaManager = ours && patched(SIGNER_MANAGER_PATCH);
-      const sender =
-        ours && !viaManager
-          ? new RegistrationSender({
-              chain,
-              status,
-              chainId,
-              appId,
-              composeHash: first.composeHash,
-              from: pre.signer,
-              stallMs: pre.stallMs,
-              timed: (name, fn) => t.step('chainMs', name, fn),
-            })
-          : undefined;
-      const ask = { chainId, appId, composeHash: first.composeHash, confirmations };
-      let managedTx: MinedTx | undefined;
-      if (operatorTx === undefined && pre.existing) registration = pre.existing;
-      else if (operatorVerified) registration = operatorVerified;
-      else if (viaManager) registration = managedTx = await registerWithManager(ask, pre);
-      else if (sender) registration = await sendLegacy(sender);
-      for (;;) {
-        if (!registration) {
-          let txHash = operatorTx;
-          operatorTx = undefined;
-          if (!txHash) {
-            const why = pre.signerIsOwner
-              ? `register compose hash ${first.composeHash} on app ${appId} and signal useTransaction`
-              : `${pre.signer ? `the signer ${pre.signer} is not the owner` : 'the worker has no signer key and cannot act for the owner'} ` +
-                `(${pre.owner}) of app ${appId}: the owner must call ` +
-                `addComposeHash(${first.composeHash}) and signal useTransaction with its hash`;
-            // Since 'owner-watch': the chain is watched meanwhile; a registration by anyone ends the wait.
-            const action =
-              !pre.signerIsOwner && patched(OWNER_WATCH_PATCH)
-                ? await awaitOwner(why, { chainId, appId, composeHash: first.composeHash, fromBlock: pre.blockNumber ?? 0 })
-                : await t.awaitOperator(why, ['useTransaction']);
-            if (action.kind === 'onChain') {
-              // Found by the watch: the app allows the hash and its ComposeHashAdded names the tx.
-              registration = action.tx;
-            } else if (action.kind !== 'useTransaction') {
-              continue;
-            } else if (action.verified) {
-              // Checked on chain by the useTransaction update before it was accepted.
-              registration = action.verified;
-            } else {
-              txHash = action.hash;
-            }
-          }
-          if (!registration) {
-            const verdict = await checkHandedOver(txHash!, { chainId, appId, composeHash: first.composeHash });
-            if (!verdict.ok) {
-              status.lastError = `transaction ${verdict.hash} does not register the hash: ${verdict.reason}`;
-              continue;
-            }
-            registration = verdict.tx;
-          }
-        }
-        status.transactionHash = registration.hash;
-        status.blockNumber = registration.blockNumber;
-
-        t.enter('confirming');
-        // The manager answers at our depth, just checked canonical: no second wait.
-        if (registration === managedTx) break;
-        const confirmed = await waitForConfirmations({
-          chain,
-          status,
-          chainId,
-          tx: registration,
-          confirmations,
-          sliceMs: POLL_SLICE_MS,
-          timed: (name, fn) => t.step('chainMs', name, fn),
-        });
-        if (confirmed) {
-          registration = confirmed;
+    for (let round = resumed?.round.round ?? 1; !accepted; round++) {
+      let r: RegistrationRound;
+      let registration: MinedTx;
+      if (resumed && round === resumed.round.round) {
+        r = resumed.round;
+        t.registrationTarget = { chainId: r.chainId, appId: r.appId, composeHash: r.composeHash };
+        registration = await registerAndConfirm(r, resumed);
+      } else {
+        t.enter('phase1');
+        const first = await submit(submission, {});
+        if (first.kind === 'in_progress') {
+          accepted = first;
           break;
         }
-        // A reorg took the registration out of the chain: our own is sent again from the
-        // bytes already signed; someone else's is looked for again on chain (often the same
-        // transaction, mined in another block) and handed over again only if it is gone.
-        status.lastError = `registration ${registration.hash} was reorganised out of the chain`;
-        t.enter('registering');
-        registration = sender ? await sendLegacy(sender) : viaManager ? (managedTx = await registerWithManager(ask, pre)) : undefined;
-        if (!registration && !sender && !viaManager && patched(REFIND_REGISTRATION_PATCH)) {
-          // Whoever sent it (often our own manager, for a sibling CVM of the same app) usually
-          // mines it again within a few blocks: look for a while before anyone is asked.
-          let again: ChainPreflight | undefined;
-          for (let look = 0; look < REFIND_LOOKS; look++) {
-            if (look > 0) await sleep(REFIND_FIRST_PAUSE_MS * 2 ** (look - 1));
-            again = await t.step('chainMs', 'chainPreflight', () =>
-              chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }),
-            );
-            if (again.existing) break;
-          }
-          if (again?.existing) {
-            status.lastError = `registration ${status.transactionHash} was reorganised; found again as ${again.existing.hash} in block ${again.existing.blockNumber}`;
-            registration = again.existing;
-          } else if (again?.signerIsOwner && patched(SIGNER_MANAGER_PATCH)) {
-            // Gone for good and ours to send: the manager registers it, once for every CVM of the app.
-            registration = managedTx = await registerWithManager(ask, again);
+        if (first.kind !== 'precondition_required') {
+          throw ApplicationFailure.nonRetryable(`phase 1 answered ${first.kind}: ${first.message}`, FAILURE.ApiRejected);
+        }
+        status.composeHash = first.composeHash;
+        const chainId = first.chainId ?? target.chainId;
+        if (chainId === undefined) {
+          throw ApplicationFailure.nonRetryable('the API asked for an on-chain registration but named no chain', FAILURE.ApiRejected);
+        }
+        status.chainId = chainId;
+        t.registrationTarget = { chainId, appId: first.appId || target.appId, composeHash: first.composeHash };
+
+        t.enter('checking');
+        const check = await t.step('apiMs', 'checkComposeHash', () =>
+          api.checkComposeHash({
+            cvmId: target.cvmId,
+            envKeys: submission.envKeys,
+            expected: first.composeHash,
+            policy: input.composeHashPolicy ?? 'strict',
+          }),
+        );
+        let operatorTx: string | undefined;
+        let operatorVerified: MinedTx | undefined;
+        if (!check.matches && check.policy === 'strict') {
+          const action = await t.awaitOperator(
+            `compose hash ${first.composeHash} does not match the compose we expect (${check.detail}); ` +
+              'retry to check again, useTransaction with a registration you made, or abort',
+            ['retry', 'useTransaction'],
+          );
+          if (action.kind === 'retry') continue;
+          if (action.kind === 'useTransaction') {
+            operatorTx = action.hash;
+            operatorVerified = action.verified;
           }
         }
+
+        const appId = first.appId || target.appId;
+        const pre = await t.step('chainMs', 'chainPreflight', () =>
+          chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }),
+        );
+        const confirmations = input.confirmations ?? pre.confirmations;
+        status.requiredConfirmations = confirmations;
+
+        t.enter('registering');
+        const ours = operatorTx === undefined && !pre.existing && pre.signerIsOwner;
+        r = { target, submission, round, chainId, appId, composeHash: first.composeHash, pre, confirmations, ours };
+        registration = await registerAndConfirm(r, { operatorTx, operatorVerified });
       }
 
       let notVerified = 0;
       for (;;) {
         t.enter('phase2');
-        const second = await submit({ composeHash: first.composeHash, transactionHash: registration.hash });
+        const second = await submit(submission, { composeHash: r.composeHash, transactionHash: registration.hash });
         if (second.kind === 'in_progress') {
           accepted = second;
           break;
@@ -516,7 +480,138 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         await t.awaitOperator(`the compose hash expired ${round} times; signal retry to start phase 1 again`, ['retry']);
       }
     }
-    return settle(target, accepted!);
+    return settle(target, accepted);
+  }
+
+  /**
+   * The registration phase 1 asked for, at its depth: one that exists, an operator's, ours
+   * through the signer's manager, or the owner's. Called in a continued run with where the
+   * earlier run's wait stood.
+   */
+  async function registerAndConfirm(
+    r: RegistrationRound,
+    from: { operatorTx: string | undefined; operatorVerified: MinedTx | undefined } | RegistrationResume,
+  ): Promise<MinedTx> {
+    const { chainId, appId, composeHash, pre, confirmations } = r;
+    const resumed = 'at' in from ? from : undefined;
+    let operatorTx = resumed ? undefined : (from as { operatorTx: string | undefined }).operatorTx;
+    const viaManager = r.ours && patched(SIGNER_MANAGER_PATCH);
+    const sender =
+      r.ours && !viaManager
+        ? new RegistrationSender({
+            chain,
+            status,
+            chainId,
+            appId,
+            composeHash,
+            from: pre.signer,
+            stallMs: pre.stallMs,
+            timed: (name, fn) => t.step('chainMs', name, fn),
+          })
+        : undefined;
+    const ask = { chainId, appId, composeHash, confirmations };
+    let managedTx: MinedTx | undefined;
+    let registration: MinedTx | undefined;
+    // Where a continued run's wait stands: the pauses and re-asks go on growing from there.
+    let ownerSlice = resumed?.at === 'owner' ? resumed.slices : 1;
+    let confirmSlice = 1;
+    if (!resumed) {
+      const { operatorVerified } = from as { operatorVerified: MinedTx | undefined };
+      if (operatorTx === undefined && pre.existing) registration = pre.existing;
+      else if (operatorVerified) registration = operatorVerified;
+      else if (viaManager) registration = managedTx = await registerWithManager(ask, pre, r);
+      else if (sender) registration = await sendLegacy(sender);
+    } else if (resumed.at === 'managed') {
+      registration = managedTx = await registerWithManager(ask, pre, r, resumed.slices);
+    } else if (resumed.at === 'confirming' && resumed.registration) {
+      registration = resumed.registration;
+      confirmSlice = resumed.slices;
+    }
+    for (;;) {
+      if (!registration) {
+        let txHash = operatorTx;
+        operatorTx = undefined;
+        if (!txHash) {
+          const why = pre.signerIsOwner
+            ? `register compose hash ${composeHash} on app ${appId} and signal useTransaction`
+            : `${pre.signer ? `the signer ${pre.signer} is not the owner` : 'the worker has no signer key and cannot act for the owner'} ` +
+              `(${pre.owner}) of app ${appId}: the owner must call ` +
+              `addComposeHash(${composeHash}) and signal useTransaction with its hash`;
+          // Since 'owner-watch': the chain is watched meanwhile; a registration by anyone ends the wait.
+          const action =
+            !pre.signerIsOwner && patched(OWNER_WATCH_PATCH)
+              ? await awaitOwner(why, { chainId, appId, composeHash, fromBlock: pre.blockNumber ?? 0 }, ownerSlice)
+              : await t.awaitOperator(why, ['useTransaction']);
+          ownerSlice = 1;
+          if (action.kind === 'continue') return await continueRegistration(r, 'owner', action.slices);
+          if (action.kind === 'onChain') {
+            // Found by the watch: the app allows the hash and its ComposeHashAdded names the tx.
+            registration = action.tx;
+          } else if (action.kind !== 'useTransaction') {
+            continue;
+          } else if (action.verified) {
+            // Checked on chain by the useTransaction update before it was accepted.
+            registration = action.verified;
+          } else {
+            txHash = action.hash;
+          }
+        }
+        if (!registration) {
+          const verdict = await checkHandedOver(txHash!, { chainId, appId, composeHash });
+          if (!verdict.ok) {
+            status.lastError = `transaction ${verdict.hash} does not register the hash: ${verdict.reason}`;
+            continue;
+          }
+          registration = verdict.tx;
+        }
+      }
+      status.transactionHash = registration.hash;
+      status.blockNumber = registration.blockNumber;
+
+      t.enter('confirming');
+      // The manager answers at our depth, just checked canonical: no second wait.
+      if (registration === managedTx) return registration;
+      const waiting = registration;
+      const confirmed = await waitForConfirmations({
+        chain,
+        status,
+        chainId,
+        tx: registration,
+        confirmations,
+        sliceMs: POLL_SLICE_MS,
+        timed: (name, fn) => t.step('chainMs', name, fn),
+        firstSlice: confirmSlice,
+        // A chain that stalls for days: the wait goes on in a new run.
+        afterPause: async (next) => {
+          if (historyBudgetSpent(REGISTRATION_CONTINUES_PATCH)) await continueRegistration(r, 'confirming', next, waiting);
+        },
+      });
+      confirmSlice = 1;
+      if (confirmed) return confirmed;
+      // A reorg took the registration out of the chain: our own is sent again from the
+      // bytes already signed; someone else's is looked for again on chain (often the same
+      // transaction, mined in another block) and handed over again only if it is gone.
+      status.lastError = `registration ${registration.hash} was reorganised out of the chain`;
+      t.enter('registering');
+      registration = sender ? await sendLegacy(sender) : viaManager ? (managedTx = await registerWithManager(ask, pre, r)) : undefined;
+      if (!registration && !sender && !viaManager && patched(REFIND_REGISTRATION_PATCH)) {
+        // Whoever sent it (often our own manager, for a sibling CVM of the same app) usually
+        // mines it again within a few blocks: look for a while before anyone is asked.
+        let again: ChainPreflight | undefined;
+        for (let look = 0; look < REFIND_LOOKS; look++) {
+          if (look > 0) await sleep(REFIND_FIRST_PAUSE_MS * 2 ** (look - 1));
+          again = await t.step('chainMs', 'chainPreflight', () => chain.chainPreflight({ chainId, appId, composeHash }));
+          if (again.existing) break;
+        }
+        if (again?.existing) {
+          status.lastError = `registration ${status.transactionHash} was reorganised; found again as ${again.existing.hash} in block ${again.existing.blockNumber}`;
+          registration = again.existing;
+        } else if (again?.signerIsOwner && patched(SIGNER_MANAGER_PATCH)) {
+          // Gone for good and ours to send: the manager registers it, once for every CVM of the app.
+          registration = managedTx = await registerWithManager(ask, again, r);
+        }
+      }
+    }
   }
 }
 
