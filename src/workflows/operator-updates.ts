@@ -52,6 +52,8 @@ function causeType(err: unknown): string | undefined {
 }
 
 export function registerOperatorUpdates(t: UpdateTracker): void {
+  const isCurrentRegistration = (hash: string): boolean =>
+    t.status.transactionHash !== undefined && t.status.transactionHash.toLowerCase() === hash.toLowerCase();
   const answer = (action: OperatorAnswer['action'], message: string, extra: Partial<OperatorAnswer> = {}): OperatorAnswer => ({
     action,
     phase: t.status.phase,
@@ -103,6 +105,12 @@ export function registerOperatorUpdates(t: UpdateTracker): void {
     (arg?: unknown) =>
       guarded('useTransaction', async () => {
         const parsed = parseTransactionArg(arg);
+        if (parsed.ok && isCurrentRegistration(parsed.value)) {
+          return answer('useTransaction', `transaction ${parsed.value} is already this change's registration; nothing to do`, {
+            transactionHash: t.status.transactionHash!,
+            ...(t.status.blockNumber !== undefined ? { blockNumber: t.status.blockNumber } : {}),
+          });
+        }
         const target = t.registrationTarget;
         if (!parsed.ok || !target) throw refuse(parsed.ok ? t.refusal('useTransaction') : parsed.problem);
         const hash = parsed.value;
@@ -141,6 +149,8 @@ export function registerOperatorUpdates(t: UpdateTracker): void {
       validator: (arg?: unknown) => {
         const parsed = parseTransactionArg(arg);
         if (!parsed.ok) throw refuse(parsed.problem);
+        // The chain watch may have found the owner's transaction just before it was handed over.
+        if (isCurrentRegistration(parsed.value)) return;
         if (!t.waitingFor('useTransaction')) throw refuse(t.refusal('useTransaction'));
         if (!t.registrationTarget) throw refuse('no registration has been asked for yet');
       },
