@@ -195,7 +195,8 @@ function assertBoundedAndCarried(r: Awaited<ReturnType<typeof runChange>>, at: s
     const resume = (JSON.parse(run.input) as UpdateEnvInput).resume;
     assert.equal(resume?.at, at, `run ${run.runId} resumes the ${at} wait`);
   }
-  assert.equal(r.calls.validateInput, 1, 'the env was validated once');
+  // Checked by the first run's workflow code (input schema), not by an activity; later runs carry no env.
+  assert.equal(r.calls.validateInput ?? 0, 0, 'no validateInput activity');
   assert.equal(r.calls.encryptEnv, 1, 'the env was encrypted once, by the first run');
   assert.equal(r.calls.submitEnvUpdate, 2, 'one phase 1, one phase 2');
   assert.deepEqual(
