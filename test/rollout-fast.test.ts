@@ -7,8 +7,6 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import protos from '@temporalio/proto';
-const { temporal } = protos;
 import { createTimeSkippingEnv } from './support/time-skipping.ts';
 import type { rolloutWorkflow } from '../src/workflows/rollout/workflow.ts';
 import { rolloutStatusQuery } from '../src/workflows/rollout/definitions.ts';
@@ -16,11 +14,6 @@ import { rolloutStatusQuery } from '../src/workflows/rollout/definitions.ts';
 let env: TestWorkflowEnvironment;
 before(async () => {
   env = await createTimeSkippingEnv();
-  const KEYWORD = temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
-  await env.connection.operatorService.addSearchAttributes({
-    namespace: env.namespace ?? 'default',
-    searchAttributes: { RolloutId: KEYWORD, CvmId: KEYWORD },
-  });
 });
 after(async () => {
   await env?.teardown();

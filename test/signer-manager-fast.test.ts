@@ -8,8 +8,6 @@ import { fileURLToPath } from 'node:url';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import protos from '@temporalio/proto';
-const { temporal } = protos;
 import { createTimeSkippingEnv } from './support/time-skipping.ts';
 import { FakeChain, SIGNER } from './support/fake-chain.ts';
 import {
@@ -24,11 +22,6 @@ import {
 let env: TestWorkflowEnvironment;
 before(async () => {
   env = await createTimeSkippingEnv();
-  // The manager tags itself with the Signer search attribute, as on a real server.
-  await env.connection.operatorService.addSearchAttributes({
-    namespace: env.namespace ?? 'default',
-    searchAttributes: { Signer: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD },
-  });
 });
 after(async () => {
   await env?.teardown();

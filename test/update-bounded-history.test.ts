@@ -19,7 +19,6 @@ import {
   type UpdateEnvResult,
 } from '../src/workflows/definitions.ts';
 import type { ApplyObservation, CvmTarget, SubmitEnvOutcome } from '../src/activities/types.ts';
-const { temporal } = protos;
 
 const DAY_MS = 24 * 60 * 60_000;
 const APPLIED_AFTER_MS = 3 * DAY_MS;
@@ -27,11 +26,6 @@ const APPLIED_AFTER_MS = 3 * DAY_MS;
 let env: TestWorkflowEnvironment;
 before(async () => {
   env = await createTimeSkippingEnv();
-  const KEYWORD = temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
-  await env.connection.operatorService.addSearchAttributes({
-    namespace: env.namespace ?? 'default',
-    searchAttributes: { CvmId: KEYWORD, AppId: KEYWORD, UpdatePhase: KEYWORD, RequestId: KEYWORD },
-  });
 });
 after(async () => {
   await env?.teardown();

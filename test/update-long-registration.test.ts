@@ -26,7 +26,6 @@ import type {
   SubmitEnvOutcome,
 } from '../src/activities/types.ts';
 import type { OwnerWatch } from '../src/activities/owner-activities.ts';
-const { temporal } = protos;
 
 const MINUTE_MS = 60_000;
 const DAY_MS = 24 * 60 * MINUTE_MS;
@@ -40,11 +39,6 @@ const OURS_TX: MinedTx = { hash: '0x' + '05'.repeat(32), blockNumber: 130, block
 let env: TestWorkflowEnvironment;
 before(async () => {
   env = await createTimeSkippingEnv();
-  const KEYWORD = temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
-  await env.connection.operatorService.addSearchAttributes({
-    namespace: env.namespace ?? 'default',
-    searchAttributes: { CvmId: KEYWORD, AppId: KEYWORD, UpdatePhase: KEYWORD, RequestId: KEYWORD },
-  });
 });
 after(async () => {
   await env?.teardown();

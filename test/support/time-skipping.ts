@@ -8,6 +8,8 @@ import {
   TEST_SERVER_VERSION,
   testServerInstalled,
 } from '../../scripts/install-test-server.ts';
+import protos from '@temporalio/proto';
+import { SEARCH_ATTRIBUTES } from '../../src/dev/temporal-server.ts';
 import { quietTemporalRuntime } from './runtime.ts';
 
 /** How long teardown waits for the server's port to close before it reports the server as still running. */
@@ -15,7 +17,8 @@ const STOPPED_WITHIN_MS = 5_000;
 
 /**
  * A `TestWorkflowEnvironment.createTimeSkipping` environment on the test server from
- * `.cache/temporal-test-server/`. Its `teardown()` may be called more than once, and resolves only
+ * `.cache/temporal-test-server/`, with the search attributes the local stack registers (the
+ * workflows set them and fail their task when one is unknown). Its `teardown()` may be called more than once, and resolves only
  * once the server no longer accepts connections (it rejects otherwise, unlike the SDK's, which logs
  * and returns). Stop every Worker on `env.nativeConnection` before tearing down.
  */
@@ -43,6 +46,12 @@ export async function createTimeSkippingEnv(options: TimeSkippingTestWorkflowEnv
     process.stderr.write(`time-skipping test server: start timed out, starting it once more (${(err as Error).message})\n`);
     env = await start();
   }
+
+  const KEYWORD = protos.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: env.namespace ?? 'default',
+    searchAttributes: Object.fromEntries(Object.keys(SEARCH_ATTRIBUTES).map((name) => [name, KEYWORD])),
+  });
 
   const sdkTeardown = env.teardown.bind(env);
   let stopping: Promise<void> | undefined;
