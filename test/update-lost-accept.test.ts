@@ -33,7 +33,7 @@ async function lostAccept(kms: 'phala' | 'onchain', env: Record<string, string>,
   assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, env);
   assert.equal((await setup.h.sim.faults()).rules.filter((r) => r.cvmId === cvm.id).length, 0, 'the fault fired');
   // The submit that lost its answer was retried as an activity attempt, which found the operation.
-  const { events = [] } = await handle.fetchHistory();
+  const events = (await handle.fetchHistory()).events ?? [];
   const submits = new Map<string, boolean>();
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;

@@ -31,7 +31,7 @@ export interface PhalaActivityDeps {
    * that chain or the contract holds none. Absent: the API's KMS key is trusted as served.
    */
   kmsKeyOnChain?: (chainId: number, kmsContract: string) => Promise<string | undefined>;
-  /** How long an accepted operation may be missing from an idle CVM's operations before an operator is asked. */
+  /** How long an accepted operation may be missing from an idle CVM's operations before an operator is asked (APPLY_UNLISTED_GRACE_SECONDS). */
   unlistedOperationGraceMs?: number;
 }
 
