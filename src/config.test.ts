@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadChainConfig, loadPhalaConfig, loadSignerKey, loadTemporalConfig } from './config.ts';
+import { ConfigError, loadApplyWatchConfig, loadChainConfig, loadPhalaConfig, loadSignerKey, loadTemporalConfig } from './config.ts';
 import { withFileSecrets } from './file-secrets.ts';
 
 const KEYS = 'k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=';
@@ -140,4 +140,14 @@ test('a bad CHAIN_MAX_FEE_GWEI is refused with the variable and chain named', ()
     );
   }
   assert.throws(() => loadChainConfig({ ...chainBase, CHAIN_MAX_FEE_GWEI: '10=5' }), /chain 10, which has no RPC/);
+});
+
+test('APPLY_UNLISTED_GRACE_SECONDS: default 120 s, a number of seconds, anything else named', () => {
+  assert.deepEqual(loadApplyWatchConfig({}), { unlistedOperationGraceMs: 120_000 });
+  assert.deepEqual(loadApplyWatchConfig({ APPLY_UNLISTED_GRACE_SECONDS: '1.5' }), { unlistedOperationGraceMs: 1500 });
+  for (const bad of ['0', '-1', 'soon', '86401'])
+    assert.throws(
+      () => loadApplyWatchConfig({ APPLY_UNLISTED_GRACE_SECONDS: bad }),
+      (e: Error) => e instanceof ConfigError && /APPLY_UNLISTED_GRACE_SECONDS/.test(e.message),
+    );
 });

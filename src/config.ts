@@ -184,3 +184,23 @@ export function loadSignerKey(env: NodeJS.ProcessEnv = process.env): `0x${string
   if (!/^0x[0-9a-fA-F]{64}$/.test(hex)) throw new ConfigError('the signer key must be 32 bytes of hex (64 digits, 0x optional)');
   return hex as `0x${string}`;
 }
+
+/** How the worker watches an accepted change being applied. */
+export interface ApplyWatchSettings {
+  /**
+   * How long an accepted change's operation may be missing from the CVM's operations while the
+   * CVM is idle before the update waits for an operator (whether it was applied is unknown).
+   */
+  unlistedOperationGraceMs: number;
+}
+
+export const DEFAULT_APPLY_UNLISTED_GRACE_SECONDS = 120;
+
+export function loadApplyWatchConfig(env: NodeJS.ProcessEnv = process.env): ApplyWatchSettings {
+  const raw = env.APPLY_UNLISTED_GRACE_SECONDS?.trim();
+  const seconds = raw ? Number(raw) : DEFAULT_APPLY_UNLISTED_GRACE_SECONDS;
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 86_400) {
+    throw new ConfigError('APPLY_UNLISTED_GRACE_SECONDS must be a number of seconds above 0 and at most 86400');
+  }
+  return { unlistedOperationGraceMs: seconds * 1000 };
+}

@@ -299,3 +299,50 @@ test('continue-as-new carries the books: a later ask for a done registration is 
     150,
   );
 });
+
+test('empty and wrong-shaped register/withdraw signals are ignored with the reason in the status; the manager keeps serving', async () => {
+  const chain = new FakeChain();
+  await withManager(chain, async (c) => {
+    confirmedOf(await (await c.ask(hashOf(1))).answers);
+    const handle = env.client.workflow.getHandle(c.managerId);
+    const junk: [typeof registerSignal | typeof withdrawSignal, unknown, RegExp][] = [
+      [registerSignal, undefined, /register signal ignored: expected \{"requestId".*got nothing/],
+      [registerSignal, null, /register signal ignored: .*got null/],
+      [registerSignal, 'register', /register signal ignored: .*got a string/],
+      [registerSignal, {}, /register signal ignored: requestId is missing/],
+      [
+        registerSignal,
+        { requestId: 'r', appId: APP, composeHash: hashOf(2), confirmations: '2', notifyWorkflowId: 'w' },
+        /confirmations must be an integer from 1 to \d+, got a string/,
+      ],
+      [
+        registerSignal,
+        { requestId: 'r', appId: 42, composeHash: hashOf(2), confirmations: 2, notifyWorkflowId: 'w' },
+        /appId must be 40 hex/,
+      ],
+      [
+        registerSignal,
+        { requestId: 'r', appId: APP, composeHash: hashOf(2), confirmations: 2, notifyWorkflowId: 'w', notAllowedAtBlock: 'x' },
+        /notAllowedAtBlock must be a block number/,
+      ],
+      [withdrawSignal, undefined, /withdraw signal ignored: .*got nothing/],
+      [withdrawSignal, [1, 2], /withdraw signal ignored: .*got a list of 2/],
+      [withdrawSignal, { requestId: 'r', appId: APP, composeHash: 7 }, /composeHash must be 64 hex digits/],
+    ];
+    for (const [signal, arg, expected] of junk) {
+      await (handle.signal as (s: unknown, ...a: unknown[]) => Promise<void>)(signal, ...(arg === undefined ? [] : [arg]));
+      const s = await c.until(`the status to name ${expected}`, (st) => expected.test(st.lastError ?? ''), 10_000);
+      assert.match(s.lastError!, expected);
+    }
+    const status = await c.status();
+    assert.equal(status.registrations.filter((r) => r.state !== 'done').length, 0, 'nothing was booked from junk');
+
+    // A real registration still goes through, after all of that.
+    confirmedOf(await (await c.ask(hashOf(3))).answers);
+    assert.equal(chain.signed.length, 2);
+
+    const { events } = await handle.fetchHistory();
+    const failedTasks = (events ?? []).filter((e) => e.workflowTaskFailedEventAttributes);
+    assert.equal(failedTasks.length, 0, 'no workflow task failed');
+  });
+});

@@ -32,7 +32,7 @@ export interface PhalaActivityDeps {
    * that chain or the contract holds none. Absent: the API's KMS key is trusted as served.
    */
   kmsKeyOnChain?: (chainId: number, kmsContract: string) => Promise<string | undefined>;
-  /** How long an accepted operation may be missing from an idle CVM's operations before an operator is asked. */
+  /** How long an accepted operation may be missing from an idle CVM's operations before an operator is asked (APPLY_UNLISTED_GRACE_SECONDS). */
   unlistedOperationGraceMs?: number;
 }
 
@@ -98,6 +98,10 @@ function toEnvList(env: unknown): EnvVar[] {
 
 const OPERATION_PAGE_SIZE = 100;
 const OPERATION_PAGES = 10;
+/** How far the API's clock may run behind Temporal's when an earlier attempt's operation is looked for. */
+const ACCEPTED_EARLIER_SKEW_MS = 2_000;
+/** Operation types an env update shows up as (the API records it as a compose update). */
+const ENV_OPERATION = /compose|env/i;
 
 /**
  * An error of the apply watch. The API has already accepted the change, so nothing here ends
@@ -209,6 +213,37 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       cursor = ops.next_cursor;
     }
     return undefined;
+  }
+
+  /**
+   * The operation an earlier attempt of this very submit started, if any. The API has no
+   * idempotency key for PATCH /envs (X-Request-ID only correlates logs): when a 202 is lost
+   * (connection closed, worker killed, timeout) the retry would apply the same ciphertext a
+   * second time, and after a lost phase-2 202 it would get 466 and go through phase 1 again.
+   * So a retry first looks for an env operation of this CVM that started after the first
+   * attempt was scheduled (and, in phase 2, for the same compose hash). Only one update
+   * workflow runs per CVM, so such an operation is ours unless someone changed the CVM's env
+   * by hand in those seconds; the first attempt has nothing to find and sends at once.
+   */
+  async function acceptedByEarlierAttempt(input: SubmitEnvInput): Promise<CvmOperation | undefined> {
+    let info: { attempt: number; scheduledTimestampMs: number };
+    try {
+      info = Context.current().info;
+    } catch {
+      return undefined; // called outside an activity (direct use): there is no earlier attempt
+    }
+    if (info.attempt <= 1) return undefined;
+    const since = info.scheduledTimestampMs - ACCEPTED_EARLIER_SKEW_MS;
+    const hash = input.composeHash?.replace(/^0x/, '').toLowerCase();
+    const ops = await phala.getCvmOperations(input.cvmId, { limit: OPERATION_PAGE_SIZE }).catch((err) => {
+      throw apiFailure(err, `GET /cvms/${input.cvmId}/operations`);
+    });
+    return ops.items.find((op) => {
+      const started = Date.parse(op.started_at);
+      if (!(started >= since) || !ENV_OPERATION.test(op.operation_type)) return false;
+      const opHash = op.compose_hash?.replace(/^0x/, '').toLowerCase();
+      return hash === undefined || opHash === undefined || opHash === hash;
+    });
   }
 
   return {
@@ -361,6 +396,15 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
 
     async submitEnvUpdate(input: SubmitEnvInput): Promise<SubmitEnvOutcome> {
       const phase = input.transactionHash ? 'phase 2' : 'phase 1';
+      const earlier = await acceptedByEarlierAttempt(input);
+      if (earlier) {
+        log.info('an earlier attempt of this submit was accepted (its answer was lost): following its operation', {
+          cvmId: input.cvmId,
+          phase,
+          correlationId: earlier.correlation_id,
+        });
+        return { kind: 'in_progress', correlationId: earlier.correlation_id, allowedEnvsChanged: input.transactionHash !== undefined };
+      }
       try {
         const res = await phala.updateCvmEnvs(
           {

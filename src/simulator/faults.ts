@@ -15,7 +15,12 @@ import { randomUUID } from 'node:crypto';
 
 /** 403 is a refusal for good (no access to the CVM), 404 an endpoint that is not there; the others are transient. */
 export type FaultErrorStatus = 403 | 404 | 429 | 500 | 502 | 503;
-export type DropWhen = 'before' | 'after';
+/**
+ * 'before': the request never reaches the handler; 'after': it takes effect, the answer is lost;
+ * 'accepted': like 'after', but only when the handler accepted (2xx); other answers get through
+ * and do not use up a firing (phase 1's 465 passes, the 202 of the phase that applies is lost).
+ */
+export type DropWhen = 'before' | 'after' | 'accepted';
 
 export interface FaultRule {
   id: string;
@@ -26,7 +31,6 @@ export interface FaultRule {
   latencyMs: number;
   /** `retryAfter`: the Retry-After header's text as given (garbage and huge values included). */
   error: { status: FaultErrorStatus; rate: number; retryAfterSeconds: number; retryAfter?: string } | null;
-  /** 'before': the request never reaches the handler; 'after': it takes effect, the answer is lost. */
   drop: { rate: number; when: DropWhen } | null;
   /** Rewrites the handler's answer instead of failing it. */
   tamper: Tamper | null;
@@ -89,6 +93,8 @@ export interface FaultDecision {
   error: { status: FaultErrorStatus; retryAfterSeconds: number; retryAfter?: string } | null;
   tamper: Tamper | null;
   drop: DropWhen | null;
+  /** With drop 'accepted': the rule whose firing is used up if the answer is a 2xx. */
+  dropRuleId?: string;
   ruleIds: string[];
 }
 
@@ -177,7 +183,9 @@ export class Faults {
       }
       if (rule.drop && decision.drop === null && this.#random() < rule.drop.rate) {
         decision.drop = rule.drop.when;
-        fired = true;
+        // Fires only once the answer is known to be an acceptance: see consumeAccepted.
+        if (rule.drop.when === 'accepted') decision.dropRuleId = rule.id;
+        else fired = true;
       }
       if (rule.error && decision.error === null && decision.drop !== 'before' && this.#random() < rule.error.rate) {
         decision.error = {
@@ -198,6 +206,13 @@ export class Faults {
     }
     this.rules = this.rules.filter((r) => r.remaining === null || r.remaining > 0);
     return decision;
+  }
+
+  /** The request was accepted and its answer dropped: uses up a firing of that rule. */
+  consumeAccepted(ruleId: string): void {
+    const rule = this.rules.find((r) => r.id === ruleId);
+    if (rule?.remaining != null) rule.remaining -= 1;
+    this.rules = this.rules.filter((r) => r.remaining === null || r.remaining > 0);
   }
 
   /** True when this phase-2 call must be answered 467 as if the backend's RPC lagged. */
@@ -261,7 +276,9 @@ export class Faults {
     let drop: FaultRule['drop'] = null;
     if (input.drop) {
       const when = input.drop.when ?? 'before';
-      if (when !== 'before' && when !== 'after') throw new FaultInputError(`${where}.drop.when must be "before" or "after"`);
+      if (when !== 'before' && when !== 'after' && when !== 'accepted') {
+        throw new FaultInputError(`${where}.drop.when must be "before", "after" or "accepted"`);
+      }
       drop = { rate: rate(`${where}.drop.rate`, input.drop.rate), when };
     }
     const latencyMs = input.latencyMs === undefined ? 0 : nonNegInt(`${where}.latencyMs`, input.latencyMs, 120_000);

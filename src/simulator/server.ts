@@ -288,7 +288,9 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
         outcome = detailError(500, 'Internal Server Error');
       }
     }
-    if (decision.drop === 'after') {
+    const accepted = !(outcome instanceof HttpError) && outcome.status >= 200 && outcome.status < 300;
+    if (decision.drop === 'after' || (decision.drop === 'accepted' && accepted)) {
+      if (decision.dropRuleId) faults.consumeAccepted(decision.dropRuleId);
       req.socket.destroy();
       return;
     }

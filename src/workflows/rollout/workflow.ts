@@ -18,6 +18,7 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { createActivities } from '../../activities/index.ts';
+import { parseAbortArg } from '../operator-input.ts';
 import { abortSignal, CvmIdAttribute, WORKFLOW_TYPE, workflowIdForCvm, type UpdateEnvInput } from '../definitions.ts';
 import type { updateCvmEnvWorkflow } from '../update-cvm-env.ts';
 import { FAILURE, FINAL_FAILURES } from '../../failure-types.ts';
@@ -223,10 +224,11 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
   );
   setHandler(
     abortRolloutUpdate,
-    async (arg) => {
+    async (arg: unknown) => {
       const q = live('abort');
       if (q.abortReason === undefined) {
-        const reason = arg?.reason || 'aborted by an operator';
+        // Read as before the validator checked the argument, so that older histories replay alike.
+        const reason = ((arg as { reason?: string } | null | undefined)?.reason || 'aborted by an operator') as string;
         q.abortReason = reason;
         q.aborted.push(...q.pending);
         q.pending = [];
@@ -237,7 +239,15 @@ export async function rolloutWorkflow(input: RolloutInput, carried?: RolloutProg
       await condition(() => running.size === 0);
       return status();
     },
-    { validator: (_arg: { reason?: string }) => void live('abort') },
+    {
+      validator: (arg: unknown) => {
+        live('abort');
+        // The handler reads only {"reason"}: a bare string is refused rather than silently dropped.
+        if (typeof arg === 'string') throw new Error('cannot abort: abort takes {"reason": "<text>"} or nothing, got a bare string');
+        const parsed = parseAbortArg(arg);
+        if (!parsed.ok) throw new Error(`cannot abort: ${parsed.problem}`);
+      },
+    },
   );
 
   async function abortChild(child: Child, reason: string): Promise<void> {

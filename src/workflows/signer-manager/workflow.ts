@@ -26,6 +26,7 @@ import {
   withdrawSignal,
   type SignerManagerInput,
 } from './definitions.ts';
+import { parseRegistrationRequest, parseWithdrawRequest } from './requests.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -54,12 +55,18 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
   const now = () => Date.now();
   let asked = 0;
 
-  setHandler(registerSignal, (r) => {
-    book.request(r, now());
+  // A signal handler never throws: that would fail every workflow task and stop the manager
+  // for every update of this key. What it cannot use is ignored, and the status says why.
+  setHandler(registerSignal, (arg: unknown) => {
+    const r = parseRegistrationRequest(arg);
+    if (!r.ok) return void (book.state.lastError = r.problem);
+    book.request(r.value, now());
     asked++;
   });
-  setHandler(withdrawSignal, (w) => {
-    book.withdraw(w, now());
+  setHandler(withdrawSignal, (arg: unknown) => {
+    const w = parseWithdrawRequest(arg);
+    if (!w.ok) return void (book.state.lastError = w.problem);
+    book.withdraw(w.value, now());
     asked++;
   });
   setHandler(signerStatusQuery, () => book.status(chainId, signer, now(), workflowInfo().historyLength));
