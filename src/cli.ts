@@ -30,6 +30,7 @@ import { createDataConverter, PayloadKeyConfigError } from './codec.ts';
 import { ConfigError, loadTemporalConfig, type TemporalConfig } from './config.ts';
 import { parseEnvVars, type EnvVar } from './phala/dotenv.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from './phala/env-validation.ts';
+import { payloadBudgetProblem } from './workflows/payload-budget.ts';
 import {
   createRedactor,
   DEFAULT_CLI,
@@ -289,6 +290,8 @@ async function readRolloutEnv(values: Values, io: Io): Promise<EnvVar[]> {
     if (!(err instanceof EnvValidationError)) throw err;
     throw new UsageError(`rollout start: --env-file ${where}: ${err.message}`);
   }
+  const tooLarge = payloadBudgetProblem({ cvmId: '', env });
+  if (tooLarge) throw new UsageError(`rollout start: --env-file ${where}: ${tooLarge}`);
   return env;
 }
 
@@ -503,7 +506,7 @@ function secretsOf(env: NodeJS.ProcessEnv, extra: EnvVar[] = []): string[] {
 }
 
 async function connect(cfg: TemporalConfig): Promise<{ client: Client; connection: Connection }> {
-  const dataConverter = createDataConverter(cfg.payloadKeys);
+  const dataConverter = createDataConverter(cfg.payloadKeys, { acceptUnencrypted: cfg.acceptUnencrypted });
   let connection: Connection;
   try {
     connection = await Connection.connect(cfg.connection);
@@ -533,6 +536,9 @@ async function runUpdate(ctx: Context, values: Values, env: EnvVar[]): Promise<n
     composeHashPolicy: parsePolicy(values.policy as string | undefined),
     requestId: values['request-id'] as string | undefined,
   };
+  // Before anything is sent: Temporal would refuse the payload only once it is under way.
+  const tooLarge = payloadBudgetProblem(input);
+  if (tooLarge) throw new UsageError(`update: ${tooLarge}`);
   let started;
   try {
     started = await startEnvUpdate(ctx.client, input, { taskQueue: ctx.cfg.taskQueue });

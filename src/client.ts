@@ -21,6 +21,7 @@ import {
   type UpdateStatus,
 } from './workflows/definitions.ts';
 import type { updateCvmEnvWorkflow } from './workflows/update-cvm-env.ts';
+import { payloadBudgetProblem } from './workflows/payload-budget.ts';
 import type { rolloutWorkflow } from './workflows/rollout/workflow.ts';
 import {
   abortRolloutUpdate,
@@ -67,6 +68,11 @@ export class UpdateAlreadyRunningError extends Error {
   }
 }
 
+/** The env would not fit one Temporal payload once encoded; the message gives the numbers. */
+export class PayloadTooLargeError extends RangeError {
+  override readonly name = 'PayloadTooLargeError';
+}
+
 export interface StartEnvUpdateOptions {
   taskQueue: string;
 }
@@ -91,6 +97,8 @@ function checkInput(input: UpdateEnvInput): void {
   if (input.composeHashPolicy !== undefined && !['strict', 'warn', 'off'].includes(input.composeHashPolicy)) {
     throw new TypeError("composeHashPolicy must be 'strict', 'warn' or 'off'");
   }
+  const tooLarge = payloadBudgetProblem(input);
+  if (tooLarge) throw new PayloadTooLargeError(tooLarge);
 }
 
 async function requestIdOf(handle: WorkflowHandle): Promise<{ requestId?: string; running: boolean; runId: string } | undefined> {

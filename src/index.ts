@@ -22,6 +22,7 @@ export {
   useRegistrationTransaction,
   envUpdateHandle,
   UpdateAlreadyRunningError,
+  PayloadTooLargeError,
   type EnvUpdateHandle,
   type StartedEnvUpdate,
   startRollout,
@@ -46,3 +47,4 @@ export {
 } from './client.ts';
 export type { UpdateEnvInput, UpdateEnvResult, UpdateStatus, UpdatePhase, ComposeHashPolicy } from './workflows/definitions.ts';
 export { createDataConverter, generatePayloadKeySpec } from './codec.ts';
+export { envPayloadBudget, payloadBudgetProblem, DEFAULT_PAYLOAD_LIMIT_BYTES, type PayloadBudget } from './workflows/payload-budget.ts';

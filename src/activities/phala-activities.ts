@@ -8,6 +8,8 @@ import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from '../phala/e
 import { checkEnvEncryptPublicKey } from '../phala/kms-signature.ts';
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
 import { apiFailure, invalidInput } from './failures.ts';
+import { readSealedEnvHere, sealEnvelope } from './sealed-env-reader.ts';
+import type { SealedEnvRef } from '../workflows/sealed-env.ts';
 import type {
   ApplyObservation,
   ComposeHashCheck,
@@ -24,6 +26,8 @@ export interface PhalaActivityDeps {
   pollIntervalMs?: number;
   /** Oldest KMS signature on an env-encryption key that is still trusted. */
   kmsSignatureMaxAgeSeconds?: number;
+  /** Reads a sealed env back from the run's history; by default through the worker's client. */
+  readSealedEnv?: (ref: SealedEnvRef) => Promise<string>;
 }
 
 const ONCHAIN_KMS_TYPES = new Set(['ethereum', 'base']);
@@ -195,13 +199,20 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
       return { encryptedEnv: await encryptEnvVars(env, publicKey) };
     },
 
+    /** The ciphertext as binary with its digest in front (workflows/sealed-env.ts): in history once. */
+    async sealEnv({ env, publicKey }: { env: EnvVar[]; publicKey: string }): Promise<Uint8Array> {
+      return sealEnvelope(Buffer.from(await encryptEnvVars(env, publicKey), 'hex'));
+    },
+
     async submitEnvUpdate(input: SubmitEnvInput): Promise<SubmitEnvOutcome> {
       const phase = input.transactionHash ? 'phase 2' : 'phase 1';
+      const encryptedEnv = input.sealedEnv ? await (deps.readSealedEnv ?? readSealedEnvHere)(input.sealedEnv) : input.encryptedEnv;
+      if (!encryptedEnv) throw invalidInput(`${phase}: no encrypted env was given`);
       try {
         const res = await phala.updateCvmEnvs(
           {
             id: input.cvmId,
-            encrypted_env: input.encryptedEnv,
+            encrypted_env: encryptedEnv,
             env_keys: input.envKeys,
             ...(input.composeHash ? { compose_hash: input.composeHash } : {}),
             ...(input.transactionHash ? { transaction_hash: input.transactionHash } : {}),

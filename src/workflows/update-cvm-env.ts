@@ -6,6 +6,7 @@ import {
   proxyActivities,
   sleep,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.ts';
 import type { ChainPreflight, MinedTx, SubmitEnvOutcome } from '../activities/types.ts';
@@ -14,6 +15,8 @@ import { waitForConfirmations } from './confirmations.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
 import { FINAL_FAILURES, oneLine, UpdateTracker, type OperatorAction } from './update-tracker.ts';
+import { payloadBudgetProblem } from './payload-budget.ts';
+import { sealedEnvRef, type SealedEnvRef } from './sealed-env.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -29,11 +32,12 @@ const STEP_RETRY = {
   nonRetryableErrorTypes: FINAL_FAILURES,
 };
 
-const api = proxyActivities<Activities>({
+const API_OPTIONS = {
   startToCloseTimeout: '45 seconds',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: STEP_RETRY,
-});
+} as const;
+const api = proxyActivities<Activities>(API_OPTIONS);
 
 // Polling activities return within maxWaitMs; the timeout leaves room for one slow RPC.
 const POLL_SLICE_MS = 20_000;
@@ -57,6 +61,12 @@ const SIGNER_MANAGER_PATCH = 'signer-manager';
 
 /** While waiting for an owner who signs elsewhere, watch the chain and go on when the hash is allowed. */
 const OWNER_WATCH_PATCH = 'owner-watch';
+
+/** An input whose payloads would not fit Temporal's limit fails at once, with the numbers. */
+const PAYLOAD_BUDGET_PATCH = 'payload-budget';
+
+/** The ciphertext is in history once, as binary; submits read it back by reference. */
+const SEALED_ENV_PATCH = 'sealed-env';
 
 const MAX_PHASE1_ROUNDS = 3;
 const MAX_TX_NOT_VERIFIED = 6;
@@ -146,7 +156,19 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     }
   }
 
+  /** Encrypts once, under an activity id the submits find again in this run's history. */
+  let seals = 0;
+  async function seal(env: { key: string; value: string }[], publicKey: string): Promise<SealedEnvRef> {
+    const activityId = `seal-env-${++seals}`;
+    const sealed = await proxyActivities<Activities>({ ...API_OPTIONS, activityId }).sealEnv({ env, publicKey });
+    return sealedEnvRef(sealed, { runId: workflowInfo().runId, activityId });
+  }
+
   async function run(): Promise<UpdateEnvResult> {
+    if (patched(PAYLOAD_BUDGET_PATCH)) {
+      const problem = payloadBudgetProblem(input);
+      if (problem) throw ApplicationFailure.nonRetryable(problem, 'InvalidInput');
+    }
     const validated = await t.timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys }));
 
     t.enter('resolving');
@@ -159,13 +181,15 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     t.enter('encrypting');
     const key = await t.step('apiMs', 'getEncryptionKey', () => api.getEncryptionKey(target));
     // Encrypted once: both phases and every retry send the same ciphertext.
-    const { encryptedEnv } = await t.step('apiMs', 'encryptEnv', () => api.encryptEnv({ env: validated.env, publicKey: key.publicKey }));
+    const ciphertext = patched(SEALED_ENV_PATCH)
+      ? { sealedEnv: await t.step('apiMs', 'encryptEnv', () => seal(validated.env, key.publicKey)) }
+      : await t.step('apiMs', 'encryptEnv', () => api.encryptEnv({ env: validated.env, publicKey: key.publicKey }));
 
     const submit = (extra: { composeHash?: string; transactionHash?: string }) =>
       t.step('apiMs', extra.transactionHash ? 'phase2' : 'phase1', () =>
         api.submitEnvUpdate({
           cvmId: target.cvmId,
-          encryptedEnv,
+          ...ciphertext,
           envKeys: validated.envKeys,
           requestId: input.requestId,
           ...extra,
