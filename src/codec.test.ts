@@ -117,7 +117,7 @@ describe('AesGcmPayloadCodec', () => {
         return true;
       });
     }
-    assert.match(await codec.decode([plain]).catch((e: Error) => e.message), /encoding "json\/plain"/);
+    await assert.rejects(codec.decode([plain]), /encoding "json\/plain"/);
   });
 
   it('accepts payloads that carry nothing (empty, or null with no data), which need no encryption', async () => {
