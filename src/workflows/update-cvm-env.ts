@@ -80,6 +80,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   const t = new UpdateTracker(input.cvmId);
   const { status } = t;
   const managed = new ManagedRegistration(t, chain);
+  let seals = 0;
   try {
     return await t.work.run(() => run());
   } catch (err) {
@@ -157,7 +158,6 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   }
 
   /** Encrypts once, under an activity id the submits find again in this run's history. */
-  let seals = 0;
   async function seal(env: { key: string; value: string }[], publicKey: string): Promise<SealedEnvRef> {
     const activityId = `seal-env-${++seals}`;
     const sealed = await proxyActivities<Activities>({ ...API_OPTIONS, activityId }).sealEnv({ env, publicKey });
