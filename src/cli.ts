@@ -43,6 +43,7 @@ import {
   requestIdProblem,
 } from './workflows/input-schema.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from './phala/env-validation.ts';
+import { payloadBudgetProblem } from './workflows/payload-budget.ts';
 import {
   createRedactor,
   DEFAULT_CLI,
@@ -308,6 +309,8 @@ async function readRolloutEnv(values: Values, io: Io): Promise<EnvVar[]> {
     if (!(err instanceof EnvValidationError)) throw err;
     throw new UsageError(`rollout start: --env-file ${where}: ${err.message}`);
   }
+  const tooLarge = payloadBudgetProblem({ cvmId: '', env });
+  if (tooLarge) throw new UsageError(`rollout start: --env-file ${where}: ${tooLarge}`);
   return env;
 }
 
@@ -523,7 +526,7 @@ function secretsOf(env: NodeJS.ProcessEnv, extra: EnvVar[] = []): string[] {
 }
 
 async function connect(cfg: TemporalConfig): Promise<{ client: Client; connection: Connection }> {
-  const dataConverter = createDataConverter(cfg.payloadKeys);
+  const dataConverter = createDataConverter(cfg.payloadKeys, { acceptUnencrypted: cfg.acceptUnencrypted });
   let connection: Connection;
   try {
     connection = await Connection.connect(cfg.connection);
@@ -564,6 +567,9 @@ function updateInputOf(values: Values, env: EnvVar[]): UpdateEnvInput {
   };
   const check = checkUpdateEnvInput(input);
   if (!check.ok) throw new UsageError(`update: ${describeInputProblems(check.problems)}`);
+  // Before anything is sent: Temporal would refuse the payload only once it is under way.
+  const tooLarge = payloadBudgetProblem(input);
+  if (tooLarge) throw new UsageError(`update: ${tooLarge}`);
   return input;
 }
 

@@ -30,6 +30,7 @@ import type { updateCvmEnvWorkflow } from './workflows/update-cvm-env.ts';
 import { describeEarlierRequest, findRequest, type EarlierRequest } from './request-runs.ts';
 import { checkUpdateEnvInput, describeInputProblems, type InputProblem } from './workflows/input-schema.ts';
 import { FAILURE } from './failure-types.ts';
+import { payloadBudgetProblem } from './workflows/payload-budget.ts';
 import type { rolloutWorkflow } from './workflows/rollout/workflow.ts';
 import {
   abortRolloutUpdate,
@@ -85,6 +86,11 @@ export class RequestAlreadyUsedError extends Error {
   }
 }
 
+/** The env would not fit one Temporal payload once encoded; the message gives the numbers. */
+export class PayloadTooLargeError extends RangeError {
+  override readonly name = 'PayloadTooLargeError';
+}
+
 export interface StartEnvUpdateOptions {
   taskQueue: string;
 }
@@ -112,6 +118,8 @@ export class InvalidUpdateInputError extends TypeError {
 function checkInput(input: UpdateEnvInput): void {
   const check = checkUpdateEnvInput(input);
   if (!check.ok) throw new InvalidUpdateInputError(check.problems);
+  const tooLarge = payloadBudgetProblem(input);
+  if (tooLarge) throw new PayloadTooLargeError(tooLarge);
 }
 
 async function requestIdOf(handle: WorkflowHandle): Promise<{ requestId?: string; running: boolean; runId: string } | undefined> {

@@ -21,6 +21,7 @@ import {
   parsePayloadKeys,
   PayloadDecryptionError,
   PayloadKeyConfigError,
+  UnencryptedPayloadError,
 } from './codec.ts';
 import { startCodecServer } from './codec-server.ts';
 import type { EchoActivities, echoWorkflow, failingEchoWorkflow } from '../test/fixtures/echo-workflow.ts';
@@ -102,15 +103,39 @@ describe('AesGcmPayloadCodec', () => {
     assert.notDeepEqual(Buffer.from(a!.data!), Buffer.from(b!.data!));
   });
 
-  it('passes through payloads that are not encrypted, so older history stays readable', async () => {
+  it('refuses payloads that are not encrypted, naming the encoding and the expected key ids, never the data', async () => {
     const codec = codecFor(keySpec('k1').spec);
+    const plain = defaultPayloadConverter.toPayload({ SECRET: 'hunter2-plain' });
+    const bare: Payload = { data: text.encode('hunter2-raw') };
+    for (const p of [plain, bare]) {
+      await assert.rejects(codec.decode([p]), (err: Error) => {
+        assert.ok(err instanceof UnencryptedPayloadError && err instanceof PayloadDecryptionError);
+        assert.match(err.message, /not encrypted/);
+        assert.match(err.message, /key id k1/);
+        assert.match(err.message, /PAYLOAD_ENCRYPTION_KEYS/);
+        assert.doesNotMatch(err.message, /hunter2/);
+        return true;
+      });
+    }
+    await assert.rejects(codec.decode([plain]), /encoding "json\/plain"/);
+  });
+
+  it('accepts payloads that carry nothing (empty, or null with no data), which need no encryption', async () => {
+    const codec = codecFor(keySpec('k1').spec);
+    const empty: Payload = {};
+    const nul: Payload = { metadata: { encoding: text.encode('binary/null') } };
+    const decoded = await codec.decode([empty, nul]);
+    assert.equal(decoded[0], empty);
+    assert.equal(decoded[1], nul);
+  });
+
+  it('with acceptUnencrypted, passes unencrypted payloads through (development, and the codec server)', async () => {
+    const codec = new AesGcmPayloadCodec(parsePayloadKeys(keySpec('k1').spec), { acceptUnencrypted: true });
     const plain = defaultPayloadConverter.toPayload({ hello: 'world' });
     const bare: Payload = { data: text.encode('raw') };
-    const empty: Payload = {};
-    const decoded = await codec.decode([plain, bare, empty]);
+    const decoded = await codec.decode([plain, bare]);
     assert.equal(decoded[0], plain);
     assert.equal(decoded[1], bare);
-    assert.equal(decoded[2], empty);
   });
 
   it('decodes payloads encrypted with an old key after rotation, and encrypts new ones with the new key', async () => {

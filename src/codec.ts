@@ -168,6 +168,36 @@ function bytesEqual(a: Uint8Array | null | undefined, b: Uint8Array): boolean {
   return true;
 }
 
+/** The environment switch that lets a worker run payloads nobody encrypted: development only. */
+export const ACCEPT_UNENCRYPTED_ENV = 'PAYLOAD_ACCEPT_UNENCRYPTED';
+
+/**
+ * A payload that should have been encrypted and was not: sent by a client without this codec
+ * (or with it disabled). Decoding it would let plaintext secrets run through the service
+ * unnoticed, so it is refused. The message names the encoding and the expected key ids only.
+ */
+export class UnencryptedPayloadError extends PayloadDecryptionError {
+  override name = 'UnencryptedPayloadError';
+}
+
+export interface PayloadCodecOptions {
+  /**
+   * Decode payloads that are not encrypted as they are, instead of refusing them. For a
+   * development stack, or while histories written before encryption was enabled still run;
+   * the codec server sets it because it only shows payloads to the UI.
+   */
+  acceptUnencrypted?: boolean;
+}
+
+const NULL_ENCODING_BYTES = utf8.encode('binary/null');
+
+/** A payload with no data and no encoding other than null: nothing secret can be in it. */
+function carriesNothing(payload: Payload): boolean {
+  if (payload.data && payload.data.length > 0) return false;
+  const encoding = payload.metadata?.encoding;
+  return !encoding || encoding.length === 0 || bytesEqual(encoding, NULL_ENCODING_BYTES);
+}
+
 /**
  * AES-256-GCM PayloadCodec with key ids. Keys are held in a private field so that
  * inspecting or logging the codec never prints them.
@@ -175,9 +205,11 @@ function bytesEqual(a: Uint8Array | null | undefined, b: Uint8Array): boolean {
 export class AesGcmPayloadCodec implements PayloadCodec {
   readonly #keys: Map<string, Uint8Array>;
   readonly #encryptionKeyId: string;
+  readonly #acceptUnencrypted: boolean;
 
-  constructor(keys: readonly PayloadKey[]) {
+  constructor(keys: readonly PayloadKey[], options: PayloadCodecOptions = {}) {
     validateKeys(keys);
+    this.#acceptUnencrypted = options.acceptUnencrypted === true;
     // Copies, so a caller zeroing or reusing its buffers cannot change our keys.
     this.#keys = new Map(keys.map((k) => [k.id, Uint8Array.from(k.key)]));
     this.#encryptionKeyId = keys[0]!.id;
@@ -221,9 +253,16 @@ export class AesGcmPayloadCodec implements PayloadCodec {
   }
 
   #decodeOne(payload: Payload): Payload {
-    // History written before encryption was enabled (or by a codec-less client)
-    // must stay readable, so anything not marked as ours is left as it is.
-    if (!bytesEqual(payload.metadata?.encoding, ENCRYPTED_ENCODING_BYTES)) return payload;
+    if (!bytesEqual(payload.metadata?.encoding, ENCRYPTED_ENCODING_BYTES)) {
+      if (this.#acceptUnencrypted || carriesNothing(payload)) return payload;
+      const encoding = payload.metadata?.encoding?.length ? describeKeyId(utf8Decoder.decode(payload.metadata.encoding)) : 'none';
+      throw new UnencryptedPayloadError(
+        `refused a payload that is not encrypted (encoding ${encoding}, expected ${JSON.stringify(ENCRYPTED_ENCODING)} ` +
+          `with key id ${this.keyIds.join(' or ')}): start and signal workflows with a client whose data converter is ` +
+          `createDataConverter(PAYLOAD_ENCRYPTION_KEYS), or through the codec server; ${ACCEPT_UNENCRYPTED_ENV}=true ` +
+          'accepts such payloads on a development stack only',
+      );
+    }
 
     const rawKeyId = payload.metadata?.[KEY_ID_METADATA];
     if (!rawKeyId || rawKeyId.length === 0) {
@@ -275,8 +314,8 @@ export const failureConverterPath = siblingModule(import.meta.url, './codec-fail
  * payloads encrypted, and failure messages and stack traces moved into an
  * (encrypted) payload instead of travelling in clear.
  */
-export function createDataConverter(keysSpec: string): DataConverter {
-  const codec = new AesGcmPayloadCodec(parsePayloadKeys(keysSpec));
+export function createDataConverter(keysSpec: string, options: PayloadCodecOptions = {}): DataConverter {
+  const codec = new AesGcmPayloadCodec(parsePayloadKeys(keysSpec), options);
   return { payloadCodecs: [codec], failureConverterPath };
 }
 

@@ -17,6 +17,10 @@ const nonEmpty = (name: string) =>
 const TemporalSchema = z.object({
   TEMPORAL_TASK_QUEUE: z.string().trim().min(1).default('cvm-envs'),
   PAYLOAD_ENCRYPTION_KEYS: nonEmpty('PAYLOAD_ENCRYPTION_KEYS'),
+  PAYLOAD_ACCEPT_UNENCRYPTED: z
+    .enum(['true', 'false', ''], { error: 'PAYLOAD_ACCEPT_UNENCRYPTED must be true or false' })
+    .optional()
+    .transform((v) => v === 'true'),
 });
 
 export type TemporalConfig = {
@@ -26,6 +30,8 @@ export type TemporalConfig = {
   /** For NativeConnection (worker) and Connection (client) alike: address, TLS/mTLS, API key, gRPC metadata. */
   connection: NativeConnectionOptions & { address: string };
   payloadKeys: string;
+  /** Development only: run payloads that were not encrypted instead of refusing them. */
+  acceptUnencrypted: boolean;
 };
 
 function fail(error: z.ZodError, what: string): never {
@@ -66,6 +72,7 @@ export function loadTemporalConfig(rawEnv: NodeJS.ProcessEnv = process.env): Tem
     // An API key implies TLS (Temporal Cloud) unless TLS is configured explicitly.
     connection: { ...loaded.connectionOptions, address, ...(apiKey && loaded.connectionOptions.tls === undefined ? { tls: true } : {}) },
     payloadKeys: r.data.PAYLOAD_ENCRYPTION_KEYS,
+    acceptUnencrypted: r.data.PAYLOAD_ACCEPT_UNENCRYPTED,
   };
 }
 

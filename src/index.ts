@@ -29,6 +29,7 @@ export {
   type OperatorActionResult,
   InvalidUpdateInputError,
   type InputProblem,
+  PayloadTooLargeError,
   type EnvUpdateHandle,
   type StartedEnvUpdate,
   startRollout,
@@ -60,3 +61,4 @@ export type {
   OperatorAnswer,
 } from './workflows/definitions.ts';
 export { createDataConverter, generatePayloadKeySpec } from './codec.ts';
+export { envPayloadBudget, payloadBudgetProblem, DEFAULT_PAYLOAD_LIMIT_BYTES, type PayloadBudget } from './workflows/payload-budget.ts';

@@ -65,7 +65,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
       // instead of bundling the workflow code at every start.
       ...source,
       activities: createActivities(deps),
-      dataConverter: createDataConverter(temporal.payloadKeys),
+      dataConverter: createDataConverter(temporal.payloadKeys, { acceptUnencrypted: temporal.acceptUnencrypted }),
       shutdownGraceTime: grace,
       // Then stop waiting for anything else, inside the same budget.
       shutdownForceTime: grace + 2000,

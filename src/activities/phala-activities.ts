@@ -11,6 +11,8 @@ import { checkEnvEncryptPublicKey, KmsSignatureError, sameKmsPublicKey } from '.
 import { FAILURE } from '../failure-types.ts';
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
 import { apiFailure, invalidInput } from './failures.ts';
+import { readSealedEnvHere, sealEnvelope } from './sealed-env-reader.ts';
+import type { SealedEnvRef } from '../workflows/sealed-env.ts';
 import type {
   ApplyObservation,
   ComposeHashCheck,
@@ -34,6 +36,8 @@ export interface PhalaActivityDeps {
   kmsKeyOnChain?: (chainId: number, kmsContract: string) => Promise<string | undefined>;
   /** How long an accepted operation may be missing from an idle CVM's operations before an operator is asked (APPLY_UNLISTED_GRACE_SECONDS). */
   unlistedOperationGraceMs?: number;
+  /** Reads a sealed env back from the run's history; by default through the worker's client. */
+  readSealedEnv?: (ref: SealedEnvRef) => Promise<string>;
 }
 
 const ONCHAIN_KMS_TYPES = new Set(['ethereum', 'base']);
@@ -120,6 +124,22 @@ function watchFailure(err: unknown, what: string): unknown {
     return ApplicationFailure.nonRetryable(`${what}: ${err.status} auth: ${err.message}`, FAILURE.ApplyWatchDenied);
   }
   return apiFailure(err, what);
+}
+
+/**
+ * The env encrypted to the CVM's key. The same key fails the same way on every attempt: final.
+ * The message names the key's problem only; an env value never appears in an EnvCryptoError about the key.
+ */
+async function encryptOrFail(env: EnvVar[], publicKey: string): Promise<string> {
+  try {
+    return await encryptEnvVars(env, publicKey);
+  } catch (err) {
+    if (err instanceof EnvCryptoError && (err.code === 'invalid_public_key' || err.code === 'weak_shared_secret')) {
+      throw ApplicationFailure.nonRetryable(`the env encryption key cannot be used: ${err.message}`, FAILURE.ApiRejected);
+    }
+    if (err instanceof EnvCryptoError) throw invalidInput(`env: ${err.message}`);
+    throw err;
+  }
 }
 
 export function createPhalaActivities(deps: PhalaActivityDeps) {
@@ -381,17 +401,12 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
     },
 
     async encryptEnv({ env, publicKey }: { env: EnvVar[]; publicKey: string }): Promise<{ encryptedEnv: string }> {
-      try {
-        return { encryptedEnv: await encryptEnvVars(env, publicKey) };
-      } catch (err) {
-        // The same key fails the same way on every attempt. The message names the key's
-        // problem only: an env value never appears in an EnvCryptoError about the key.
-        if (err instanceof EnvCryptoError && (err.code === 'invalid_public_key' || err.code === 'weak_shared_secret')) {
-          throw ApplicationFailure.nonRetryable(`the env encryption key cannot be used: ${err.message}`, FAILURE.ApiRejected);
-        }
-        if (err instanceof EnvCryptoError) throw invalidInput(`env: ${err.message}`);
-        throw err;
-      }
+      return { encryptedEnv: await encryptOrFail(env, publicKey) };
+    },
+
+    /** The ciphertext as binary with its digest in front (workflows/sealed-env.ts): in history once. */
+    async sealEnv({ env, publicKey }: { env: EnvVar[]; publicKey: string }): Promise<Uint8Array> {
+      return sealEnvelope(Buffer.from(await encryptOrFail(env, publicKey), 'hex'));
     },
 
     async submitEnvUpdate(input: SubmitEnvInput): Promise<SubmitEnvOutcome> {
@@ -405,11 +420,13 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         });
         return { kind: 'in_progress', correlationId: earlier.correlation_id, allowedEnvsChanged: input.transactionHash !== undefined };
       }
+      const encryptedEnv = input.sealedEnv ? await (deps.readSealedEnv ?? readSealedEnvHere)(input.sealedEnv) : input.encryptedEnv;
+      if (!encryptedEnv) throw invalidInput(`${phase}: no encrypted env was given`);
       try {
         const res = await phala.updateCvmEnvs(
           {
             id: input.cvmId,
-            encrypted_env: input.encryptedEnv,
+            encrypted_env: encryptedEnv,
             env_keys: input.envKeys,
             ...(input.composeHash ? { compose_hash: input.composeHash } : {}),
             ...(input.transactionHash ? { transaction_hash: input.transactionHash } : {}),

@@ -2,6 +2,7 @@
 // so it is JSON: hex strings, numbers, wei as decimal strings. No secrets except the env
 // itself, which only the encrypt activity reads and the payload codec protects.
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
+import type { SealedEnvRef } from '../workflows/sealed-env.ts';
 
 export interface ValidatedInput {
   env: EnvVar[];
@@ -32,7 +33,10 @@ export interface EncryptionKey {
 
 export interface SubmitEnvInput {
   cvmId: string;
-  encryptedEnv: string;
+  /** Histories before the 'sealed-env' patch carry the ciphertext itself in every submit. */
+  encryptedEnv?: string;
+  /** Since then: where the ciphertext is in history (workflows/sealed-env.ts). */
+  sealedEnv?: SealedEnvRef;
   envKeys: string[];
   composeHash?: string;
   transactionHash?: string;

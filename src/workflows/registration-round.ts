@@ -5,7 +5,8 @@ import type { ChainPreflight, CvmTarget, MinedTx, SubmitEnvInput } from '../acti
 import type { UpdateStatus } from './definitions.ts';
 
 /** What every submit of this change sends besides the registration: the ciphertext, never the plaintext. */
-export type Submission = Pick<SubmitEnvInput, 'cvmId' | 'encryptedEnv' | 'envKeys' | 'requestId'>;
+/** What both phases send: the ciphertext itself (before 'sealed-env') or its reference in history. */
+export type Submission = Pick<SubmitEnvInput, 'cvmId' | 'encryptedEnv' | 'sealedEnv' | 'envKeys' | 'requestId'>;
 
 export interface RegistrationRound {
   target: CvmTarget;

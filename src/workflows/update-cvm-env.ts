@@ -23,6 +23,8 @@ import {
 } from './definitions.ts';
 import { historyBudgetSpent, isContinueAsNew, pauseBetweenSlices, REGISTRATION_CONTINUES_PATCH } from './bounded-wait.ts';
 import type { RegistrationResume, RegistrationRound, Submission } from './registration-round.ts';
+import { payloadBudgetProblem } from './payload-budget.ts';
+import { sealedEnvRef, type SealedEnvRef } from './sealed-env.ts';
 import { waitForConfirmations } from './confirmations.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
@@ -45,11 +47,12 @@ const STEP_RETRY = {
   nonRetryableErrorTypes: FINAL_FAILURES,
 };
 
-const api = proxyActivities<Activities>({
+const API_OPTIONS = {
   startToCloseTimeout: '45 seconds',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: STEP_RETRY,
-});
+} as const;
+const api = proxyActivities<Activities>(API_OPTIONS);
 
 // Polling activities return within maxWaitMs; the timeout leaves room for one slow RPC.
 const POLL_SLICE_MS = 20_000;
@@ -73,6 +76,12 @@ const SIGNER_MANAGER_PATCH = 'signer-manager';
 
 /** While waiting for an owner who signs elsewhere, watch the chain and go on when the hash is allowed. */
 const OWNER_WATCH_PATCH = 'owner-watch';
+
+/** An input whose payloads would not fit Temporal's limit fails at once, with the numbers. */
+const PAYLOAD_BUDGET_PATCH = 'payload-budget';
+
+/** The ciphertext is in history once, as binary; submits read it back by reference. */
+const SEALED_ENV_PATCH = 'sealed-env';
 
 /** Before phase 1: a requestId another run of this workflow id carried ends the run, nothing sent. */
 const REQUEST_GUARD_PATCH = 'request-guard';
@@ -108,6 +117,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   const t = new UpdateTracker(input.cvmId, input.resume?.status);
   const { status } = t;
   const managed = new ManagedRegistration(t, chain);
+  let seals = 0;
   registerOperatorUpdates(t);
   try {
     const resume = input.resume;
@@ -355,7 +365,18 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     }
   }
 
+  /** Encrypts once, under an activity id the submits find again in this run's history. */
+  async function seal(env: { key: string; value: string }[], publicKey: string): Promise<SealedEnvRef> {
+    const activityId = `seal-env-${++seals}`;
+    const sealed = await proxyActivities<Activities>({ ...API_OPTIONS, activityId }).sealEnv({ env, publicKey });
+    return sealedEnvRef(sealed, { runId: workflowInfo().runId, activityId });
+  }
+
   async function run(): Promise<UpdateEnvResult> {
+    if (patched(PAYLOAD_BUDGET_PATCH)) {
+      const problem = payloadBudgetProblem(input);
+      if (problem) throw ApplicationFailure.nonRetryable(problem, FAILURE.InvalidInput);
+    }
     const validated =
       checked ?? (await t.timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys })));
     if (input.requestId && patched(REQUEST_GUARD_PATCH)) await guardRequest(input.requestId);
@@ -369,9 +390,12 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
 
     t.enter('encrypting');
     const key = await t.step('apiMs', 'getEncryptionKey', () => api.getEncryptionKey(target));
-    // Encrypted once: both phases and every retry send the same ciphertext.
-    const { encryptedEnv } = await t.step('apiMs', 'encryptEnv', () => api.encryptEnv({ env: validated.env, publicKey: key.publicKey }));
-    return rounds(target, { cvmId: target.cvmId, encryptedEnv, envKeys: validated.envKeys, requestId: input.requestId });
+    // Encrypted once: both phases and every retry send the same ciphertext. Since 'sealed-env'
+    // it is in history once, and the submits (and any continued run) carry only its reference.
+    const ciphertext = patched(SEALED_ENV_PATCH)
+      ? { sealedEnv: await t.step('apiMs', 'encryptEnv', () => seal(validated.env, key.publicKey)) }
+      : await t.step('apiMs', 'encryptEnv', () => api.encryptEnv({ env: validated.env, publicKey: key.publicKey }));
+    return rounds(target, { cvmId: target.cvmId, ...ciphertext, envKeys: validated.envKeys, requestId: input.requestId });
   }
 
   function submit(base: Submission, extra: { composeHash?: string; transactionHash?: string }) {
