@@ -57,6 +57,10 @@ export const FAILURE_TYPES = {
   Chain_FEE_CAP_EXCEEDED: { handling: 'operator', meaning: 'a fee bump would pass the configured ceiling' },
   Chain_INCONSISTENT: { handling: 'operator', meaning: 'the node disagrees with bytes computed here' },
   ApplyWatchDenied: { handling: 'operator', meaning: 'the operations endpoint refused our credentials after the API accepted the change' },
+  SealedEnvUnavailable: {
+    handling: 'operator',
+    meaning: 'the env ciphertext could not be read back from history (not retained, or its digest does not match)',
+  },
   ApplyUnknown: { handling: 'operator', meaning: 'the accepted operation is not found and the CVM is idle: applied or not is unknown' },
 
   // An operator's Update answered with a reason; the change is not affected.

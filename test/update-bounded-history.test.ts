@@ -9,6 +9,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import protos from '@temporalio/proto';
 import { createTimeSkippingEnv } from './support/time-skipping.ts';
+import { sealEnvelope } from '../src/activities/sealed-env-reader.ts';
 import { WORKFLOWS_PATH } from '../src/workflow-bundling.ts';
 import { HISTORY_BUDGET } from '../src/workflows/bounded-wait.ts';
 import {
@@ -54,8 +55,8 @@ function stubActivities() {
     async getEncryptionKey() {
       return { publicKey: target.encryptedEnvPubkey, source: 'cvm-record' };
     },
-    async encryptEnv() {
-      return { encryptedEnv: 'ab'.repeat(40) };
+    async sealEnv() {
+      return sealEnvelope(new Uint8Array(40).fill(0xab));
     },
     async submitEnvUpdate(): Promise<SubmitEnvOutcome> {
       count('submitEnvUpdate');

@@ -5,12 +5,13 @@
 // ciphertext phase 1 sent with the registration that finally came.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import protos from '@temporalio/proto';
 import { createTimeSkippingEnv } from './support/time-skipping.ts';
+import { sealEnvelope } from '../src/activities/sealed-env-reader.ts';
 import { WORKFLOWS_PATH } from '../src/workflow-bundling.ts';
 import { HISTORY_BUDGET } from '../src/workflows/bounded-wait.ts';
 import { askAgainAfter } from '../src/workflows/managed-registration.ts';
@@ -80,9 +81,9 @@ function stubActivities(s: Scenario) {
     async getEncryptionKey() {
       return { publicKey: '00'.repeat(32), source: 'kms-signed' };
     },
-    async encryptEnv() {
+    async sealEnv() {
       count('encryptEnv');
-      return { encryptedEnv: CIPHERTEXT };
+      return sealEnvelope(Buffer.from(CIPHERTEXT, 'hex'));
     },
     async submitEnvUpdate(a: SubmitEnvInput): Promise<SubmitEnvOutcome> {
       count('submitEnvUpdate');
@@ -193,11 +194,17 @@ function assertBoundedAndCarried(r: Awaited<ReturnType<typeof runChange>>, at: s
   assert.equal(r.calls.validateInput ?? 0, 0, 'no validateInput activity');
   assert.equal(r.calls.encryptEnv, 1, 'the env was encrypted once, by the first run');
   assert.equal(r.calls.submitEnvUpdate, 2, 'one phase 1, one phase 2');
+  // Both phases (the second in a later run) point at the first run's one copy of the ciphertext.
+  const sha256 = createHash('sha256').update(Buffer.from(CIPHERTEXT, 'hex')).digest('hex');
   assert.deepEqual(
-    r.submits.map((s) => s.encryptedEnv),
-    [CIPHERTEXT, CIPHERTEXT],
+    r.submits.map((s) => [s.encryptedEnv, s.sealedEnv?.runId, s.sealedEnv?.sha256]),
+    [
+      [undefined, r.firstRunId, sha256],
+      [undefined, r.firstRunId, sha256],
+    ],
     'phase 2 of a later run sends the ciphertext phase 1 sent',
   );
+  for (const run of r.runs) assert.ok(!run.input.includes(CIPHERTEXT), `run ${run.runId} carries no ciphertext in its input`);
   assert.deepEqual(r.submits[1]!.envKeys, ['TOKEN']);
   assert.equal(r.result.applied, true);
   assert.equal(r.result.composeHash, HASH);

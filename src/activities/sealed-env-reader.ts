@@ -5,9 +5,10 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import { SEALED_DIGEST_BYTES, type SealedEnvRef } from '../workflows/sealed-env.ts';
+import { FAILURE } from '../failure-types.ts';
 
 /** A ciphertext the submit cannot get back: retrying will not bring it, an operator looks. */
-export const SEALED_ENV_UNAVAILABLE = 'SealedEnvUnavailable';
+export const SEALED_ENV_UNAVAILABLE = FAILURE.SealedEnvUnavailable;
 
 /** Few events per page: the pages around the encrypt step hold the env several times over. */
 const HISTORY_PAGE_EVENTS = 4;
@@ -20,7 +21,7 @@ export function sealEnvelope(ciphertext: Uint8Array): Uint8Array {
 }
 
 const unavailable = (ref: SealedEnvRef, why: string) =>
-  ApplicationFailure.nonRetryable(`the env ciphertext of run ${ref.runId} (${ref.activityId}) ${why}`, SEALED_ENV_UNAVAILABLE);
+  ApplicationFailure.nonRetryable(`the env ciphertext of run ${ref.runId} (${ref.activityId}) ${why}`, FAILURE.SealedEnvUnavailable);
 
 /** The sealed result's bytes, checked against the reference; the ciphertext as lowercase hex. */
 export function openSealed(sealed: unknown, ref: SealedEnvRef): string {
