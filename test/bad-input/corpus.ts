@@ -1120,7 +1120,7 @@ const hostile: HostileCase[] = [
   {
     id: 'api-09',
     entry: 'hostile API',
-    input: '`id` of the CVM as a number',
+    input: 'the CVM’s `app_id` as a number',
     cvm: { kms: 'phala' },
     rules: [{ route: 'GET /cvms/{id}', cvmId: '{cvm}', tamper: { set: [{ path: 'app_id', value: 12345 }] } }],
     expect: {
