@@ -112,8 +112,12 @@ const MAX_TX_NOT_VERIFIED = 6;
  */
 export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<UpdateEnvResult> {
   // First thing, whoever started it: a bad input fails before any search attribute or activity.
-  // A resumed run is this workflow's own continuation of a checked input.
-  const checked = !input.resume && patched(INPUT_SCHEMA_PATCH) ? checkedInput(input) : undefined;
+  // A resumed run is this workflow's own continuation of a checked input. No input at all, or a
+  // `resume` in a run that did not continue as new (a forged one), is checked too: reading past
+  // it would throw a TypeError, which fails the workflow task again on every attempt.
+  const given: Partial<UpdateEnvInput> | null | undefined = input;
+  const resumed = given?.resume !== undefined && workflowInfo().continuedFromExecutionRunId !== undefined;
+  const checked = !resumed && patched(INPUT_SCHEMA_PATCH) ? checkedInput(input) : undefined;
   const t = new UpdateTracker(input.cvmId, input.resume?.status);
   const { status } = t;
   const managed = new ManagedRegistration(t, chain);
