@@ -568,6 +568,18 @@ const client: ClientCase[] = [
     },
   },
   {
+    id: 'client-15',
+    entry: 'startEnvUpdate',
+    input: 'three 127 KiB values of control characters: within the API’s limits, over one Temporal payload once JSON-encoded',
+    value: { cvmId: CVM, env: { A: '\u0001'.repeat(127 * 1024), B: '\u0001'.repeat(127 * 1024), C: '\u0001'.repeat(127 * 1024) } },
+    expect: {
+      type: 'PayloadTooLargeError',
+      message: /^env is \d+ bytes; encoded it needs \d+ bytes of one payload .*; the limit is 2097152/,
+      withinSeconds: 10,
+      happens: 'thrown before anything starts, with the env’s size, the encoded size and the limit',
+    },
+  },
+  {
     id: 'client-14',
     entry: 'startEnvUpdate',
     input: 'a CVM the API does not know',
