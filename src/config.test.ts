@@ -3,7 +3,17 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadApplyWatchConfig, loadChainConfig, loadPhalaConfig, loadSignerKey, loadTemporalConfig } from './config.ts';
+import {
+  ConfigError,
+  loadApplyWatchConfig,
+  loadChainConfig,
+  loadKmsTrustConfig,
+  loadPhalaConfig,
+  loadSignerKey,
+  loadTemporalConfig,
+} from './config.ts';
+import { kmsPublicKeyFromPrivate } from './phala/kms-signature.ts';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { withFileSecrets } from './file-secrets.ts';
 
 const KEYS = 'k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=';
@@ -149,5 +159,63 @@ test('APPLY_UNLISTED_GRACE_SECONDS: default 120 s, a number of seconds, anything
     assert.throws(
       () => loadApplyWatchConfig({ APPLY_UNLISTED_GRACE_SECONDS: bad }),
       (e: Error) => e instanceof ConfigError && /APPLY_UNLISTED_GRACE_SECONDS/.test(e.message),
+    );
+});
+
+test('KMS_PUBLIC_KEYS: unset pins nothing and trusts no API key', () => {
+  const c = loadKmsTrustConfig({});
+  assert.equal(c.kmsKeyPins.byChain.size, 0);
+  assert.equal(c.kmsKeyPins.byContract.size, 0);
+  assert.equal(c.trustApiKmsKey, false);
+});
+
+test('KMS_PUBLIC_KEYS: pins by chain id and by KMS contract, keys compressed or not, normalised', () => {
+  const priv = '11'.repeat(32);
+  const compressed = kmsPublicKeyFromPrivate(priv);
+  const uncompressed = Buffer.from(secp256k1.getPublicKey(Buffer.from(priv, 'hex'), false)).toString('hex');
+  const other = kmsPublicKeyFromPrivate('22'.repeat(32));
+  const contract = '0xAbCdEf0123456789aBcDeF0123456789AbCdEf01';
+  const c = loadKmsTrustConfig({
+    KMS_PUBLIC_KEYS: ` 8453=${uncompressed}, ${contract}=${other.toUpperCase().replace('0X', '0x')} ,31337=${compressed},`,
+  });
+  assert.equal(c.kmsKeyPins.byChain.get(8453), compressed, 'uncompressed and without 0x, kept compressed');
+  assert.equal(c.kmsKeyPins.byChain.get(31337), compressed);
+  assert.equal(c.kmsKeyPins.byContract.get(contract.toLowerCase()), other, 'the contract address is kept lowercase');
+  // The same pin twice is harmless.
+  assert.equal(loadKmsTrustConfig({ KMS_PUBLIC_KEYS: `1=${compressed},1=0x${uncompressed}` }).kmsKeyPins.byChain.get(1), compressed);
+});
+
+test('KMS_PUBLIC_KEYS: a malformed entry or key is named', () => {
+  const key = kmsPublicKeyFromPrivate('11'.repeat(32));
+  const cases: Array<[string, RegExp]> = [
+    [key, /entry 1 .* must look like <chainId>=<key> or <0x KMS contract address>=<key>/],
+    [`base=${key}`, /entry 1 \("base=.*must look like/],
+    [`0=${key}`, /entry 1 .*must look like/],
+    [`0x1234=${key}`, /entry 1 .*must look like/],
+    [`8453=${key},8453=`, /entry 2 .*secp256k1 public key in hex.*got 0/],
+    [`8453=0x1234`, /entry 1 .*must be 33 or 65 bytes, got 2/],
+    [`8453=zz${key.slice(4)}`, /entry 1 .*not an even-length hex string/],
+    [`8453=0x02${'ff'.repeat(32)}`, /entry 1 .*not a point on secp256k1/],
+    [`1=${key},1=${kmsPublicKeyFromPrivate('22'.repeat(32))}`, /entry 2 .*1 is pinned twice, to different keys/],
+  ];
+  for (const [raw, message] of cases) {
+    assert.throws(
+      () => loadKmsTrustConfig({ KMS_PUBLIC_KEYS: raw }),
+      (e: Error) => e instanceof ConfigError && /^KMS_PUBLIC_KEYS/.test(e.message) && message.test(e.message),
+      raw,
+    );
+  }
+});
+
+test('KMS_TRUST_API_KEY: true/false (or 1/0), anything else named', () => {
+  assert.equal(loadKmsTrustConfig({ KMS_TRUST_API_KEY: 'true' }).trustApiKmsKey, true);
+  assert.equal(loadKmsTrustConfig({ KMS_TRUST_API_KEY: ' TRUE ' }).trustApiKmsKey, true);
+  assert.equal(loadKmsTrustConfig({ KMS_TRUST_API_KEY: '1' }).trustApiKmsKey, true);
+  assert.equal(loadKmsTrustConfig({ KMS_TRUST_API_KEY: 'false' }).trustApiKmsKey, false);
+  assert.equal(loadKmsTrustConfig({ KMS_TRUST_API_KEY: '0' }).trustApiKmsKey, false);
+  for (const bad of ['yes', 'on', 'ture'])
+    assert.throws(
+      () => loadKmsTrustConfig({ KMS_TRUST_API_KEY: bad }),
+      (e: Error) => e instanceof ConfigError && /KMS_TRUST_API_KEY must be true or false/.test(e.message),
     );
 });

@@ -7,6 +7,8 @@ import { DEFAULT_API_VERSION } from './phala/api-client.ts';
 import { SUPPORTED_API_VERSIONS, type ApiVersion } from './phala/api-schemas.ts';
 import { ConfigError } from './config-error.ts';
 import { withFileSecrets, secretFromEnv } from './file-secrets.ts';
+import { normaliseKmsPublicKey } from './phala/kms-signature.ts';
+import type { KmsTrustSettings } from './activities/kms-trust.ts';
 
 const nonEmpty = (name: string) =>
   z
@@ -210,4 +212,45 @@ export function loadApplyWatchConfig(env: NodeJS.ProcessEnv = process.env): Appl
     throw new ConfigError('APPLY_UNLISTED_GRACE_SECONDS must be a number of seconds above 0 and at most 86400');
   }
   return { unlistedOperationGraceMs: seconds * 1000 };
+}
+
+/**
+ * KMS_PUBLIC_KEYS pins the key of an on-chain KMS, for workers that cannot read its contract:
+ * comma-separated `<chainId>=<key>` or `<0x KMS contract>=<key>`, the key a secp256k1 public key
+ * in hex (33 bytes compressed or 65 uncompressed). KMS_TRUST_API_KEY=true trusts the API's KMS
+ * key when neither the contract nor a pin can vouch for it.
+ */
+export function loadKmsTrustConfig(env: NodeJS.ProcessEnv = process.env): KmsTrustSettings {
+  const byChain = new Map<number, string>();
+  const byContract = new Map<string, string>();
+  const entries = (env.KMS_PUBLIC_KEYS ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  entries.forEach((entry, i) => {
+    const where = `KMS_PUBLIC_KEYS entry ${i + 1} ("${entry.length > 60 ? `${entry.slice(0, 60)}…` : entry}")`;
+    const eq = entry.indexOf('=');
+    const name = entry.slice(0, Math.max(eq, 0)).trim();
+    const chainId = /^\d+$/.test(name) ? Number(name) : undefined;
+    const contract = /^0x[0-9a-fA-F]{40}$/.test(name) ? name.toLowerCase() : undefined;
+    if (eq <= 0 || (!contract && !(chainId !== undefined && Number.isSafeInteger(chainId) && chainId > 0))) {
+      throw new ConfigError(`${where} must look like <chainId>=<key> or <0x KMS contract address>=<key>`);
+    }
+    let key: string;
+    try {
+      key = `0x${normaliseKmsPublicKey(entry.slice(eq + 1).trim())}`;
+    } catch (err) {
+      throw new ConfigError(`${where}: the key must be a secp256k1 public key in hex (33 or 65 bytes): ${(err as Error).message}`);
+    }
+    const earlier = contract ? byContract.get(contract) : byChain.get(chainId!);
+    if (earlier !== undefined && earlier !== key)
+      throw new ConfigError(`${where}: ${contract ?? chainId} is pinned twice, to different keys`);
+    if (contract) byContract.set(contract, key);
+    else byChain.set(chainId!, key);
+  });
+  const trust = (env.KMS_TRUST_API_KEY ?? '').trim().toLowerCase();
+  if (!['', 'true', 'false', '1', '0'].includes(trust)) {
+    throw new ConfigError('KMS_TRUST_API_KEY must be true or false');
+  }
+  return { kmsKeyPins: { byChain, byContract }, trustApiKmsKey: trust === 'true' || trust === '1' };
 }

@@ -5,7 +5,15 @@ import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporal
 import { privateKeyToAccount } from 'viem/accounts';
 import { createActivities, type ActivityDeps } from './activities/index.ts';
 import { createDataConverter } from './codec.ts';
-import { loadApplyWatchConfig, loadChainConfig, loadPhalaConfig, loadSignerKey, loadTemporalConfig, ConfigError } from './config.ts';
+import {
+  loadApplyWatchConfig,
+  loadChainConfig,
+  loadKmsTrustConfig,
+  loadPhalaConfig,
+  loadSignerKey,
+  loadTemporalConfig,
+  ConfigError,
+} from './config.ts';
 import { PhalaCloudClient } from './phala/api-client.ts';
 import { isMainModule } from './entry.ts';
 import { apiErrorMetrics } from './observability/activity-interceptor.ts';
@@ -39,6 +47,7 @@ export function activityDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Activ
     chains: loadChainConfig(env),
     signer: key ? privateKeyToAccount(key) : undefined,
     ...loadApplyWatchConfig(env),
+    ...loadKmsTrustConfig(env),
   };
 }
 

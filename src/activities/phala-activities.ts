@@ -7,12 +7,13 @@ import { assessRequestedComposeHash } from '../phala/compose-hash-check.ts';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { EnvCryptoError, encryptEnvVars } from '../phala/env-crypto.ts';
 import { ENV_KEY_PATTERN, EnvValidationError, validateEnvVars } from '../phala/env-validation.ts';
-import { checkEnvEncryptPublicKey, KmsSignatureError, sameKmsPublicKey } from '../phala/kms-signature.ts';
+import { checkEnvEncryptPublicKey, KmsSignatureError } from '../phala/kms-signature.ts';
 import { FAILURE } from '../failure-types.ts';
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
 import { apiFailure, invalidInput } from './failures.ts';
 import { readSealedEnvHere, sealEnvelope } from './sealed-env-reader.ts';
 import type { SealedEnvRef } from '../workflows/sealed-env.ts';
+import { trustedKmsKey, type KmsKeyPins, type OnChainKmsKey } from './kms-trust.ts';
 import type {
   ApplyObservation,
   ComposeHashCheck,
@@ -29,11 +30,12 @@ export interface PhalaActivityDeps {
   pollIntervalMs?: number;
   /** Oldest KMS signature on an env-encryption key that is still trusted. */
   kmsSignatureMaxAgeSeconds?: number;
-  /**
-   * The k256 key a KMS contract publishes (kmsInfo), or undefined when the worker cannot read
-   * that chain or the contract holds none. Absent: the API's KMS key is trusted as served.
-   */
-  kmsKeyOnChain?: (chainId: number, kmsContract: string) => Promise<string | undefined>;
+  /** The k256 key a KMS contract publishes (kmsInfo), or why it cannot be had (no RPC for the chain, no key). */
+  kmsKeyOnChain?: (chainId: number, kmsContract: string) => Promise<OnChainKmsKey>;
+  /** KMS_PUBLIC_KEYS: the key to hold the API's KMS key to when the contract cannot be read. */
+  kmsKeyPins?: KmsKeyPins;
+  /** KMS_TRUST_API_KEY: with neither the contract nor a pin, use the API's key (a warning) instead of refusing. */
+  trustApiKmsKey?: boolean;
   /** How long an accepted operation may be missing from an idle CVM's operations before an operator is asked (APPLY_UNLISTED_GRACE_SECONDS). */
   unlistedOperationGraceMs?: number;
   /** Reads a sealed env back from the run's history; by default through the worker's client. */
@@ -157,38 +159,26 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
     return at;
   };
 
-  /**
-   * The KMS key that may vouch for an env key. The API serves both the env key and a KMS key,
-   * so the API's word alone proves nothing: the KMS contract's kmsInfo() is read on chain, and
-   * an API key that differs from it is refused (an operator looks). Without chain access for
-   * the KMS's chain (or a contract holding no key) the API's key is used, as before.
-   */
-  async function trustedKmsKey(target: CvmTarget): Promise<string> {
-    const apiKey = target.kmsPublicKey!;
+  /** The KMS key that may vouch for an env key: see kms-trust.ts for the rules. */
+  async function kmsKeyFor(target: CvmTarget): Promise<string> {
     const chainId = target.chainId;
-    if (!deps.kmsKeyOnChain || chainId === undefined) return apiKey;
     const contract =
       target.kmsContract ??
       (
         await phala.getCvm(target.cvmId).catch((err) => {
           throw apiFailure(err, `GET /cvms/${target.cvmId}`);
         })
-      ).kms_info?.dstack_kms_address ??
+      ).kms_info?.dstack_kms_address?.toLowerCase() ??
       undefined;
-    if (!contract) return apiKey;
-    const onChain = await deps.kmsKeyOnChain(chainId, contract);
-    if (onChain === undefined) {
-      log.warn('the KMS contract publishes no k256 key; the API-served KMS key is used', { kms: contract, chainId });
-      return apiKey;
-    }
-    if (!sameKmsPublicKey(onChain, apiKey)) {
-      throw ApplicationFailure.nonRetryable(
-        `the API's key for KMS ${target.kmsId} (${apiKey}) does not match the key in the KMS contract ${contract} ` +
-          `on chain ${chainId} (${onChain}): the env encryption key it vouches for is not trusted`,
-        FAILURE.KeyNotTrusted,
-      );
-    }
-    return onChain;
+    const onChain: OnChainKmsKey =
+      chainId === undefined
+        ? { missing: "the KMS's chain is not known" }
+        : !contract
+          ? { missing: `the CVM names no KMS contract on chain ${chainId}` }
+          : deps.kmsKeyOnChain
+            ? await deps.kmsKeyOnChain(chainId, contract)
+            : { missing: 'the worker reads no chain' };
+    return trustedKmsKey({ apiKey: target.kmsPublicKey!, kmsId: target.kmsId, chainId, contract, onChain }, deps);
   }
 
   /**
@@ -364,7 +354,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
           FAILURE.KeyNotTrusted,
         );
       }
-      const kmsPublicKey = await trustedKmsKey(target);
+      const kmsPublicKey = await kmsKeyFor(target);
       // Prefer the timestamped signature: it cannot be replayed once it expires.
       const timestamped = res.signature_v1 && res.timestamp != null;
       const publicKey = servedEnvKey(res.public_key, `KMS ${target.kmsId}`);

@@ -152,7 +152,8 @@ export function verifyEnvEncryptPublicKey(args: VerifyEnvEncryptPublicKeyArgs): 
   return checkEnvEncryptPublicKey(args).ok;
 }
 
-function normaliseKmsPublicKey(input: string): string {
+/** A KMS public key (compressed or not, 0x or not) as compressed lowercase hex without 0x; throws KmsSignatureError. */
+export function normaliseKmsPublicKey(input: string): string {
   const bytes = hexBytes(input, 'KMS public key', [33, 65]);
   try {
     return secp256k1.Point.fromBytes(bytes).toHex(true);
