@@ -123,14 +123,15 @@ export async function createHarness(stack: TestStack): Promise<Harness> {
 
 /**
  * The stack, a harness and one running worker for every test of the calling file, stopped
- * after its last test. The hooks are registered at the call, so call it at a file's top level;
+ * after its last test. `private`: a stack of the file's own, for files whose simulator faults
+ * cannot be scoped to one CVM (they would reach other files' updates on the shared stack). The hooks are registered at the call, so call it at a file's top level;
  * `stack` and `h` exist only once the `before` hook has run, that is inside the tests.
  */
-export function useUpdateHarness(): { readonly stack: TestStack; readonly h: Harness } {
+export function useUpdateHarness(options: { private?: boolean } = {}): { readonly stack: TestStack; readonly h: Harness } {
   let stack: TestStack | undefined;
   let h: Harness | undefined;
   before(async () => {
-    stack = await useStack();
+    stack = await useStack(options.private ? { private: true } : {});
     h = await createHarness(stack);
     await h.startWorker();
   });
