@@ -58,8 +58,13 @@ test('the fixtures cover the four kinds of run this version was recorded with', 
     if (f.recordedWith.scenario === 'phala-kms') assert.ok(!types.includes('signRegistration') && !viaManager, `${f.file}: no chain step`);
     if (f.recordedWith.scenario === 'onchain') assert.ok(types.includes('signRegistration') || viaManager, `${f.file}: registers on chain`);
     if (f.recordedWith.scenario === 'operator-use-tx') {
+      // A signal before 0.3.0; since, the useTransaction Update (checked on chain before it is accepted).
       assert.ok(
-        events(f).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'useTransaction'),
+        events(f).some(
+          (e) =>
+            e.workflowExecutionSignaledEventAttributes?.signalName === 'useTransaction' ||
+            e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'useTransaction',
+        ),
         `${f.file}: has the hand-over`,
       );
     }
