@@ -23,6 +23,7 @@ describe('chaos options', () => {
       { ...o, maxKills: String(o.maxKills) },
       {
         short: false,
+        built: false,
         apps: 25,
         cvmsPerApp: 4,
         workers: 2,
@@ -43,6 +44,8 @@ describe('chaos options', () => {
     const o = parseChaosOptions(['--short', '--apps', '3']);
     assert.ok(o !== 'help');
     assert.deepEqual([o.apps, o.cvmsPerApp, o.maxKills, o.timeoutS], [3, 2, 4, 240]);
+    const built = parseChaosOptions(['--built']);
+    assert.ok(built !== 'help' && built.built, '--built runs the compiled worker');
   });
 
   for (const [args, message] of [

@@ -4,6 +4,7 @@
 // update completed, each compose hash registered once, each CVM runs the env it was asked to,
 // and no secret in plaintext in history, visibility, logs or CLI output. Progress goes to
 // stderr; stdout carries the tables and, last, one JSON line. Exit 1 when a target is missed.
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -119,6 +120,10 @@ async function main(): Promise<number> {
     const apps = await step(createFleet(sim, appIds, opts.cvmsPerApp, { label: 'chaos' }));
     const prepared = apps.flatMap((a) => a.cvms);
 
+    if (opts.built) {
+      progress('compiling the worker (npm run build) to restart it from dist/, as the image runs it…');
+      await step(buildDist());
+    }
     progress(`bundling the workflows, starting the RPC fault proxy and ${opts.workers} worker processes…`);
     const bundlePath = await step(writeWorkflowBundle(join(session.dataDir, 'workflow-bundle.js')));
     proxy = await step(startRpcFaultProxy({ upstream: rpcUrl, rate: opts.rpcFaultRate, seed: opts.seed }));
@@ -137,6 +142,7 @@ async function main(): Promise<number> {
       bundlePath,
       logDir: session.dataDir,
       say: progress,
+      built: opts.built,
     });
     await step(pool.start());
     const client: Client = await step(session.client(stack));
@@ -331,3 +337,14 @@ async function main(): Promise<number> {
 }
 
 process.exit(await main());
+
+/** `npm run build`: dist/worker.js for `--built`. */
+function buildDist(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'build.ts')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`npm run build exited with ${code}`))));
+  });
+}

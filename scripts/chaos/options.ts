@@ -25,13 +25,16 @@ export interface ChaosOptions {
   timeoutS: number;
   seed: number;
   short: boolean;
+  /** Workers run the compiled dist/worker.js (built at the start), as the image does. */
+  built: boolean;
 }
 
 export const USAGE =
   'usage: npm run chaos -- [--short] [--apps A (25)] [--cvms-per-app C (4)] [--workers W (2)] [--kill-every S (2)] [--max-kills N]\n' +
   '                        [--temporal-restart-after S (15)] [--api-fault-rate R (0.2)] [--rpc-fault-rate R (0.1)]\n' +
-  '                        [--reorg-depth D (3)] [--block-time S (1)] [--timeout S (600)] [--seed N]\n' +
-  '  --short: the CI version: 5 apps × 2 CVMs, 4 kills, Temporal restarted after 5 s, a 240 s timeout (other options still apply)';
+  '                        [--reorg-depth D (3)] [--block-time S (1)] [--timeout S (600)] [--seed N] [--built]\n' +
+  '  --short: the CI version: 5 apps × 2 CVMs, 4 kills, Temporal restarted after 5 s, a 240 s timeout (other options still apply)\n' +
+  '  --built: compile the worker first (npm run build) and restart it from dist/, as the image runs it';
 
 function number(name: string, raw: string | undefined, fallback: number, min: number, max: number, integer: boolean): number {
   if (raw === undefined) return fallback;
@@ -50,6 +53,7 @@ export function parseChaosOptions(argv: string[]): ChaosOptions | 'help' {
       args: argv,
       options: {
         short: { type: 'boolean' },
+        built: { type: 'boolean' },
         apps: { type: 'string' },
         'cvms-per-app': { type: 'string' },
         workers: { type: 'string' },
@@ -74,6 +78,7 @@ export function parseChaosOptions(argv: string[]): ChaosOptions | 'help' {
   const short = values.short === true;
   return {
     short,
+    built: values.built === true,
     apps: number('apps', values.apps, short ? 5 : 25, 1, 200, true),
     cvmsPerApp: number('cvms-per-app', values['cvms-per-app'], short ? 2 : 4, 1, 20, true),
     workers: number('workers', values.workers, 2, 1, 8, true),

@@ -36,8 +36,18 @@ export class WorkerPool {
   #turn = 0;
   readonly #killedPids = new Set<number>();
 
-  constructor(opts: { count: number; env: NodeJS.ProcessEnv; bundlePath: string; logDir: string; say: (line: string) => void }) {
+  readonly #built: boolean;
+
+  constructor(opts: {
+    count: number;
+    env: NodeJS.ProcessEnv;
+    bundlePath: string;
+    logDir: string;
+    say: (line: string) => void;
+    built?: boolean;
+  }) {
     this.#env = opts.env;
+    this.#built = opts.built === true;
     this.#bundlePath = opts.bundlePath;
     this.#say = opts.say;
     this.#slots = Array.from({ length: opts.count }, (_, index) => ({
@@ -70,6 +80,7 @@ export class WorkerPool {
             logFile: slot.logFile,
             name: `worker ${slot.index + 1}`,
             readyTimeoutMs: 60_000,
+            built: this.#built,
           });
           if (this.#stopping) {
             await proc.stop(5000);

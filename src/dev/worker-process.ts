@@ -24,6 +24,8 @@ export interface WorkerProcessOptions {
   logFile: string;
   name?: string;
   readyTimeoutMs?: number;
+  /** Run the compiled worker (`dist/worker.js`, from `npm run build`), as the image does: no TypeScript loader at each start. */
+  built?: boolean;
 }
 
 /** Starts a worker process and resolves once it polls its task queue. */
@@ -33,7 +35,7 @@ export function startWorkerProcess(opts: WorkerProcessOptions): Promise<ServiceP
   return startService({
     name: opts.name ?? 'worker',
     command: process.execPath,
-    args: ['--import', 'tsx', join(ROOT, 'src', 'worker.ts')],
+    args: opts.built ? [join(ROOT, 'dist', 'worker.js')] : ['--import', 'tsx', join(ROOT, 'src', 'worker.ts')],
     cwd: ROOT,
     logFile: opts.logFile,
     env: { ...opts.env, WORKFLOW_BUNDLE_PATH: opts.bundlePath },
