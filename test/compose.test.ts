@@ -2,7 +2,11 @@
 // the compose file is parsed and held to the rules below, the worker's and codec server's
 // environment from it is fed to the real configuration loaders, the monitoring files are
 // cross-checked, and the local profile's contract deployment runs against a real anvil.
-// `docker compose config` runs too when a compose-capable docker is installed.
+// The whole project is loaded by compose-go, the library `docker compose` parses with
+// (tools/compose-check, built by `go build` into .cache/), as `docker compose config --quiet`
+// loads it: interpolation from the env file, schema validation, profiles, resolved paths; the
+// checker also requires every secret file and bind-mount source to exist. Broken copies must be
+// refused by name. `docker compose config` runs on the same inputs too where it is installed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -19,6 +23,7 @@ import { loadTelemetryConfig } from '../src/observability/telemetry.ts';
 import { shutdownGraceMs } from '../src/worker.ts';
 import { anvilRpc } from '../src/dev/anvil.ts';
 import { SEARCH_ATTRIBUTES } from '../src/dev/temporal-server.ts';
+import { composeChecker } from './support/compose-check.ts';
 import { useStack } from './support/stack.ts';
 
 const run = promisify(execFile);
@@ -247,27 +252,120 @@ test("local profile: the contract deployment job deploys to a real anvil and wri
   }
 });
 
-test('docker compose config accepts the file (where docker compose is installed)', async (t) => {
-  const ok = await run('docker', ['compose', 'version']).then(
-    () => true,
-    () => false,
-  );
-  if (!ok) {
-    t.skip('docker compose is not installed on this machine');
-    return;
+/** `docker compose`, when this machine has the plugin; the compose-go checker runs either way. */
+const dockerCompose = run('docker', ['compose', 'version']).then(
+  () => true,
+  () => false,
+);
+
+interface Refusal {
+  code: number;
+  stderr: string;
+}
+/** Runs a compose loader; resolves to its refusal, or to undefined when it accepted the project. */
+async function load(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Refusal | undefined> {
+  try {
+    const { stdout, stderr } = await run(command, args, { cwd: root, env });
+    assert.equal(stdout.trim(), '', `${command} prints nothing with --quiet`);
+    assert.equal(stderr.trim(), '', `${command} warns about nothing`);
+    return undefined;
+  } catch (err) {
+    const e = err as { code?: unknown; stderr?: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stderr: e.stderr ?? '' };
   }
+}
+
+/**
+ * The project as `docker compose --env-file F --profile local -f docker-compose.yml -f S config
+ * --quiet` loads it: `.env.example` as the env file, and S pointing every declared secret at a
+ * temporary file, since ./secrets is the operator's and absent from a clone. `edit` changes the
+ * compose file or the env file first, in a temporary copy with the repository as project directory,
+ * or leaves one secret's file unwritten.
+ */
+async function loadProject(edit: { compose?: (yml: string) => string; env?: (env: string) => string; missingSecret?: string } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'dce-compose-config-'));
   try {
-    for (const name of Object.keys(compose.secrets)) writeFileSync(join(dir, name), 'x');
+    const secretsOverride = join(dir, 'secrets.override.yml');
+    const lines = ['secrets:'];
+    for (const name of Object.keys(compose.secrets)) {
+      if (name !== edit.missingSecret) writeFileSync(join(dir, name), 'x');
+      lines.push(`  ${name}: { file: ${JSON.stringify(join(dir, name))} }`);
+    }
+    writeFileSync(secretsOverride, `${lines.join('\n')}\n`);
     const envFile = join(dir, '.env');
-    writeFileSync(envFile, read('.env.example'));
-    const { stdout } = await run(
-      'docker',
-      ['compose', '--env-file', envFile, '--profile', 'local', '-f', join(root, 'docker-compose.yml'), 'config', '--quiet'],
-      { cwd: root },
-    );
-    assert.equal(stdout.trim(), '');
+    writeFileSync(envFile, (edit.env ?? ((e) => e))(read('.env.example')));
+    let composeFile = join(root, 'docker-compose.yml');
+    if (edit.compose) {
+      composeFile = join(dir, 'docker-compose.yml');
+      writeFileSync(composeFile, edit.compose(read('docker-compose.yml')));
+    }
+    const args = ['--project-directory', root, '--env-file', envFile, '--profile', 'local', '-f', composeFile];
+    args.push('-f', secretsOverride);
+    // Only what running needs: a variable exported in the shell would win over the env file.
+    const checker = await load(await composeChecker(), args, { PATH: process.env.PATH });
+    const docker = (await dockerCompose)
+      ? await load('docker', ['compose', ...args, 'config', '--quiet'], { PATH: process.env.PATH, HOME: process.env.HOME })
+      : undefined;
+    return { checker, docker, dockerRan: await dockerCompose };
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("compose's own loader (and docker compose config, where installed) accepts the file", async () => {
+  const { checker, docker } = await loadProject();
+  assert.equal(checker, undefined, `compose-check refused the project: ${checker?.stderr}`);
+  assert.equal(docker, undefined, `docker compose config refused the project: ${docker?.stderr}`);
+});
+
+test("compose's own loader refuses a broken compose or env file, naming the problem", async (t) => {
+  const cases: { name: string; edit: Parameters<typeof loadProject>[0]; message: RegExp; docker: boolean }[] = [
+    {
+      name: 'an unknown top-level key',
+      edit: { compose: (y) => y.replace(/^volumes:$/m, 'volumez:') },
+      message: /additional properties 'volumez' not allowed/,
+      docker: true,
+    },
+    {
+      name: 'a misspelt service field',
+      edit: { compose: (y) => y.replace('stop_grace_period: 30s', 'stop_grace_perod: 30s') },
+      message: /services\.worker\.stop_grace_perod false schema/,
+      docker: true,
+    },
+    {
+      name: 'a field of the wrong type',
+      edit: { compose: (y) => y.replace("ports: ['8787:8787']", 'ports: 8787') },
+      message: /services\.simulator\.ports must be a array/,
+      docker: true,
+    },
+    {
+      name: 'a required variable missing from the env file',
+      edit: { env: (e) => e.replace(/^CHAIN_RPC_URLS=.*$/m, '') },
+      message: /required variable CHAIN_RPC_URLS is missing a value: set CHAIN_RPC_URLS in \.env/,
+      docker: true,
+    },
+    {
+      name: 'a secret whose file does not exist',
+      edit: { missingSecret: 'signer_key' },
+      message: /secret "signer_key": file \S*\/signer_key does not exist/,
+      docker: false,
+    },
+    {
+      name: 'a bind mount of a file that does not exist',
+      edit: { compose: (y) => y.replace('./deploy/temporal/setup-schema.sh:', './deploy/temporal/setup-schema.sh.missing:') },
+      message: /service "temporal-schema": bind-mount source \S*setup-schema\.sh\.missing does not exist/,
+      docker: false,
+    },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, async () => {
+      const { checker, docker, dockerRan } = await loadProject(c.edit);
+      assert.ok(checker, 'compose-check accepted it');
+      assert.equal(checker.code, 1);
+      assert.match(checker.stderr, c.message);
+      // `config` leaves host files to `up`: docker compose is only held to the loader's cases.
+      if (dockerRan && c.docker) assert.ok(docker, 'docker compose config accepted it');
+    });
   }
 });
