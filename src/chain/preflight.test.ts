@@ -88,6 +88,15 @@ test('no contract at the address, or a contract that is not an app', async () =>
   assert.equal(!result.ok && result.reason, 'not-an-app', JSON.stringify(result));
 });
 
+test('a contract with code that answers no data is asked again (retryable), not taken for a non-app', async () => {
+  const silent = compileFixture('silent-fallback.sol', 'SilentFallback');
+  const address = await chain.deploy(silent.abi, silent.bytecode, []);
+  await assert.rejects(
+    preflight(chain.client, { expectedChainId: CHAIN_ID, app: address, composeHash: fresh }),
+    (err: unknown) => err instanceof ChainError && err.retryable && /answered no data at block \d+, where it has code/.test(err.message),
+  );
+});
+
 test('bad input is INVALID_INPUT; an unreachable RPC is retryable', async () => {
   await assert.rejects(
     preflight(chain.client, { expectedChainId: 0, app, composeHash: fresh }),

@@ -110,6 +110,18 @@ export async function preflight(client: Client, params: PreflightParams): Promis
           e instanceof AbiDecodingDataSizeTooSmallError,
       ) !== null;
     if (!aboutContract) throw toChainError(err, 'reading the app contract');
+    // No data from a contract whose code we just read at this very height: the node's state
+    // moved under us (a reorg replacing that block, a backend behind a load balancer). Ask
+    // again; only a revert says the contract is not an app.
+    const noData =
+      err instanceof BaseError &&
+      err.walk((e) => e instanceof ContractFunctionZeroDataError || e instanceof AbiDecodingZeroDataError) !== null;
+    if (noData) {
+      throw new ChainError(
+        'RPC_ERROR',
+        `the contract at ${app} answered no data at block ${head}, where it has code: the chain changed meanwhile`,
+      );
+    }
     return {
       ok: false,
       reason: 'not-an-app',
