@@ -13,6 +13,9 @@ import { dstackAppAbi } from './dstack-app-abi.ts';
 import { ChainError, toChainError, withChainErrors } from './errors.ts';
 import { normalizeComposeHash, parseAddress, toSafeNumber } from './inputs.ts';
 
+/** How long a revert from the app contract is given to prove a passing reorg before it counts. */
+const CONFIRM_NOT_AN_APP_AFTER_MS = 1_000;
+
 export interface PreflightParams {
   /** kms_info.chain_id: the chain the app lives on. */
   expectedChainId: number;
@@ -121,6 +124,16 @@ export async function preflight(client: Client, params: PreflightParams): Promis
         'RPC_ERROR',
         `the contract at ${app} answered no data at block ${head}, where it has code: the chain changed meanwhile`,
       );
+    }
+    // A revert at a height a reorg is replacing says nothing about the contract: confirm on the
+    // settled chain before calling it not an app.
+    await new Promise((resolve) => setTimeout(resolve, CONFIRM_NOT_AN_APP_AFTER_MS));
+    const again = await readContract(client, { address: app, abi: dstackAppAbi, functionName: 'owner' }).then(
+      () => true,
+      () => false,
+    );
+    if (again) {
+      throw new ChainError('RPC_ERROR', `the contract at ${app} reverted at block ${head} but answers now: the chain changed meanwhile`);
     }
     return {
       ok: false,
