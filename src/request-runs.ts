@@ -4,6 +4,7 @@
 import { WorkflowFailedError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { RequestIdAttribute } from './workflows/definitions.ts';
+import { FAILURE } from './failure-types.ts';
 
 export type RequestOutcome = 'running' | 'completed' | 'failed' | 'aborted' | 'terminated' | 'cancelled' | 'timed out';
 
@@ -89,7 +90,7 @@ async function outcomeOf(client: Client, workflowId: string, run: RunSeen): Prom
           () => undefined,
           (err: unknown) => (err instanceof WorkflowFailedError ? err.cause : undefined),
         );
-      return failure instanceof ApplicationFailure && failure.type === 'Aborted' ? 'aborted' : 'failed';
+      return failure instanceof ApplicationFailure && failure.type === FAILURE.Aborted ? 'aborted' : 'failed';
     }
     default:
       return 'failed';

@@ -13,7 +13,8 @@ import {
   startEnvUpdate,
   type UpdateEnvInput,
 } from '../src/client.ts';
-import { DUPLICATE_REQUEST, WORKFLOW_TYPE, workflowIdForCvm } from '../src/workflows/definitions.ts';
+import { WORKFLOW_TYPE, workflowIdForCvm } from '../src/workflows/definitions.ts';
+import { FAILURE } from '../src/failure-types.ts';
 import { useUpdateHarness } from './support/update-harness.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -84,7 +85,7 @@ test('a raw start that bypasses the client with a used requestId fails as Duplic
   await assert.rejects(raw.result(), (err: unknown) => {
     assert.ok(err instanceof WorkflowFailedError);
     assert.ok(err.cause instanceof ApplicationFailure);
-    assert.equal(err.cause.type, DUPLICATE_REQUEST);
+    assert.equal(err.cause.type, FAILURE.DuplicateRequest);
     assert.match(err.cause.message, new RegExp(`request ${r1.requestId} was already used by run ${firstRunId}.*completed`));
     return true;
   });

@@ -8,8 +8,6 @@ import { SEALED_DIGEST_BYTES, type SealedEnvRef } from '../workflows/sealed-env.
 import { FAILURE } from '../failure-types.ts';
 
 /** A ciphertext the submit cannot get back: retrying will not bring it, an operator looks. */
-export const SEALED_ENV_UNAVAILABLE = FAILURE.SealedEnvUnavailable;
-
 /** Few events per page: the pages around the encrypt step hold the env several times over. */
 const HISTORY_PAGE_EVENTS = 4;
 

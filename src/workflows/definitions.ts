@@ -3,7 +3,6 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { RegistrationProposal } from '../chain/registration-proposal.ts';
-import { FAILURE } from '../failure-types.ts';
 import type { RegistrationResume } from './registration-round.ts';
 
 export type ComposeHashPolicy = 'strict' | 'warn' | 'off';
@@ -143,7 +142,6 @@ export const UpdatePhaseAttribute = defineSearchAttributeKey('UpdatePhase', Sear
 export const RequestIdAttribute = defineSearchAttributeKey('RequestId', SearchAttributeType.KEYWORD);
 
 /** A start whose requestId an earlier run already carried: it ends before sending anything. */
-export const DUPLICATE_REQUEST = FAILURE.DuplicateRequest;
 
 export const WORKFLOW_TYPE = 'updateCvmEnvWorkflow';
 

@@ -13,10 +13,6 @@ import { oneLine, type UpdateTracker } from './update-tracker.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
-/** The failure type of a refused operator action; its message is the reason. */
-export const OPERATOR_ACTION_REFUSED = FAILURE.OperatorActionRefused;
-const NOT_MINED_YET = 'RegistrationNotMinedYet';
-
 // The caller waits for the answer: a few quick tries, and a transaction not mined yet is
 // answered at once (accepted, checked by the flow once mined) instead of retried here.
 const checks = proxyActivities<Activities>({
@@ -27,7 +23,7 @@ const checks = proxyActivities<Activities>({
     backoffCoefficient: 2,
     maximumInterval: '4 seconds',
     maximumAttempts: 4,
-    nonRetryableErrorTypes: [...FINAL_FAILURES, NOT_MINED_YET],
+    nonRetryableErrorTypes: [...FINAL_FAILURES, FAILURE.RegistrationNotMinedYet],
   },
   summary: "check the operator's registration transaction",
 });
@@ -131,7 +127,7 @@ export function registerOperatorUpdates(t: UpdateTracker): void {
           if (err instanceof ApplicationFailure || isCancellation(err)) throw err;
           // Not mined yet, or the RPC failed: the flow checks it, with its own retries.
           note =
-            causeType(err) === NOT_MINED_YET
+            causeType(err) === FAILURE.RegistrationNotMinedYet
               ? 'is not mined yet (or not seen by our RPC); the change checks it once it is mined'
               : `could not be checked now (${oneLine(err)}); the change checks it again`;
         }
