@@ -3,6 +3,7 @@
 // half as a JSON-RPC error (a node that is overloaded). A faulted call never reaches the node.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mulberry32 } from '../../src/simulator/faults.ts';
 
 export interface RpcFaultStats {
   calls: number;
@@ -19,18 +20,6 @@ export interface RpcFaultProxy {
   close(): Promise<void>;
 }
 
-/** The same seeded generator as the simulator's faults: same seed, same sequence. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -40,7 +29,8 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
 type RpcCall = { id?: unknown; method?: unknown };
 
 export async function startRpcFaultProxy(opts: { upstream: string; rate: number; seed: number }): Promise<RpcFaultProxy> {
-  const random = seeded(opts.seed);
+  // The simulator's generator: the same seed repeats the same sequence.
+  const random = mulberry32(opts.seed);
   let rate = opts.rate;
   const stats: RpcFaultStats = { calls: 0, faulted: 0, faultedByMethod: {} };
 

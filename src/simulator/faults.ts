@@ -102,7 +102,8 @@ export class FaultInputError extends Error {
   override readonly name = 'FaultInputError';
 }
 
-function mulberry32(seed: number): () => number {
+/** A small seeded generator (mulberry32): the same seed gives the same fault sequence. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
