@@ -32,6 +32,7 @@ import {
 } from './bad-input/corpus.ts';
 import { useStack, type TestStack } from './support/stack.ts';
 import { createHarness, type Harness } from './support/update-harness.ts';
+import { waitForStatus } from './support/wait.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -78,7 +79,7 @@ before(async () => {
   const env = { A: `${MARKER_PREFIX}waiting-a`, [`CORPUS_${randomBytes(4).toString('hex').toUpperCase()}`]: `${MARKER_PREFIX}waiting-b` };
   const started = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
   waiting = { cvmId: cvm.id, handle: h.client.workflow.getHandle(started.workflowId) };
-  await waitForStatus(cvm.id, (s) => s.phase === 'awaiting_operator', 60_000);
+  await waitForStatus(h.client, cvm.id, (s) => s.phase === 'awaiting_operator', 60_000);
 
   // A mined transaction that registers nothing, for useTransaction to refuse.
   const chain = { ...foundry, id: stack.info.chainId };
@@ -97,17 +98,6 @@ after(async () => {
   await stack?.release();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
-
-async function waitForStatus(cvmId: string, pred: (s: UpdateStatus) => boolean, timeoutMs = 20_000): Promise<UpdateStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: UpdateStatus | undefined;
-  for (;;) {
-    last = await getEnvUpdateStatus(h.client, cvmId).catch(() => last);
-    if (last && pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`status never matched; last: ${JSON.stringify(last)}`);
-    await sleep(150);
-  }
-}
 
 /** The case's data with `{name}` placeholders filled in. */
 function fill<T>(value: T, extra: Record<string, string> = {}): T {
@@ -337,6 +327,7 @@ async function runOperatorCase(c: OperatorCase): Promise<void> {
     return;
   }
   const status = await waitForStatus(
+    h.client,
     waiting.cvmId,
     (s) => s.lastError !== before && c.expect.message.test(s.lastError ?? ''),
     c.expect.withinSeconds * 1000,

@@ -4,22 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { awaitEnvUpdate, getEnvUpdateStatus, retryEnvUpdate, startEnvUpdate, type UpdateStatus } from '../src/client.ts';
-import { createHarness, useUpdateHarness, type Harness } from './support/update-harness.ts';
+import { awaitEnvUpdate, retryEnvUpdate, startEnvUpdate } from '../src/client.ts';
+import { createHarness, useUpdateHarness } from './support/update-harness.ts';
+import { waitForStatus } from './support/wait.ts';
 
 const setup = useUpdateHarness();
-
-async function waitForStatus(h: Harness, cvmId: string, pred: (s: UpdateStatus) => boolean, timeoutMs = 30_000): Promise<UpdateStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: UpdateStatus | undefined;
-  for (;;) {
-    last = await getEnvUpdateStatus(h.client, cvmId).catch(() => last);
-    if (last && pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`status never matched; last: ${JSON.stringify(last)}`);
-    await sleep(200);
-  }
-}
 
 test('operation not listed and the CVM idle: after the configured grace an operator is asked; retry then completes', async () => {
   // A worker of its own, on its own task queue, with a one-second grace from the environment.
@@ -34,7 +23,7 @@ test('operation not listed and the CVM idle: after the configured grace an opera
     const env = { ONLY: randomBytes(8).toString('hex') };
     const started = Date.now();
     const { handle } = await startEnvUpdate(h.client, { cvmId: cvm.id, env }, { taskQueue: h.taskQueue });
-    const waiting = await waitForStatus(h, cvm.id, (s) => s.phase === 'awaiting_operator');
+    const waiting = await waitForStatus(h.client, cvm.id, (s) => s.phase === 'awaiting_operator');
     assert.match(
       waiting.waitingFor ?? '',
       /not among the operations of CVM .* and the CVM is idle: whether the change was applied is unknown/,

@@ -10,6 +10,7 @@ import { abortEnvUpdate, awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, typ
 import { generateEnvKeyPair } from '../src/phala/env-crypto.ts';
 import { kmsPublicKeyFromPrivate, signEnvEncryptPublicKey } from '../src/phala/kms-signature.ts';
 import { useUpdateHarness } from './support/update-harness.ts';
+import { waitForStatus } from './support/wait.ts';
 
 // Some faults here (the KMS list, the env-key route) are not tied to a CVM: a simulator of its own.
 const setup = useUpdateHarness({ private: true });
@@ -173,7 +174,7 @@ test('an API that serves its own KMS key, with an env key it signed, is refused:
   });
   const value = secret();
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env: { A: value } }, { taskQueue: setup.h.taskQueue });
-  const waiting = await waitForPhase(cvm.id, 'awaiting_operator');
+  const waiting = await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'awaiting_operator', 20_000);
   assert.match(waiting.waitingFor ?? '', /does not match the key in the KMS contract/);
   assert.equal(waiting.attempts.phase1, undefined, 'nothing encrypted to the forged key was sent');
   assertClean(waiting.waitingFor ?? '', value);
@@ -181,13 +182,3 @@ test('an API that serves its own KMS key, with an env key it signed, is refused:
   await assert.rejects(awaitEnvUpdate(handle));
   assert.deepEqual((await setup.h.sim.appliedEnv(cvm.id)).env, {});
 });
-
-async function waitForPhase(cvmId: string, phase: string): Promise<Awaited<ReturnType<typeof getEnvUpdateStatus>>> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const s = await getEnvUpdateStatus(setup.h.client, cvmId).catch(() => undefined);
-    if (s?.phase === phase) return s;
-    if (Date.now() > deadline) throw new Error(`never reached ${phase}: ${JSON.stringify(s)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}

@@ -5,14 +5,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DefaultLogger, Runtime, type LogEntry } from '@temporalio/worker';
 import { createPublicClient, http, type Hex } from 'viem';
-import { abortEnvUpdate, awaitEnvUpdate, getEnvUpdateStatus, startEnvUpdate, type UpdateStatus } from '../src/client.ts';
+import { abortEnvUpdate, awaitEnvUpdate, startEnvUpdate } from '../src/client.ts';
 import { readKmsSigningKey } from '../src/chain/kms-key.ts';
 import { kmsPublicKeyFromPrivate } from '../src/phala/kms-signature.ts';
 import { createHarness, type Harness } from './support/update-harness.ts';
 import { useStack, type TestStack } from './support/stack.ts';
+import { waitForStatus } from './support/wait.ts';
 
 // The workers of this file run in this process: their warnings are kept to be asserted on.
 const warnings: LogEntry[] = [];
@@ -55,17 +55,6 @@ async function withWorker(settings: Record<string, string>, body: (h: Harness) =
   }
 }
 
-async function waitForStatus(h: Harness, cvmId: string, pred: (s: UpdateStatus) => boolean, timeoutMs = 30_000): Promise<UpdateStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: UpdateStatus | undefined;
-  for (;;) {
-    last = await getEnvUpdateStatus(h.client, cvmId).catch(() => last);
-    if (last && pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`status never matched; last: ${JSON.stringify(last)}`);
-    await sleep(200);
-  }
-}
-
 /** Starts an update of an on-chain CVM whose compose already allows the key (no registration needed). */
 async function startOnchainUpdate(h: Harness) {
   const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['A'] });
@@ -77,7 +66,7 @@ async function startOnchainUpdate(h: Harness) {
 /** The update is refused with a message matching `reason`, nothing is sent, and an abort ends it. */
 async function assertRefused(h: Harness, reason: RegExp): Promise<void> {
   const { cvm, env, handle } = await startOnchainUpdate(h);
-  const waiting = await waitForStatus(h, cvm.id, (s) => s.phase === 'awaiting_operator');
+  const waiting = await waitForStatus(h.client, cvm.id, (s) => s.phase === 'awaiting_operator');
   assert.match(waiting.waitingFor ?? '', reason);
   assert.match(waiting.waitingFor ?? '', /the env key is not trusted, nothing was sent/);
   assert.ok(!(waiting.waitingFor ?? '').includes(env.A), 'no env value in the reason');

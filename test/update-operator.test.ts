@@ -20,22 +20,11 @@ import {
   startEnvUpdate,
   UpdateAlreadyRunningError,
   useRegistrationTransaction,
-  type UpdateStatus,
 } from '../src/client.ts';
 import { useUpdateHarness } from './support/update-harness.ts';
+import { waitForStatus } from './support/wait.ts';
 
 const setup = useUpdateHarness();
-
-async function waitForStatus(cvmId: string, pred: (s: UpdateStatus) => boolean, timeoutMs = 30_000): Promise<UpdateStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: UpdateStatus | undefined;
-  for (;;) {
-    last = await getEnvUpdateStatus(setup.h.client, cvmId).catch(() => last);
-    if (last && pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`status never matched; last: ${JSON.stringify(last)}`);
-    await sleep(200);
-  }
-}
 
 function ownerWallet() {
   const chain = { ...foundry, id: setup.stack.info.chainId };
@@ -80,7 +69,7 @@ test("signer not the owner: waits for an operator, rejects a wrong transaction, 
   const env = { A: randomBytes(8).toString('hex'), B_NEW: randomBytes(8).toString('hex') };
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
 
-  const waiting = await waitForStatus(cvm.id, (s) => s.phase === 'awaiting_operator');
+  const waiting = await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'awaiting_operator');
   assert.match(waiting.waitingFor ?? '', /not the owner/);
   assert.match(waiting.composeHash ?? '', /^[0-9a-f]{64}$/);
   assert.equal(waiting.sentTransactions.length, 0, 'nothing may be sent with a key that does not own the app');
@@ -142,7 +131,7 @@ test('an owner who signs elsewhere: the status shows the exact proposal, and the
   };
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
 
-  const waiting = await waitForStatus(cvm.id, (s) => s.phase === 'awaiting_operator' && s.ownerProposal !== undefined);
+  const waiting = await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'awaiting_operator' && s.ownerProposal !== undefined);
   const proposal = waiting.ownerProposal!;
   assert.equal(proposal.to.toLowerCase(), cvm.appId.toLowerCase());
   assert.equal(proposal.chainId, setup.stack.info.chainId);
@@ -176,7 +165,7 @@ test('abort ends a waiting change; one change per CVM; the same requestId attach
     (err: unknown) => err instanceof UpdateAlreadyRunningError && err.message.includes(first.workflowId),
   );
 
-  await waitForStatus(cvm.id, (s) => s.phase === 'awaiting_operator');
+  await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'awaiting_operator');
   await abortEnvUpdate(setup.h.client, cvm.id, 'changed my mind');
   await assert.rejects(awaitEnvUpdate(first.handle), (err: unknown) => {
     assert.ok(err instanceof WorkflowFailedError);
@@ -191,7 +180,7 @@ test('abort ends a waiting change; one change per CVM; the same requestId attach
 test('abort also stops a change that is not waiting for anyone (here: while the CVM applies it)', async () => {
   const cvm = await setup.h.newCvm({ kms: 'phala', applyDelayMs: 60_000 });
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env: { A: 'slow' } }, { taskQueue: setup.h.taskQueue });
-  await waitForStatus(cvm.id, (s) => s.phase === 'applying');
+  await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'applying');
   const t0 = Date.now();
   await abortEnvUpdate(setup.h.client, cvm.id, 'too slow');
   await assert.rejects(awaitEnvUpdate(handle), /Workflow execution failed/);
@@ -205,7 +194,7 @@ test('signals with no input or a wrong-shaped input never brick a waiting update
   const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(false), allowedEnvs: ['A'] });
   const env = { A: randomBytes(8).toString('hex'), [`SIG_${randomBytes(4).toString('hex').toUpperCase()}`]: 'v' };
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
-  const waiting = await waitForStatus(cvm.id, (s) => s.phase === 'awaiting_operator');
+  const waiting = await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'awaiting_operator');
 
   // What the UI's signal form or `temporal workflow signal` without --input sends.
   const raw = setup.h.client.workflow.getHandle(handle.workflowId);
@@ -217,7 +206,7 @@ test('signals with no input or a wrong-shaped input never brick a waiting update
   await raw.signal('registrationNotice');
 
   const status = await Promise.race([
-    waitForStatus(cvm.id, (s) => (s.lastError ?? '').includes('ignored')),
+    waitForStatus(setup.h.client, cvm.id, (s) => (s.lastError ?? '').includes('ignored')),
     sleep(15_000).then(() => assert.fail('the status query stopped answering')),
   ]);
   assert.equal(status.phase, 'awaiting_operator');
@@ -242,7 +231,7 @@ test('signals with no input or a wrong-shaped input never brick a waiting update
 test('updates are refused with their reason when nothing waits, and abort by update ends the change', async () => {
   const cvm = await setup.h.newCvm({ kms: 'phala', applyDelayMs: 60_000 });
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env: { A: 'refusals' } }, { taskQueue: setup.h.taskQueue });
-  await waitForStatus(cvm.id, (s) => s.phase === 'applying');
+  await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'applying');
   const raw = setup.h.client.workflow.getHandle(handle.workflowId);
   const hash = `0x${randomBytes(32).toString('hex')}`;
 
@@ -282,7 +271,7 @@ test('updates are refused with their reason when nothing waits, and abort by upd
 test('an abort signal with a reason it cannot read still aborts', async () => {
   const cvm = await setup.h.newCvm({ kms: 'phala', applyDelayMs: 60_000 });
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env: { A: 'abort-signal' } }, { taskQueue: setup.h.taskQueue });
-  await waitForStatus(cvm.id, (s) => s.phase === 'applying');
+  await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'applying');
   await setup.h.client.workflow.getHandle(handle.workflowId).signal('abort', 42);
   await assert.rejects(awaitEnvUpdate(handle), (err: unknown) => {
     assert.match(String((err as WorkflowFailedError).cause?.message), /aborted: aborted by an operator/);
@@ -296,7 +285,7 @@ async function checkingAWrongHash(via: 'signal' | 'update') {
   const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(false), allowedEnvs: ['A'] });
   const env = { A: randomBytes(8).toString('hex'), [`FIX_${randomBytes(4).toString('hex').toUpperCase()}`]: 'v' };
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
-  const waiting = await waitForStatus(cvm.id, (s) => s.phase === 'awaiting_operator');
+  const waiting = await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'awaiting_operator');
   const wrong = `0x${randomBytes(32).toString('hex')}`;
   if (via === 'signal') {
     await setup.h.client.workflow.getHandle(handle.workflowId).signal('useTransaction', { transactionHash: wrong });
@@ -306,7 +295,7 @@ async function checkingAWrongHash(via: 'signal' | 'update') {
   }
   // The flow took it and checks it; only then does the owner register, so the chain watch of
   // the owner's wait cannot be what ends this.
-  await waitForStatus(cvm.id, (s) => s.phase === 'registering');
+  await waitForStatus(setup.h.client, cvm.id, (s) => s.phase === 'registering');
   const { wallet, client } = ownerWallet();
   const good = await wallet.writeContract({
     address: cvm.appId as Hex,
