@@ -12,6 +12,9 @@ import { BlockWatcher, chainClient, deploySignerApps, registrationsMined } from 
 import { createFleet, type FleetApp } from './bench/fleet-setup.ts';
 import { countFailure, runFleetThroughService, type ScenarioRun } from './bench/fleet.ts';
 import { floorOf, measureRoundTrips, type Floor } from './bench/floor.ts';
+import { profileHistories, type HistoryProfile } from './bench/history-profile.ts';
+import { workflowIdForCvm } from '../src/workflows/definitions.ts';
+import { signerWorkflowId } from '../src/workflows/signer-manager/definitions.ts';
 import { BenchUsageError, parseBenchOptions, USAGE, type BenchOptions } from './bench/options.ts';
 import { readProcessMemory, resetPeak } from './bench/process-memory.ts';
 import { floorTable, scenarioFigures, sideBySide, type ScenarioFigures } from './bench/report.ts';
@@ -162,6 +165,8 @@ async function main(): Promise<number> {
 
     // ---- 3. fleet and baseline -------------------------------------------------------------
     let fleet: ScenarioFigures | undefined;
+    let fleetProfile: HistoryProfile | undefined;
+    let managerProfile: HistoryProfile | undefined;
     let baseline: ScenarioFigures | undefined;
     let floor: Floor | undefined;
     let baselineFloor: Floor | undefined;
@@ -197,6 +202,14 @@ async function main(): Promise<number> {
       );
       fleet = scenarioFigures(fleetRun, singleMs, fleetApps.length);
       progress(`  ${fleet.succeeded}/${fleet.updates} succeeded in ${ms(fleet.wallMs)} ms`);
+      fleetProfile = await step(
+        profileHistories(
+          client,
+          fleetApps.flatMap((a) => a.cvms.map((c) => workflowIdForCvm(c.cvm.id))),
+        ),
+      );
+      managerProfile = await step(profileHistories(client, [signerWorkflowId(stack.info.chainId, stack.info.signerAddress)]));
+      progress(JSON.stringify({ fleetProfile, managerProfile }));
 
       if (opts.baseline) {
         progress(

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  loadSealedEnvCacheBytes,
   ConfigError,
   loadApplyWatchConfig,
   loadChainConfig,
@@ -159,6 +160,17 @@ test('APPLY_UNLISTED_GRACE_SECONDS: default 120 s, a number of seconds, anything
     assert.throws(
       () => loadApplyWatchConfig({ APPLY_UNLISTED_GRACE_SECONDS: bad }),
       (e: Error) => e instanceof ConfigError && /APPLY_UNLISTED_GRACE_SECONDS/.test(e.message),
+    );
+});
+
+test('SEALED_ENV_CACHE_MB: default 32 MiB, 0 keeps none, anything else named', () => {
+  assert.equal(loadSealedEnvCacheBytes({}), 32 * 1024 * 1024);
+  assert.equal(loadSealedEnvCacheBytes({ SEALED_ENV_CACHE_MB: '0' }), 0);
+  assert.equal(loadSealedEnvCacheBytes({ SEALED_ENV_CACHE_MB: '0.5' }), 512 * 1024);
+  for (const bad of ['-1', 'lots', '4097'])
+    assert.throws(
+      () => loadSealedEnvCacheBytes({ SEALED_ENV_CACHE_MB: bad }),
+      (e: Error) => e instanceof ConfigError && /SEALED_ENV_CACHE_MB/.test(e.message),
     );
 });
 

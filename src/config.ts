@@ -214,6 +214,19 @@ export function loadApplyWatchConfig(env: NodeJS.ProcessEnv = process.env): Appl
   return { unlistedOperationGraceMs: seconds * 1000 };
 }
 
+export const DEFAULT_SEALED_ENV_CACHE_MB = 32;
+
+/**
+ * SEALED_ENV_CACHE_MB: how much env ciphertext a worker keeps for its own submits (0 keeps
+ * none: every submit reads it back from the run's history).
+ */
+export function loadSealedEnvCacheBytes(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.SEALED_ENV_CACHE_MB?.trim();
+  const mb = raw ? Number(raw) : DEFAULT_SEALED_ENV_CACHE_MB;
+  if (!Number.isFinite(mb) || mb < 0 || mb > 4096) throw new ConfigError('SEALED_ENV_CACHE_MB must be a number of MiB from 0 to 4096');
+  return Math.floor(mb * 1024 * 1024);
+}
+
 /**
  * KMS_PUBLIC_KEYS pins the key of an on-chain KMS, for workers that cannot read its contract:
  * comma-separated `<chainId>=<key>` or `<0x KMS contract>=<key>`, the key a secp256k1 public key

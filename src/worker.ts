@@ -10,11 +10,13 @@ import {
   loadChainConfig,
   loadKmsTrustConfig,
   loadPhalaConfig,
+  loadSealedEnvCacheBytes,
   loadSignerKey,
   loadTemporalConfig,
   ConfigError,
 } from './config.ts';
 import { PhalaCloudClient } from './phala/api-client.ts';
+import { SealedEnvCache } from './activities/sealed-env-cache.ts';
 import { isMainModule } from './entry.ts';
 import { apiErrorMetrics } from './observability/activity-interceptor.ts';
 import { startOperatorGauge } from './observability/operator-gauge.ts';
@@ -48,6 +50,7 @@ export function activityDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Activ
     signer: key ? privateKeyToAccount(key) : undefined,
     ...loadApplyWatchConfig(env),
     ...loadKmsTrustConfig(env),
+    sealedEnvCache: new SealedEnvCache(loadSealedEnvCacheBytes(env)),
   };
 }
 

@@ -119,6 +119,8 @@ function describeNative(): void {
     const dbFile = join(dataDir, 'temporal.db');
     const start = () => startTemporalServer({ dbFile, logFile: join(dataDir, 'temporal.log'), port, uiPort });
     temporal = await start();
+    // The stack's server journals ahead (SQLITE_PRAGMAS): the restart below proves it loses nothing.
+    assert.ok(existsSync(`${dbFile}-wal`), 'the Temporal server did not open its database in WAL mode');
     const taskQueue = `native-${randomBytes(4).toString('hex')}`;
     const env: Record<string, string> = {
       ...stack.env,

@@ -12,6 +12,7 @@ import { FAILURE } from '../failure-types.ts';
 import type { ComposeHashPolicy, EnvVar } from '../workflows/definitions.ts';
 import { apiFailure, invalidInput } from './failures.ts';
 import { readSealedEnvHere, sealEnvelope } from './sealed-env-reader.ts';
+import { SealedEnvCache } from './sealed-env-cache.ts';
 import type { SealedEnvRef } from '../workflows/sealed-env.ts';
 import { trustedKmsKey, type KmsKeyPins, type OnChainKmsKey } from './kms-trust.ts';
 import type {
@@ -40,6 +41,8 @@ export interface PhalaActivityDeps {
   unlistedOperationGraceMs?: number;
   /** Reads a sealed env back from the run's history; by default through the worker's client. */
   readSealedEnv?: (ref: SealedEnvRef) => Promise<string>;
+  /** What this worker sealed, for its own submits; one per factory by default. */
+  sealedEnvCache?: SealedEnvCache;
 }
 
 const ONCHAIN_KMS_TYPES = new Set(['ethereum', 'base']);
@@ -148,6 +151,7 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
   const { phala } = deps;
   const unlistedGraceMs = deps.unlistedOperationGraceMs ?? 120_000;
   const pollIntervalMs = deps.pollIntervalMs ?? 1000;
+  const sealedCache = deps.sealedEnvCache ?? new SealedEnvCache();
   // The workflow watches an apply in slices of one activity each; keeping when the watch of a
   // correlation id began lets a later slice go on at the long pause instead of starting short
   // again. In memory only: a slice on another worker just starts short once more.
@@ -396,7 +400,9 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
 
     /** The ciphertext as binary with its digest in front (workflows/sealed-env.ts): in history once. */
     async sealEnv({ env, publicKey }: { env: EnvVar[]; publicKey: string }): Promise<Uint8Array> {
-      return sealEnvelope(Buffer.from(await encryptOrFail(env, publicKey), 'hex'));
+      const sealed = sealEnvelope(Buffer.from(await encryptOrFail(env, publicKey), 'hex'));
+      sealedCache.remember(sealed);
+      return sealed;
     },
 
     async submitEnvUpdate(input: SubmitEnvInput): Promise<SubmitEnvOutcome> {
@@ -410,7 +416,8 @@ export function createPhalaActivities(deps: PhalaActivityDeps) {
         });
         return { kind: 'in_progress', correlationId: earlier.correlation_id, allowedEnvsChanged: input.transactionHash !== undefined };
       }
-      const encryptedEnv = input.sealedEnv ? await (deps.readSealedEnv ?? readSealedEnvHere)(input.sealedEnv) : input.encryptedEnv;
+      const ref = input.sealedEnv;
+      const encryptedEnv = ref ? (sealedCache.recall(ref) ?? (await (deps.readSealedEnv ?? readSealedEnvHere)(ref))) : input.encryptedEnv;
       if (!encryptedEnv) throw invalidInput(`${phase}: no encrypted env was given`);
       try {
         const res = await phala.updateCvmEnvs(

@@ -127,6 +127,7 @@ export class LocalSession {
       env: { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: this.taskQueue, LOG_LEVEL: 'INFO' },
       bundlePath,
       logFile: join(this.dataDir, 'worker.log'),
+      ...(process.env.BENCH_WORKER_NODE_ARGS ? { nodeArgs: process.env.BENCH_WORKER_NODE_ARGS.split(' ') } : {}),
     });
     const worker = await this.#step(this.#workerProcess);
     return { client: await this.#client(stack), worker };

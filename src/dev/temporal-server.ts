@@ -122,6 +122,14 @@ export interface TemporalServer {
   stop(): Promise<void>;
 }
 
+/**
+ * Write-ahead logging, synced at checkpoints rather than at every commit: a fleet of 200
+ * updates finished in 46 s instead of 79-93 s with the default rollback journal, whose
+ * syncs made the server the bottleneck. A killed server process loses nothing committed;
+ * only a power cut can lose the last transactions, which a development stack accepts.
+ */
+export const SQLITE_PRAGMAS = ['journal_mode=wal', 'synchronous=normal'];
+
 export interface StartTemporalOptions {
   dbFile: string;
   logFile: string;
@@ -151,6 +159,7 @@ export async function startTemporalServer(opts: StartTemporalOptions): Promise<T
     '--log-format',
     'json',
     '--ui-disable-news-fetch',
+    ...SQLITE_PRAGMAS.flatMap((p) => ['--sqlite-pragma', p]),
     ...(namespace === 'default' ? [] : ['--namespace', namespace]),
     ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([k, v]) => ['--search-attribute', `${k}=${v}`]),
     ...(opts.codecEndpoint ? ['--ui-codec-endpoint', opts.codecEndpoint] : []),

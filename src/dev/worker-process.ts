@@ -26,6 +26,8 @@ export interface WorkerProcessOptions {
   readyTimeoutMs?: number;
   /** Run the compiled worker (`dist/worker.js`, from `npm run build`), as the image does: no TypeScript loader at each start. */
   built?: boolean;
+  /** Extra options for node itself, e.g. `--cpu-prof` to see where the worker's time goes. */
+  nodeArgs?: string[];
 }
 
 /** Starts a worker process and resolves once it polls its task queue. */
@@ -35,7 +37,10 @@ export function startWorkerProcess(opts: WorkerProcessOptions): Promise<ServiceP
   return startService({
     name: opts.name ?? 'worker',
     command: process.execPath,
-    args: opts.built ? [join(ROOT, 'dist', 'worker.js')] : ['--import', 'tsx', join(ROOT, 'src', 'worker.ts')],
+    args: [
+      ...(opts.nodeArgs ?? []),
+      ...(opts.built ? [join(ROOT, 'dist', 'worker.js')] : ['--import', 'tsx', join(ROOT, 'src', 'worker.ts')]),
+    ],
     cwd: ROOT,
     logFile: opts.logFile,
     env: { ...opts.env, WORKFLOW_BUNDLE_PATH: opts.bundlePath },
