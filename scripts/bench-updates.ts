@@ -2,6 +2,7 @@
 // fleet through the official SDK, and memory, on a throwaway local stack (Temporal dev server,
 // anvil, Phala Cloud simulator) with the worker in a child process. Progress goes to stderr;
 // stdout carries the tables and, last, one JSON line with every figure.
+import { buildDist } from '../src/dev/build-dist.ts';
 import type { Hex } from 'viem';
 import { getEnvUpdateStatus } from '../src/client.ts';
 import { installQuietRuntime, interruptible, LocalSession } from '../src/dev/local-session.ts';
@@ -12,7 +13,7 @@ import { BlockWatcher, chainClient, deploySignerApps, registrationsMined } from 
 import { createFleet, type FleetApp } from './bench/fleet-setup.ts';
 import { countFailure, runFleetThroughService, type ScenarioRun } from './bench/fleet.ts';
 import { floorOf, measureRoundTrips, type Floor } from './bench/floor.ts';
-import { profileHistories, type HistoryProfile } from './bench/history-profile.ts';
+import { profileFigures, profileHistories, profileTable, type HistoryProfile } from './bench/history-profile.ts';
 import { workflowIdForCvm } from '../src/workflows/definitions.ts';
 import { signerWorkflowId } from '../src/workflows/signer-manager/definitions.ts';
 import { BenchUsageError, parseBenchOptions, USAGE, type BenchOptions } from './bench/options.ts';
@@ -84,8 +85,15 @@ async function main(): Promise<number> {
     const sim = new SimAdminClient(stack.env.SIM_URL ?? stack.env.PHALA_API_URL!, stack.env.SIM_ADMIN_TOKEN!);
     const applyDelayMs = opts.applyDelayMs ?? (await step(sim.config())).applyDelayMs;
 
+    if (!opts.fromSource) {
+      progress('compiling the worker (npm run build) to run it from dist/, as the image does…');
+      await step(buildDist());
+    }
     progress('bundling the workflows and starting the worker process…');
-    const { client, worker } = await session.startWorkerProcessAndClient(stack);
+    const { client, worker } = await session.startWorkerProcessAndClient(stack, {
+      built: !opts.fromSource,
+      nodeArgs: opts.workerNodeArgs,
+    });
     const ctx: Ctx = {
       client,
       sim,
@@ -209,7 +217,6 @@ async function main(): Promise<number> {
         ),
       );
       managerProfile = await step(profileHistories(client, [signerWorkflowId(stack.info.chainId, stack.info.signerAddress)]));
-      progress(JSON.stringify({ fleetProfile, managerProfile }));
 
       if (opts.baseline) {
         progress(
@@ -301,6 +308,11 @@ async function main(): Promise<number> {
       ],
     ))
       out(`  ${l}`);
+    if (fleetProfile) {
+      out();
+      out("6. Where the fleet's time went (from the histories; the manager's is its last run)");
+      for (const l of table(['', 'update workflows', 'signer manager'], profileTable(fleetProfile, managerProfile))) out(`  ${l}`);
+    }
 
     const summary = {
       options: {
@@ -316,6 +328,11 @@ async function main(): Promise<number> {
       ...(throughput ? { throughput } : {}),
       ...(fleet ? { fleet } : {}),
       ...(baseline ? { baseline } : {}),
+      ...(fleetProfile
+        ? {
+            fleetProfile: { updates: profileFigures(fleetProfile), ...(managerProfile ? { manager: profileFigures(managerProfile) } : {}) },
+          }
+        : {}),
       ...(floor && single
         ? {
             floor: {

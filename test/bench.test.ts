@@ -33,8 +33,23 @@ describe('bench options', () => {
       '0',
       '--block-time',
       '0.5',
+      '--from-source',
+      '--worker-node-args',
+      ' --cpu-prof  --cpu-prof-dir=/tmp/p ',
     ]);
-    assert.deepEqual(o, { runs: 0, concurrent: 0, apps: 3, cvmsPerApp: 2, baseline: false, blockTime: 0.5, applyDelayMs: undefined });
+    assert.deepEqual(o, {
+      runs: 0,
+      concurrent: 0,
+      apps: 3,
+      cvmsPerApp: 2,
+      baseline: false,
+      blockTime: 0.5,
+      applyDelayMs: undefined,
+      fromSource: true,
+      workerNodeArgs: ['--cpu-prof', '--cpu-prof-dir=/tmp/p'],
+    });
+    const plain = parseBenchOptions([]);
+    assert.ok(plain !== 'help' && plain.fromSource === false && plain.workerNodeArgs.length === 0, 'the worker is compiled by default');
     assert.equal(parseBenchOptions(['--help']), 'help');
   });
 
@@ -95,6 +110,8 @@ test('a 2 × 2 fleet run: the JSON line has the fleet and baseline figures and e
       '2',
       '--apply-delay-ms',
       '200',
+      // Other test files run dist/ at the same time: this one must not rebuild it under them.
+      '--from-source',
     ],
     {
       cwd: REPO,
@@ -134,6 +151,13 @@ test('a 2 × 2 fleet run: the JSON line has the fleet and baseline figures and e
   // The baseline signs one registration per update, whatever the app.
   assert.equal(summary.baseline!.signed, 4);
   assert.equal(summary.baseline!.registrationsMined, 4);
+  // Where the time went, read back from the fleet's histories.
+  const profile = summary.fleetProfile as unknown as Record<string, Record<string, unknown>>;
+  assert.equal(profile.updates!.workflows, 4);
+  for (const f of ['eventsPerWorkflow', 'workflowTasksPerWorkflow', 'activityTasksPerWorkflow'])
+    assert.ok((profile.updates![f] as number) > 0, `fleetProfile.updates.${f} is counted (${JSON.stringify(profile.updates![f])})`);
+  assert.ok((profile.manager!.eventsPerWorkflow as number) > 0, 'the signer manager is profiled');
+  assert.match(stdout, /Where the fleet's time went/);
   const floor = summary.floor!;
   for (const f of [
     'floorMs',

@@ -122,3 +122,42 @@ export async function profileHistories(client: Client, workflowIds: string[], co
     unread,
   };
 }
+
+/** The profile's table rows: the fleet's update workflows beside the signer manager's last run. */
+export function profileTable(updates: HistoryProfile, manager: HistoryProfile | undefined): string[][] {
+  const per = (p: HistoryProfile, n: number) => String(Math.round((n / Math.max(1, p.workflows - p.unread)) * 10) / 10);
+  const eventsOf = (p: HistoryProfile) => Object.values(p.eventTypes).reduce((a, b) => a + b, 0);
+  const row = (label: string, f: (p: HistoryProfile) => string): string[] => [label, f(updates), manager ? f(manager) : '—'];
+  return [
+    row('events per workflow', (p) => per(p, eventsOf(p))),
+    row('  search attribute upserts', (p) => per(p, p.eventTypes.UPSERT_WORKFLOW_SEARCH_ATTRIBUTES ?? 0)),
+    row('  markers (patches, local activities)', (p) => per(p, p.eventTypes.MARKER_RECORDED ?? 0)),
+    row(
+      '  signals received / sent',
+      (p) =>
+        `${per(p, p.eventTypes.WORKFLOW_EXECUTION_SIGNALED ?? 0)} / ${per(p, p.eventTypes.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED ?? 0)}`,
+    ),
+    row('workflow tasks per workflow', (p) => String(p.workflowTasks.perWorkflow)),
+    row('  queued p50 / p95 (ms)', (p) => `${p.workflowTasks.queueMs.p50} / ${p.workflowTasks.queueMs.p95}`),
+    row('  held by the worker p50 / p95 (ms)', (p) => `${p.workflowTasks.heldMs.p50} / ${p.workflowTasks.heldMs.p95}`),
+    row('activity tasks per workflow', (p) => String(p.activityTasks.perWorkflow)),
+    row('  queued p50 / p95 (ms)', (p) => `${p.activityTasks.queueMs.p50} / ${p.activityTasks.queueMs.p95}`),
+  ];
+}
+
+/** The figures of the JSON line. */
+export function profileFigures(p: HistoryProfile) {
+  const n = Math.max(1, p.workflows - p.unread);
+  const events = Object.values(p.eventTypes).reduce((a, b) => a + b, 0);
+  return {
+    workflows: p.workflows,
+    eventsPerWorkflow: Math.round((events / n) * 10) / 10,
+    eventTypes: p.eventTypes,
+    workflowTasksPerWorkflow: p.workflowTasks.perWorkflow,
+    workflowTaskQueueMs: p.workflowTasks.queueMs,
+    workflowTaskHeldMs: p.workflowTasks.heldMs,
+    activityTasksPerWorkflow: p.activityTasks.perWorkflow,
+    activityTaskQueueMs: p.activityTasks.queueMs,
+    activityTypes: p.activityTasks.byType,
+  };
+}

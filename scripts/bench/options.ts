@@ -17,11 +17,18 @@ export interface BenchOptions {
   baseline: boolean;
   blockTime: number;
   applyDelayMs: number | undefined;
+  /** Run the worker from TypeScript through tsx instead of compiling it first (dist/, as the image runs it). */
+  fromSource: boolean;
+  /** Options for the worker's node itself, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`. */
+  workerNodeArgs: string[];
 }
 
 export const USAGE =
   'usage: npm run bench -- [--runs N (5)] [--concurrent M (10)] [--apps A (50)] [--cvms-per-app C (4)] [--no-baseline]\n' +
-  '                        [--block-time S (1)] [--apply-delay-ms MS (simulator default)]';
+  '                        [--block-time S (1)] [--apply-delay-ms MS (simulator default)] [--from-source]\n' +
+  '                        [--worker-node-args "ARGS"]\n' +
+  '  the worker is compiled first (npm run build) and runs from dist/, as the image runs it; --from-source runs it\n' +
+  '  through tsx instead. --worker-node-args passes options to its node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".';
 
 /** The largest fleet the bench accepts: every CVM lives in one in-process simulator. */
 export const MAX_FLEET_UPDATES = 2000;
@@ -49,6 +56,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
         'no-baseline': { type: 'boolean' },
         'block-time': { type: 'string' },
         'apply-delay-ms': { type: 'string' },
+        'from-source': { type: 'boolean' },
+        'worker-node-args': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -66,6 +75,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
     baseline: !values['no-baseline'],
     blockTime: number('block-time', values['block-time'], 1, 0, false)!,
     applyDelayMs: number('apply-delay-ms', values['apply-delay-ms'], undefined, 0, true),
+    fromSource: values['from-source'] === true,
+    workerNodeArgs: (values['worker-node-args'] ?? '').split(/\s+/).filter(Boolean),
   };
   if (opts.apps * opts.cvmsPerApp > MAX_FLEET_UPDATES) {
     throw new BenchUsageError(`--apps × --cvms-per-app must be at most ${MAX_FLEET_UPDATES}, got ${opts.apps * opts.cvmsPerApp}`);

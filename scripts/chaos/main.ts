@@ -4,7 +4,7 @@
 // update completed, each compose hash registered once, each CVM runs the env it was asked to,
 // and no secret in plaintext in history, visibility, logs or CLI output. Progress goes to
 // stderr; stdout carries the tables and, last, one JSON line. Exit 1 when a target is missed.
-import { spawn } from 'node:child_process';
+import { buildDist } from '../../src/dev/build-dist.ts';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -337,14 +337,3 @@ async function main(): Promise<number> {
 }
 
 process.exit(await main());
-
-/** `npm run build`: dist/worker.js for `--built`. */
-function buildDist(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'build.ts')], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`npm run build exited with ${code}`))));
-  });
-}

@@ -121,13 +121,18 @@ export class LocalSession {
    * here first and handed over with WORKFLOW_BUNDLE_PATH, as a deployment would: the worker's
    * memory is then its own work's, not the bundler's.
    */
-  async startWorkerProcessAndClient(stack: Stack): Promise<{ client: Client; worker: ServiceProcess }> {
+  /** `built`: the compiled dist/worker.js, as the image runs it; `nodeArgs`: options for node itself (e.g. --cpu-prof). */
+  async startWorkerProcessAndClient(
+    stack: Stack,
+    opts: { built?: boolean; nodeArgs?: string[] } = {},
+  ): Promise<{ client: Client; worker: ServiceProcess }> {
     const bundlePath = await this.#step(writeWorkflowBundle(join(this.dataDir, 'workflow-bundle.js')));
     this.#workerProcess = startWorkerProcess({
       env: { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: this.taskQueue, LOG_LEVEL: 'INFO' },
       bundlePath,
       logFile: join(this.dataDir, 'worker.log'),
-      ...(process.env.BENCH_WORKER_NODE_ARGS ? { nodeArgs: process.env.BENCH_WORKER_NODE_ARGS.split(' ') } : {}),
+      ...(opts.built ? { built: true } : {}),
+      ...(opts.nodeArgs?.length ? { nodeArgs: opts.nodeArgs } : {}),
     });
     const worker = await this.#step(this.#workerProcess);
     return { client: await this.#client(stack), worker };
