@@ -62,8 +62,8 @@ const IDLE_WAIT = '1 hour';
  * this long. Each answer costs the manager two history events and the asker a signal and a
  * workflow task, and the server's CPU is what a large fleet waits on; on a quick chain an ask
  * is answered `confirmed` and nothing else, while on a slow one operators still see the
- * transaction hashes and the wait for depth. A little over a block on Ethereum, and about
- * the watcher's slice, so a due answer never waits long for the manager to wake.
+ * transaction hashes and the wait for depth. Longer than a block on Base or anvil, under one
+ * on Ethereum; equal to the watcher's slice, so a due answer never waits long for a wake-up.
  */
 const QUIET_NOTICE_MS = 5_000;
 const QUIET_NOTICES_PATCH = 'quiet-notices';
