@@ -123,19 +123,99 @@ const confirmedOf = (answers: RegistrationNotice[]) => {
 };
 const min110 = (wei: string) => (BigInt(wei) * 110n + 99n) / 100n;
 
-test('two askers of one (app, hash) share one signing; each is told sent, mined, confirmed', async () => {
+/** The registrationNotice signals a workflow received, counted in its history. */
+async function noticesIn(workflowId: string): Promise<number> {
+  const { events } = await env.client.workflow.getHandle(workflowId).fetchHistory();
+  return (events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'registrationNotice').length;
+}
+
+/** Longer than the manager's quiet time for intermediate answers (QUIET_NOTICE_MS, 5 s). */
+const LONGER_THAN_QUIET_MS = 6_500;
+
+test('a quick chain: two askers of one (app, hash) share one signing, and each gets one answer, confirmed, naming the signing', async () => {
   await withManager(new FakeChain(), async (c) => {
     const a = await c.ask(hashOf(1));
     const b = await c.ask(hashOf(1), { confirmations: 3 });
     const [ra, rb] = await Promise.all([a.answers, b.answers]);
     assert.equal(c.chain.signed.length, 1);
-    assert.equal(confirmedOf(ra).tx.hash, c.chain.signed[0]!.hash);
-    assert.equal(confirmedOf(rb).tx.hash, c.chain.signed[0]!.hash);
+    const [tx] = c.chain.signed;
+    assert.equal(confirmedOf(ra).tx.hash, tx!.hash);
+    assert.equal(confirmedOf(rb).tx.hash, tx!.hash);
     assert.ok(confirmedOf(rb).confirmations >= 3);
+    for (const [answers, asker] of [
+      [ra, a],
+      [rb, b],
+    ] as const) {
+      assert.deepEqual(
+        answers.map((n) => n.state),
+        ['confirmed'],
+      );
+      assert.equal(await noticesIn(asker.askerId), 1, "one signal in the asker's history");
+      assert.deepEqual(confirmedOf(answers).sent, {
+        hash: tx!.hash,
+        nonce: tx!.nonce,
+        maxFeePerGas: tx!.maxFeePerGas,
+        maxPriorityFeePerGas: tx!.maxPriorityFeePerGas,
+      });
+    }
+    const { events } = await env.client.workflow.getHandle(c.managerId).fetchHistory();
+    const sentSignals = (events ?? []).filter((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes).length;
+    assert.equal(sentSignals, 2, 'the manager signalled each asker once');
+  });
+});
+
+test('a slow chain: an asker is told sent with the transaction hash once nothing is mined for a while, then confirmed', async () => {
+  const chain = new FakeChain();
+  chain.automine = false;
+  chain.stallMs = 60_000;
+  await withManager(chain, async (c) => {
+    const a = await c.ask(hashOf(1));
+    await c.until('in the pool', () => chain.pool.size === 1);
+    // No block comes: nothing else happens in the manager, yet the held answer goes out.
+    const deadline = Date.now() + 20_000;
+    while ((await noticesIn(a.askerId)) === 0) {
+      assert.ok(Date.now() < deadline, 'the sent answer never came');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    chain.automine = true;
+    const answers = await a.answers;
+    const [tx] = chain.signed;
     assert.deepEqual(
-      ra.map((n) => n.state),
-      ['sent', 'mined', 'confirmed'],
+      answers.map((n) => n.state),
+      ['sent', 'confirmed'],
     );
+    const sent = answers[0] as Extract<RegistrationNotice, { state: 'sent' }>;
+    assert.deepEqual(sent.tx, {
+      hash: tx!.hash,
+      nonce: tx!.nonce,
+      maxFeePerGas: tx!.maxFeePerGas,
+      maxPriorityFeePerGas: tx!.maxPriorityFeePerGas,
+    });
+    assert.equal(confirmedOf(answers).tx.hash, tx!.hash);
+    assert.equal(confirmedOf(answers).sent, undefined, 'told already: not repeated');
+    assert.equal(await noticesIn(a.askerId), 2);
+  });
+});
+
+test('slow confirmations: an asker is told mined, with the signing it never heard of, then confirmed', async () => {
+  const chain = new FakeChain();
+  chain.automine = false;
+  await withManager(chain, async (c) => {
+    const a = await c.ask(hashOf(1), { confirmations: 3 });
+    await c.until('in the pool', () => chain.pool.size === 1);
+    chain.mine();
+    await c.until('seen mined', (s) => s.pending.some((p) => p.state === 'mined'));
+    await new Promise((r) => setTimeout(r, LONGER_THAN_QUIET_MS));
+    chain.automine = true;
+    const answers = await a.answers;
+    assert.deepEqual(
+      answers.map((n) => n.state),
+      ['mined', 'confirmed'],
+    );
+    const mined = answers[0] as Extract<RegistrationNotice, { state: 'mined' }>;
+    assert.equal(mined.tx.hash, chain.signed[0]!.hash);
+    assert.equal(mined.sent?.hash, chain.signed[0]!.hash);
+    assert.equal(mined.sent?.nonce, chain.signed[0]!.nonce);
   });
 });
 
@@ -296,7 +376,7 @@ test('continue-as-new carries the books: a later ask for a done registration is 
       assert.equal(chain.signed.length, 4, 'no second registration of a remembered hash');
       assert.equal(again.tx.hash, chain.signed[1]!.hash);
     },
-    150,
+    100,
   );
 });
 

@@ -105,10 +105,13 @@ test('an on-chain update with an API hiccup: started, completed, phase durations
   assert.equal(sum(s, ours(METRICS.registrationTransactions, '_total'), { event: 'sent' }), 1);
   assert.equal(sum(s, ours(METRICS.registrationTransactions, '_total'), { event: 'replaced' }), 0);
   assert.ok(sum(s, ours(METRICS.apiErrors, '_total'), { kind: 'transient', activity: 'resolveCvm' }) >= 1, 'the 503 was counted');
-  for (const phase of ['resolving', 'encrypting', 'phase1', 'registering', 'confirming', 'phase2', 'applying']) {
+  for (const phase of ['resolving', 'encrypting', 'phase1', 'registering', 'phase2', 'applying']) {
     assert.equal(sum(s, ours(METRICS.phaseDuration, '_count'), { phase, kms: 'onchain' }), 1, `one ${phase} duration`);
   }
-  assert.ok(sum(s, ours(METRICS.phaseDuration, '_sum'), { phase: 'confirming' }) > 0);
+  // On a quick chain the manager answers `confirmed` before a `mined` answer is due: the
+  // update goes from registering straight on, and the wait for depth counts as registering.
+  assert.ok(sum(s, ours(METRICS.phaseDuration, '_count'), { phase: 'confirming', kms: 'onchain' }) <= 1, 'at most one confirming duration');
+  assert.ok(sum(s, ours(METRICS.phaseDuration, '_sum'), { phase: 'registering' }) > 0);
   // The SDK's own metrics share the endpoint.
   assert.ok(
     s.some((x) => x.name.startsWith('temporal_activity_execution_latency')),

@@ -67,8 +67,10 @@ export class ManagedRegistration {
       const key = registrationKey(n.appId, n.composeHash);
       this.latest.set(key, n);
       const status = this.tracker.status;
-      if (n.state === 'sent' && !status.sentTransactions.some((t) => t.hash === n.tx.hash)) status.sentTransactions.push(n.tx);
-      if (n.state === 'mined') {
+      // A quiet manager may answer `confirmed` (or `mined`) first: that answer carries the signing.
+      const sent = n.state === 'sent' ? n.tx : n.state === 'mined' || n.state === 'confirmed' ? n.sent : undefined;
+      if (sent && !status.sentTransactions.some((t) => t.hash === sent.hash)) status.sentTransactions.push(sent);
+      if (n.state === 'mined' || n.state === 'confirmed') {
         status.transactionHash = n.tx.hash;
         status.blockNumber = n.tx.blockNumber;
       }
@@ -170,6 +172,21 @@ function isNotice(n: unknown): n is RegistrationNotice {
   if (o.state === 'already_allowed') return true;
   const tx = o.tx as Record<string, unknown> | null | undefined;
   return (
-    typeof tx === 'object' && tx !== null && typeof tx.hash === 'string' && (o.state !== 'confirmed' || typeof o.confirmations === 'number')
+    typeof tx === 'object' &&
+    tx !== null &&
+    typeof tx.hash === 'string' &&
+    (o.state !== 'confirmed' || typeof o.confirmations === 'number') &&
+    (o.sent === undefined || isSentTx(o.sent))
+  );
+}
+
+function isSentTx(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const t = v as Record<string, unknown>;
+  return (
+    typeof t.hash === 'string' &&
+    typeof t.nonce === 'number' &&
+    typeof t.maxFeePerGas === 'string' &&
+    typeof t.maxPriorityFeePerGas === 'string'
   );
 }

@@ -8,6 +8,7 @@ import {
   type Registration,
   type RegistrationNotice,
   type RegistrationRequest,
+  type SentTx,
   type SignedRecord,
   type SignerState,
   type SignerStatus,
@@ -384,15 +385,29 @@ export class SignerBook {
 
   // ---- answers ----
 
-  /** Answers owed to askers; call markTold after each is delivered. */
-  notices(): Notice[] {
-    const out: Notice[] = [];
+  /**
+   * Answers owed to askers; call markTold after each is delivered. With `quiet.ms` > 0 an
+   * intermediate answer (sent, mined) is owed only once its state has lasted that long at
+   * `quiet.now`, and a later answer names the signing the asker was never told of.
+   */
+  notices(quiet?: { now: number; ms: number }): Notice[] {
+    return this.owed(quiet).filter((n) => n.final || !quiet || n.dueAt <= quiet.now);
+  }
+
+  /** Workflow time an answer held back by `quietMs` falls due (Infinity: none is held). */
+  nextNoticeDue(quietMs: number): number {
+    return Math.min(Infinity, ...this.owed({ ms: quietMs }).map((n) => (n.final ? Infinity : n.dueAt)));
+  }
+
+  private owed(quiet?: { ms: number }): (Notice & { dueAt: number })[] {
+    const out: (Notice & { dueAt: number })[] = [];
     for (const reg of this.state.registrations) {
       const base = { appId: reg.appId, composeHash: reg.composeHash };
       const slot = this.slotOf(reg);
       for (const sub of reg.subscribers) {
-        const n = this.noticeFor(reg, slot, sub, base);
-        if (n) out.push({ workflowId: sub.workflowId, requestId: sub.requestId, ...n });
+        const n = this.noticeFor(reg, slot, sub, base, quiet !== undefined && quiet.ms > 0);
+        // reg.since is when the registration entered its current state (first signed, or mined).
+        if (n) out.push({ workflowId: sub.workflowId, requestId: sub.requestId, ...n, dueAt: reg.since + (quiet?.ms ?? 0) });
       }
     }
     return out;
@@ -403,36 +418,41 @@ export class SignerBook {
     slot: NonceSlot | undefined,
     sub: Subscriber,
     base: { appId: string; composeHash: string },
+    withSent: boolean,
   ): Omit<Notice, 'workflowId' | 'requestId'> | undefined {
     if (reg.state === 'failed') {
       if (sub.told === 'failed' || sub.told === 'already_allowed') return undefined;
       if (reg.allowedElsewhere) return { notice: { ...base, state: 'already_allowed' }, final: true };
       return { notice: { ...base, state: 'failed', reason: reg.reason ?? 'failed' }, final: true };
     }
+    const untold = (hash: string) => {
+      const sent = withSent && sub.toldHash !== hash ? this.sentTx(reg, slot, hash) : undefined;
+      return sent ? { sent } : {};
+    };
     const depth = reg.state === 'done' ? reg.depth : slot?.state === 'mined' ? slot.depth : undefined;
     if (reg.tx && depth !== undefined && depth >= sub.confirmations) {
-      return { notice: { ...base, state: 'confirmed', tx: reg.tx, confirmations: depth }, final: true };
+      return { notice: { ...base, state: 'confirmed', tx: reg.tx, confirmations: depth, ...untold(reg.tx.hash) }, final: true };
     }
-    if (reg.state === 'mined' && reg.tx && sub.told !== 'mined') return { notice: { ...base, state: 'mined', tx: reg.tx }, final: false };
+    if (reg.state === 'mined' && reg.tx && sub.told !== 'mined')
+      return { notice: { ...base, state: 'mined', tx: reg.tx, ...untold(reg.tx.hash) }, final: false };
     const latest = slot?.state === 'pending' ? slot.txs.filter((t) => t.kind === 'register').at(-1) : undefined;
     const hash = latest?.hash;
     if (hash && sub.toldHash !== hash) {
-      const signed = slot?.txs.find((t) => t.hash === hash);
-      return {
-        notice: {
-          ...base,
-          state: 'sent',
-          tx: {
-            hash,
-            nonce: reg.nonce ?? slot?.nonce ?? -1,
-            maxFeePerGas: signed?.maxFeePerGas ?? '0',
-            maxPriorityFeePerGas: signed?.maxPriorityFeePerGas ?? '0',
-          },
-        },
-        final: false,
-      };
+      return { notice: { ...base, state: 'sent', tx: this.sentTx(reg, slot, hash)! }, final: false };
     }
     return undefined;
+  }
+
+  /** What the asker's status shows of one signing: its hash, nonce and fees. */
+  private sentTx(reg: Registration, slot: NonceSlot | undefined, hash: string): SentTx | undefined {
+    const signed = slot?.txs.find((t) => t.hash === hash);
+    if (!signed && slot?.state !== 'pending') return undefined;
+    return {
+      hash,
+      nonce: reg.nonce ?? slot?.nonce ?? -1,
+      maxFeePerGas: signed?.maxFeePerGas ?? '0',
+      maxPriorityFeePerGas: signed?.maxPriorityFeePerGas ?? '0',
+    };
   }
 
   /** After delivery (or when the asker is gone): final answers end the subscription. */

@@ -48,13 +48,18 @@ export interface WithdrawRequest {
 
 export type RegistrationNotice = { appId: string; composeHash: string } & (
   | { state: 'sent'; tx: SentTx }
-  | { state: 'mined'; tx: MinedTx }
-  | { state: 'confirmed'; tx: MinedTx; confirmations: number }
+  | { state: 'mined'; tx: MinedTx; sent?: SentTx }
+  | { state: 'confirmed'; tx: MinedTx; confirmations: number; sent?: SentTx }
   /** Allowed on chain by someone else: find that registration and use it. */
   | { state: 'already_allowed' }
   | { state: 'failed'; reason: string }
 );
 
+/**
+ * A `mined` or `confirmed` notice carries `sent` (since 'quiet-notices') when the asker was
+ * never told of that signing: on a quick chain the `sent` notice is not sent at all, and the
+ * asker still learns the nonce and fees of the transaction that registers its hash.
+ */
 export interface SentTx {
   hash: string;
   nonce: number;

@@ -57,12 +57,27 @@ const SHORT_HISTORY_EVENTS = 2_000;
 const SHORT_HISTORY_PATCH = 'manager-short-history';
 /** With nothing to do the manager sleeps this long before it looks at its history size again. */
 const IDLE_WAIT = '1 hour';
+/**
+ * Since 'quiet-notices': a `sent` or `mined` answer goes out only once that state has lasted
+ * this long. Each answer costs the manager two history events and the asker a signal and a
+ * workflow task, and the server's CPU is what a large fleet waits on; on a quick chain an ask
+ * is answered `confirmed` and nothing else, while on a slow one operators still see the
+ * transaction hashes and the wait for depth. Longer than a block on Base or anvil, under one
+ * on Ethereum; equal to the watcher's slice, so a due answer never waits long for a wake-up.
+ */
+const QUIET_NOTICE_MS = 5_000;
+const QUIET_NOTICES_PATCH = 'quiet-notices';
+const MINUTE_MS = 60_000;
 
 export async function signerManagerWorkflow(input: SignerManagerInput): Promise<void> {
   const { chainId, signer } = input;
   const book = new SignerBook(input.state ?? emptySignerState());
   const now = () => Date.now();
   let asked = 0;
+  // Decided once per run: a run that started without it answers as it always did, to its end.
+  const quiet = patched(QUIET_NOTICES_PATCH);
+  /** Signals on their way to askers; a run hands over to the next only once they have landed. */
+  const delivering = new Set<Promise<void>>();
 
   // A signal handler never throws: that would fail every workflow task and stop the manager
   // for every update of this key. What it cannot use is ignored, and the status says why.
@@ -97,7 +112,7 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
     book.retire(now());
     if (!ok) {
       // Not retryable (e.g. the chain refuses the input): said in the status; look again later.
-      await condition(() => asked !== work, '1 minute');
+      await condition(() => asked !== work, quiet ? untilNoticeDue(MINUTE_MS) : '1 minute');
       continue;
     }
 
@@ -113,8 +128,11 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
           chainId,
           from: signer,
           afterBlock: book.state.head,
-          // Back in time for the next stall or gap deadline, whatever the chain does.
-          maxWaitMs: Math.max(250, Math.min(WATCH_SLICE_MS, book.nextDeadline(now(), settings.stallMs) - now())),
+          // Back in time for the next stall or gap deadline, or a held answer, whatever the chain does.
+          maxWaitMs: Math.max(
+            250,
+            Math.min(WATCH_SLICE_MS, book.nextDeadline(now(), settings.stallMs) - now(), quiet ? untilNoticeDue(WATCH_SLICE_MS) : Infinity),
+          ),
           ...question,
         })
         .then(
@@ -130,7 +148,7 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
     if (watchFailed) {
       watchFailed = false;
       watching = undefined;
-      await condition(() => asked !== work, '1 minute');
+      await condition(() => asked !== work, quiet ? untilNoticeDue(MINUTE_MS) : '1 minute');
     }
     if (seen) {
       const rebroadcast = book.applyObservation(seen.obs, seen.asked, now());
@@ -140,6 +158,7 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
     }
   }
 
+  await Promise.all(delivering);
   await condition(allHandlersFinished);
   book.state.generation++;
   await continueAsNew<typeof signerManagerWorkflow>({ ...input, state: book.state });
@@ -232,6 +251,7 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
 
   /** Signals every asker what changed for it; an asker that has closed is forgotten. */
   async function answer(): Promise<void> {
+    if (quiet) return tell();
     const notices = book.notices();
     await Promise.all(
       notices.map(async (n) => {
@@ -244,6 +264,27 @@ export async function signerManagerWorkflow(input: SignerManagerInput): Promise<
         book.markTold(n, delivered);
       }),
     );
+  }
+
+  /**
+   * Since 'quiet-notices': only the answers due are sent, and the loop does not wait for them
+   * to land. Each is booked as told when it leaves, so the next turn does not send it again;
+   * one that cannot be delivered (the asker has closed) forgets its asker, as before.
+   */
+  function tell(): void {
+    for (const n of book.notices({ now: now(), ms: QUIET_NOTICE_MS })) {
+      book.markTold(n, true);
+      const delivery: Promise<void> = getExternalWorkflowHandle(n.workflowId)
+        .signal(registrationNoticeSignal, n.notice)
+        .catch(() => book.markTold(n, false))
+        .finally(() => delivering.delete(delivery));
+      delivering.add(delivery);
+    }
+  }
+
+  /** Milliseconds until the next held answer is due, at most `capMs`. */
+  function untilNoticeDue(capMs: number): number {
+    return Math.max(0, Math.min(capMs, book.nextNoticeDue(QUIET_NOTICE_MS) - now()));
   }
 
   /** Runs a step; a failure its retries could not cure is recorded, not fatal to the manager. */
