@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   loadSealedEnvCacheBytes,
+  loadWorkerTuning,
   ConfigError,
   loadApplyWatchConfig,
   loadChainConfig,
@@ -171,6 +172,25 @@ test('SEALED_ENV_CACHE_MB: default 32 MiB, 0 keeps none, anything else named', (
     assert.throws(
       () => loadSealedEnvCacheBytes({ SEALED_ENV_CACHE_MB: bad }),
       (e: Error) => e instanceof ConfigError && /SEALED_ENV_CACHE_MB/.test(e.message),
+    );
+});
+
+test('WORKER_MAX_*: unset keeps the SDK defaults, whole numbers are passed on, anything else named', () => {
+  assert.deepEqual(loadWorkerTuning({}), {});
+  assert.deepEqual(loadWorkerTuning({ WORKER_MAX_CACHED_WORKFLOWS: '100', WORKER_MAX_CONCURRENT_ACTIVITIES: ' 50 ' }), {
+    maxCachedWorkflows: 100,
+    maxConcurrentActivityTaskExecutions: 50,
+  });
+  assert.deepEqual(loadWorkerTuning({ WORKER_MAX_CACHED_WORKFLOWS: '0' }), { maxCachedWorkflows: 0 });
+  for (const [name, bad] of [
+    ['WORKER_MAX_CACHED_WORKFLOWS', '-1'],
+    ['WORKER_MAX_CONCURRENT_WORKFLOW_TASKS', '1'],
+    ['WORKER_MAX_CONCURRENT_ACTIVITIES', 'many'],
+    ['WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES', '2.5'],
+  ] as const)
+    assert.throws(
+      () => loadWorkerTuning({ [name]: bad }),
+      (e: Error) => e instanceof ConfigError && e.message.includes(name),
     );
 });
 

@@ -214,6 +214,39 @@ export function loadApplyWatchConfig(env: NodeJS.ProcessEnv = process.env): Appl
   return { unlistedOperationGraceMs: seconds * 1000 };
 }
 
+/** The worker's capacity: how many workflows it keeps in memory and how many tasks it runs at once. */
+export interface WorkerTuning {
+  maxCachedWorkflows?: number;
+  maxConcurrentWorkflowTaskExecutions?: number;
+  maxConcurrentActivityTaskExecutions?: number;
+  maxConcurrentLocalActivityExecutions?: number;
+}
+
+const TUNING_VARIABLES = {
+  WORKER_MAX_CACHED_WORKFLOWS: { option: 'maxCachedWorkflows', min: 0 },
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: { option: 'maxConcurrentWorkflowTaskExecutions', min: 2 },
+  WORKER_MAX_CONCURRENT_ACTIVITIES: { option: 'maxConcurrentActivityTaskExecutions', min: 1 },
+  WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES: { option: 'maxConcurrentLocalActivityExecutions', min: 1 },
+} as const;
+
+/**
+ * WORKER_MAX_CACHED_WORKFLOWS, WORKER_MAX_CONCURRENT_WORKFLOW_TASKS, WORKER_MAX_CONCURRENT_ACTIVITIES,
+ * WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES: unset leaves the SDK's defaults. A smaller workflow
+ * cache bounds the worker's memory; a workflow pushed out of it is replayed from its history
+ * when its next task comes, which costs the server a history read.
+ */
+export function loadWorkerTuning(env: NodeJS.ProcessEnv = process.env): WorkerTuning {
+  const tuning: WorkerTuning = {};
+  for (const [name, { option, min }] of Object.entries(TUNING_VARIABLES)) {
+    const raw = env[name]?.trim();
+    if (!raw) continue;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > 100_000) throw new ConfigError(`${name} must be a whole number from ${min} to 100000`);
+    tuning[option] = n;
+  }
+  return tuning;
+}
+
 export const DEFAULT_SEALED_ENV_CACHE_MB = 32;
 
 /**

@@ -11,6 +11,7 @@ import {
   loadKmsTrustConfig,
   loadPhalaConfig,
   loadSealedEnvCacheBytes,
+  loadWorkerTuning,
   loadSignerKey,
   loadTemporalConfig,
   ConfigError,
@@ -66,6 +67,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
   const temporal = loadTemporalConfig(env);
   const deps = opts.deps ?? activityDepsFromEnv(env);
   const grace = shutdownGraceMs(env);
+  const tuning = loadWorkerTuning(env);
   const connection = await NativeConnection.connect(temporal.connection);
   const source = workflowSource(env);
   try {
@@ -78,6 +80,7 @@ export async function createWorker(opts: CreateWorkerOptions = {}): Promise<{ wo
       ...source,
       activities: createActivities(deps),
       dataConverter: createDataConverter(temporal.payloadKeys, { acceptUnencrypted: temporal.acceptUnencrypted }),
+      ...tuning,
       shutdownGraceTime: grace,
       // Then stop waiting for anything else, inside the same budget.
       shutdownForceTime: grace + 2000,
