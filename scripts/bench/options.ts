@@ -28,7 +28,7 @@ export const USAGE =
   '                        [--block-time S (1)] [--apply-delay-ms MS (simulator default)] [--from-source]\n' +
   '                        [--worker-node-args "ARGS"]\n' +
   '  the worker is compiled first (npm run build) and runs from dist/, as the image runs it; --from-source runs it\n' +
-  '  through tsx instead. --worker-node-args passes options to its node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".';
+  '  through tsx instead. --worker-node-args passes options to its node, e.g. --worker-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof".';
 
 /** The largest fleet the bench accepts: every CVM lives in one in-process simulator. */
 export const MAX_FLEET_UPDATES = 2000;
