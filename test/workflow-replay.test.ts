@@ -14,6 +14,7 @@ import { AesGcmPayloadCodec, createDataConverter, ENCRYPTED_ENCODING, parsePaylo
 import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../src/workflow-bundling.ts';
 import { FIXTURE_PAYLOAD_KEYS, FIXTURE_SECRET_PREFIX } from './histories/fixture-key.ts';
 import { quietTemporalRuntime } from './support/runtime.ts';
+import { activityCalls, activityTasks } from './support/activity-calls.ts';
 
 quietTemporalRuntime();
 
@@ -37,16 +38,7 @@ const fixtures: Fixture[] = readdirSync(DIR)
   });
 
 const events = (f: Fixture) => f.history.events ?? [];
-/** The activities a run called: activity tasks, and local activities (since 'local-reads'), which the SDK's core records as markers. */
-const activityTypes = (f: Fixture) =>
-  events(f).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? localActivityType(e) ?? []);
-
-function localActivityType(e: proto.temporal.api.history.v1.IHistoryEvent): string | undefined {
-  const marker = e.markerRecordedEventAttributes;
-  if (marker?.markerName !== 'core_local_activity') return undefined;
-  const data = marker.details?.data?.payloads?.[0]?.data;
-  return data ? (JSON.parse(Buffer.from(data).toString()) as { activity_type?: string }).activity_type : undefined;
-}
+const activityTypes = (f: Fixture) => activityCalls(events(f));
 
 test('the fixtures cover the four kinds of run this version was recorded with', () => {
   const scenarios = new Set(fixtures.map((f) => f.recordedWith.scenario));
@@ -86,7 +78,7 @@ test('the fixtures cover the four kinds of run this version was recorded with', 
     if (viaManager) assert.ok(signals('registrationNotice') >= 2, `${f.file}: the manager's answers are in the history`);
     if (patchesOf(f).includes('local-reads')) {
       // The quick reads are markers; the ciphertext and the calls with effects or long waits stay activity tasks.
-      const tasks = events(f).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+      const tasks = activityTasks(events(f));
       const reads = ['findEarlierRequest', 'resolveCvm', 'getEncryptionKey', 'checkComposeHash', 'chainPreflight', 'requestRegistration'];
       assert.deepEqual(
         tasks.filter((t) => reads.includes(t)),
