@@ -6,9 +6,9 @@
 //
 //   npm run record-histories             # writes fixtures for package.json's version
 //   npm run record-histories -- --force  # overwrites them (only before that version ships)
-//   npm run record-histories -- --only signer-manager --tag quiet-notices
-//                                        # one scenario, as <version>-<tag>-<scenario>.json: a
-//                                        # change behind a patch within one version
+//   npm run record-histories -- --tag local-reads --only onchain,phala-kms
+//        # <version>-<tag>-<scenario>.json: a workflow change within one version gets
+//        # fixtures of its own beside the ones recorded before it
 //
 // Fixtures of released versions are never re-recorded: they stand for workflows that
 // may still be running somewhere.
@@ -39,16 +39,16 @@ import { FIXTURE_PAYLOAD_KEYS, FIXTURE_SECRET_PREFIX } from '../test/histories/f
 
 const OUT_DIR = join(import.meta.dirname, '..', 'test', 'histories');
 const force = process.argv.includes('--force');
-const optionValue = (name: string): string | undefined => {
+const option = (name: string): string | undefined => {
   const i = process.argv.indexOf(name);
   if (i < 0) return undefined;
-  const v = process.argv[i + 1];
-  if (!v || v.startsWith('--')) throw new Error(`${name} needs a value`);
-  return v;
+  const value = process.argv[i + 1];
+  if (!value || value.startsWith('--')) throw new Error(`${name} needs a value`);
+  return value;
 };
-const only = optionValue('--only')?.split(',');
-const tag = optionValue('--tag');
-if (tag !== undefined && !/^[a-z0-9-]+$/.test(tag)) throw new Error(`--tag must be lowercase letters, digits and dashes, got "${tag}"`);
+const tag = option('--tag');
+if (tag !== undefined && !/^[a-z0-9][a-z0-9-]*$/.test(tag)) throw new Error(`--tag ${tag}: use lowercase letters, digits and dashes`);
+const only = option('--only')?.split(',');
 const version = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 const commit = (() => {
   try {
@@ -81,7 +81,8 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
       const cvm = await h.newCvm({ kms: 'onchain', appId: h.appId(true), allowedEnvs: ['BASE'] });
       const { handle } = await startEnvUpdate(
         h.client,
-        { cvmId: cvm.id, env: { BASE: secret(), NEW_KEY: secret() } },
+        // With a requestId: the run looks for an earlier run that carried it first.
+        { cvmId: cvm.id, env: { BASE: secret(), NEW_KEY: secret() }, requestId: `fixture-${randomBytes(4).toString('hex')}` },
         { taskQueue: h.taskQueue },
       );
       const r = await awaitEnvUpdate(handle);
@@ -169,8 +170,9 @@ const scenarios: Record<string, { workerEnv?: Record<string, string>; run: Scena
   },
 };
 
-const unknown = only?.filter((n) => !(n in scenarios)) ?? [];
-if (unknown.length > 0) throw new Error(`--only: no scenario ${unknown.join(', ')}; there are ${Object.keys(scenarios).join(', ')}`);
+const unknown = only?.filter((name) => !(name in scenarios)) ?? [];
+if (unknown.length > 0) throw new Error(`--only: no scenario ${unknown.join(', ')} (there are: ${Object.keys(scenarios).join(', ')})`);
+
 mkdirSync(OUT_DIR, { recursive: true });
 // Automine: the reorg case needs a chain that stands still; the others get a miner.
 const stack = await useStack({ private: true, blockTime: 0 });

@@ -17,6 +17,7 @@ import { WORKFLOW_TYPE, workflowIdForCvm } from '../src/workflows/definitions.ts
 import { FAILURE } from '../src/failure-types.ts';
 import { useUpdateHarness } from './support/update-harness.ts';
 import { waitFor } from './support/wait.ts';
+import { activityCalls } from './support/activity-calls.ts';
 
 const setup = useUpdateHarness();
 
@@ -90,7 +91,7 @@ test('a raw start that bypasses the client with a used requestId fails as Duplic
     return true;
   });
   const history = await raw.fetchHistory();
-  const activities = (history.events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+  const activities = activityCalls(history.events ?? []);
   // The input is checked in the workflow itself; the guard is the only activity.
   assert.deepEqual(activities, ['findEarlierRequest'], 'no API call: not even the CVM was read');
   const after = await setup.h.sim.appliedEnv(cvm.id);

@@ -38,13 +38,13 @@ function ownerWallet() {
   };
 }
 
-/** The summaries the UI shows on the activity rows of a run's history, in order. */
+/** The summaries the UI shows on the activity rows of a run's history (tasks and local activities), in order. */
 async function activitySummaries(workflowId: string): Promise<string[]> {
   const history = await setup.h.client.workflow.getHandle(workflowId).fetchHistory();
   const codec = new AesGcmPayloadCodec(parsePayloadKeys(setup.stack.env.PAYLOAD_ENCRYPTION_KEYS!));
   const out: string[] = [];
   for (const e of history.events ?? []) {
-    const summary = e.activityTaskScheduledEventAttributes ? e.userMetadata?.summary : undefined;
+    const summary = e.activityTaskScheduledEventAttributes || e.markerRecordedEventAttributes ? e.userMetadata?.summary : undefined;
     if (!summary) continue;
     const [plain] = await codec.decode([summary as Payload]);
     out.push(defaultPayloadConverter.fromPayload<string>(plain!));

@@ -14,6 +14,7 @@ import { AesGcmPayloadCodec, createDataConverter, ENCRYPTED_ENCODING, parsePaylo
 import { WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../src/workflow-bundling.ts';
 import { FIXTURE_PAYLOAD_KEYS, FIXTURE_SECRET_PREFIX } from './histories/fixture-key.ts';
 import { quietTemporalRuntime } from './support/runtime.ts';
+import { activityCalls, activityTasks } from './support/activity-calls.ts';
 
 quietTemporalRuntime();
 
@@ -37,7 +38,7 @@ const fixtures: Fixture[] = readdirSync(DIR)
   });
 
 const events = (f: Fixture) => f.history.events ?? [];
-const activityTypes = (f: Fixture) => events(f).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+const activityTypes = (f: Fixture) => activityCalls(events(f));
 
 test('the fixtures cover the four kinds of run this version was recorded with', () => {
   const scenarios = new Set(fixtures.map((f) => f.recordedWith.scenario));
@@ -75,8 +76,32 @@ test('the fixtures cover the four kinds of run this version was recorded with', 
       );
     }
     if (viaManager) assert.ok(signals('registrationNotice') >= 2, `${f.file}: the manager's answers are in the history`);
+    if (patchesOf(f).includes('local-reads')) {
+      // The quick reads are markers; the ciphertext and the calls with effects or long waits stay activity tasks.
+      const tasks = activityTasks(events(f));
+      const reads = ['findEarlierRequest', 'resolveCvm', 'getEncryptionKey', 'checkComposeHash', 'chainPreflight', 'requestRegistration'];
+      assert.deepEqual(
+        tasks.filter((t) => reads.includes(t)),
+        [],
+        `${f.file}: reads as activity tasks`,
+      );
+      assert.ok(types.includes('resolveCvm') && types.includes('getEncryptionKey'), `${f.file}: the reads are local activities`);
+      for (const t of ['sealEnv', 'submitEnvUpdate', 'observeApplied']) assert.ok(tasks.includes(t), `${f.file}: ${t} is an activity task`);
+    }
   }
+  assert.ok(
+    fixtures.some((f) => patchesOf(f).includes('local-reads') && activityTypes(f).includes('findEarlierRequest')),
+    'a fixture runs the request guard as a local activity',
+  );
 });
+
+function patchesOf(f: Fixture): string[] {
+  return events(f).flatMap((e) => {
+    const marker = e.markerRecordedEventAttributes;
+    const data = marker?.markerName === 'core_patch' ? marker.details?.['patch-data']?.payloads?.[0]?.data : undefined;
+    return data ? [(JSON.parse(Buffer.from(data).toString()) as { id: string }).id] : [];
+  });
+}
 
 test("the fixtures hold no plaintext env value: every payload is the codec's ciphertext", async () => {
   const codec = new AesGcmPayloadCodec(parsePayloadKeys(FIXTURE_PAYLOAD_KEYS));
@@ -99,14 +124,18 @@ test("the fixtures hold no plaintext env value: every payload is the codec's cip
         }
       }
     }
-    // Search attributes and patch markers are the only payloads kept unencoded; ours carry ids, the phase and patch names.
+    // Search attributes and the SDK core's own marker data (patch ids; a local activity's type, attempt and
+    // times) are the only payloads kept unencoded. A local activity's result in its marker is ciphertext.
     let encrypted = 0;
     const walk = (node: unknown, path: string): void => {
       if (!node || typeof node !== 'object') return;
       const o = node as Record<string, unknown>;
       const encoding = (o.metadata as Record<string, string> | undefined)?.encoding;
-      // Patch markers (patched()) carry the patch id, written by the SDK's core, not by the codec.
-      if (typeof encoding === 'string' && 'data' in o && !/searchAttributes|markerRecordedEventAttributes/i.test(path)) {
+      if (
+        typeof encoding === 'string' &&
+        'data' in o &&
+        !/searchAttributes|markerRecordedEventAttributes\.details\.(patch-data|data)\./i.test(path)
+      ) {
         assert.equal(Buffer.from(encoding, 'base64').toString(), ENCRYPTED_ENCODING, `${f.file}: clear payload at ${path}`);
         encrypted++;
         return;

@@ -14,6 +14,7 @@ import {
 } from '../chain/index.ts';
 import type { ChainSettings } from '../config.ts';
 import { chainFailureType, FAILURE, type NonRetryableChainErrorCode } from '../failure-types.ts';
+import { progress } from './heartbeat.ts';
 import type { ChainPreflight, ConfirmationCheck, MinedTx, RegistrationVerification, SignedTx, TxObservation } from './types.ts';
 
 export interface ChainActivityDeps {
@@ -97,8 +98,9 @@ export function createChainActivities(deps: ChainActivityDeps, clientFor: (chain
             composeHash: a.composeHash,
             fromBlock: Math.max(0, pre.blockNumber - lookback),
             toBlock: pre.blockNumber,
-            onProgress: (p) => heartbeat(p),
-            onBackoff: (b) => heartbeat({ rateLimited: b }),
+            // Also a local activity (the update's quick reads): no heartbeat there.
+            onProgress: (p) => progress(p),
+            onBackoff: (b) => progress({ rateLimited: b }),
           }),
         );
         // Not found within the window: registering again is harmless (the contract accepts it).

@@ -30,6 +30,30 @@ export function interceptors(): WorkflowInterceptors {
     finished.add(1, { kms: kms ?? 'unknown', outcome });
   };
 
+  /** An activity call, as an activity task or a local activity: its summary, and what it means to the metrics. */
+  async function scheduled<I extends { activityType: string; args: unknown[]; options: { summary?: string } }>(
+    input: I,
+    next: (input: I) => Promise<unknown>,
+  ): Promise<unknown> {
+    const meaning = ACTIVITY_MEANINGS[input.activityType];
+    const arg = input.args[0] as Record<string, unknown> | undefined;
+    const summary = input.options.summary ?? activitySummary(input.activityType, arg);
+    if (summary !== undefined) input = { ...input, options: { ...input.options, summary } };
+    for (const raw of meaning?.broadcastsRaw?.(arg) ?? []) {
+      registrations.add(1, { event: broadcast.has(raw) ? 'rebroadcast' : 'sent' });
+      broadcast.add(raw);
+    }
+    const result = await next(input);
+    const signed = meaning?.signs?.(arg, result as Record<string, unknown> | undefined);
+    if (signed && signed.count > 0) registrations.add(signed.count, { event: signed.event });
+    const resolved = meaning?.resolvesKms?.(result as Record<string, unknown> | undefined);
+    if (isUpdate && resolved !== undefined && kms === undefined) {
+      kms = resolved;
+      started.add(1, { kms });
+    }
+    return result;
+  }
+
   return {
     inbound: [
       {
@@ -48,25 +72,9 @@ export function interceptors(): WorkflowInterceptors {
     ],
     outbound: [
       {
-        async scheduleActivity(input, next) {
-          const meaning = ACTIVITY_MEANINGS[input.activityType];
-          const arg = input.args[0] as Record<string, unknown> | undefined;
-          const summary = input.options.summary ?? activitySummary(input.activityType, arg);
-          if (summary !== undefined) input = { ...input, options: { ...input.options, summary } };
-          for (const raw of meaning?.broadcastsRaw?.(arg) ?? []) {
-            registrations.add(1, { event: broadcast.has(raw) ? 'rebroadcast' : 'sent' });
-            broadcast.add(raw);
-          }
-          const result = await next(input);
-          const signed = meaning?.signs?.(arg, result as Record<string, unknown> | undefined);
-          if (signed && signed.count > 0) registrations.add(signed.count, { event: signed.event });
-          const resolved = meaning?.resolvesKms?.(result as Record<string, unknown> | undefined);
-          if (isUpdate && resolved !== undefined && kms === undefined) {
-            kms = resolved;
-            started.add(1, { kms });
-          }
-          return result;
-        },
+        scheduleActivity: (input, next) => scheduled(input, next),
+        // The quick reads run as local activities: the same summaries and meanings.
+        scheduleLocalActivity: (input, next) => scheduled(input, next),
       },
     ],
     internals: [

@@ -8,6 +8,7 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' && v.leng
 
 const SUMMARIES: Readonly<Record<string, (arg: Arg) => string>> = {
   validateInput: () => 'validate the env (keys, sizes)',
+  findEarlierRequest: () => 'look for an earlier run of this CVM that carried the same requestId',
   resolveCvm: (a) => `resolve CVM ${str(a?.cvmId) ?? ''}`.trim(),
   getEncryptionKey: () => "fetch the CVM's env encryption key (signature checked)",
   encryptEnv: () => 'encrypt the env (once; both phases send this ciphertext)',

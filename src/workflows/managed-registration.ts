@@ -12,6 +12,7 @@ import {
   type RegistrationNotice,
 } from './signer-manager/definitions.ts';
 import type { UpdateTracker } from './update-tracker.ts';
+import { managerAsks, readVia } from './local-reads.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -94,7 +95,7 @@ export class ManagedRegistration {
     for (;;) {
       asked++;
       await this.tracker.step('chainMs', 'requestRegistration', () =>
-        this.acts.requestRegistration({
+        readVia(this.acts, managerAsks).requestRegistration({
           chainId: ask.chainId,
           signer: ask.signer,
           request: {

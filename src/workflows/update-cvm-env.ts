@@ -29,23 +29,17 @@ import { waitForConfirmations } from './confirmations.ts';
 import { ManagedRegistration } from './managed-registration.ts';
 import { REGISTRATION_REVERTED, RegistrationSender } from './legacy/registration-sender.ts';
 import { checkUpdateEnvInput, describeInputProblems, type CheckedUpdateInput } from './input-schema.ts';
-import { FAILURE, FINAL_FAILURES } from '../failure-types.ts';
+import { FAILURE } from '../failure-types.ts';
+import { STEP_RETRY } from './step-retry.ts';
+import { apiReads, chainReads, readVia } from './local-reads.ts';
 import { isFinal, oneLine, UpdateTracker, type OperatorAction, type RegistrationTarget } from './update-tracker.ts';
 import { registerOperatorUpdates } from './operator-updates.ts';
 
 type Activities = ReturnType<typeof createActivities>;
 
-// Every activity heartbeats while it runs (activities/heartbeat.ts): a dead worker's step
+// Every activity task heartbeats while it runs (activities/heartbeat.ts): a dead worker's step
 // is retried elsewhere after the heartbeat timeout, not the whole start-to-close.
 const HEARTBEAT_TIMEOUT = '10 seconds';
-
-const STEP_RETRY = {
-  initialInterval: '1 second',
-  backoffCoefficient: 2,
-  maximumInterval: '30 seconds',
-  maximumAttempts: 12,
-  nonRetryableErrorTypes: FINAL_FAILURES,
-};
 
 const API_OPTIONS = {
   startToCloseTimeout: '45 seconds',
@@ -138,7 +132,9 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   async function guardRequest(requestId: string): Promise<void> {
     upsertSearchAttributes([{ key: RequestIdAttribute, value: requestId }]);
     const { workflowId, runId } = workflowInfo();
-    const seen = await t.step('apiMs', 'findEarlierRequest', () => api.findEarlierRequest({ workflowId, runId, requestId }));
+    const seen = await t.step('apiMs', 'findEarlierRequest', () =>
+      readVia(api, apiReads).findEarlierRequest({ workflowId, runId, requestId }),
+    );
     if (seen.found) {
       throw ApplicationFailure.nonRetryable(
         `${seen.message}; nothing was sent for this run: start a new change with a new requestId`,
@@ -247,7 +243,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       }
       if (answer.kind === 'already_allowed') {
         // Allowed since our preflight, by someone else: use that registration.
-        const again = await t.step('chainMs', 'chainPreflight', () => chain.chainPreflight(ask));
+        const again = await t.step('chainMs', 'chainPreflight', () => readVia(chain, chainReads).chainPreflight(ask));
         if (again.existing) return again.existing;
         status.lastError = `compose hash ${ask.composeHash} is allowed on app ${ask.appId} but its registration was not found`;
         return undefined;
@@ -306,7 +302,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     first: string,
     target: RegistrationTarget,
   ): Promise<{ ok: true; tx: MinedTx } | { ok: false; hash: string; reason: string }> {
-    const verify = (hash: string) => chain.verifyRegistration({ ...target, transactionHash: hash });
+    const verify = (hash: string) => readVia(chain, chainReads).verifyRegistration({ ...target, transactionHash: hash });
     if (!patched(NEWEST_TX_PATCH)) {
       const v = await t.step('chainMs', 'verifyRegistration', () => verify(first));
       return v.ok
@@ -386,14 +382,14 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     if (input.requestId && patched(REQUEST_GUARD_PATCH)) await guardRequest(input.requestId);
 
     t.enter('resolving');
-    const target = await t.step('apiMs', 'resolveCvm', () => api.resolveCvm({ cvmId: input.cvmId }));
+    const target = await t.step('apiMs', 'resolveCvm', () => readVia(api, apiReads).resolveCvm({ cvmId: input.cvmId }));
     status.appId = target.appId;
     status.kms = target.kms;
     status.chainId = target.chainId;
     upsertSearchAttributes([{ key: AppIdAttribute, value: target.appId }]);
 
     t.enter('encrypting');
-    const key = await t.step('apiMs', 'getEncryptionKey', () => api.getEncryptionKey(target));
+    const key = await t.step('apiMs', 'getEncryptionKey', () => readVia(api, apiReads).getEncryptionKey(target));
     // Encrypted once: both phases and every retry send the same ciphertext. Since 'sealed-env'
     // it is in history once, and the submits (and any continued run) carry only its reference.
     const ciphertext = patched(SEALED_ENV_PATCH)
@@ -450,7 +446,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
 
         t.enter('checking');
         const check = await t.step('apiMs', 'checkComposeHash', () =>
-          api.checkComposeHash({
+          readVia(api, apiReads).checkComposeHash({
             cvmId: target.cvmId,
             envKeys: submission.envKeys,
             expected: first.composeHash,
@@ -474,7 +470,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
 
         const appId = first.appId || target.appId;
         const pre = await t.step('chainMs', 'chainPreflight', () =>
-          chain.chainPreflight({ chainId, appId, composeHash: first.composeHash }),
+          readVia(chain, chainReads).chainPreflight({ chainId, appId, composeHash: first.composeHash }),
         );
         const confirmations = input.confirmations ?? pre.confirmations;
         status.requiredConfirmations = confirmations;
@@ -628,7 +624,9 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         let again: ChainPreflight | undefined;
         for (let look = 0; look < REFIND_LOOKS; look++) {
           if (look > 0) await sleep(REFIND_FIRST_PAUSE_MS * 2 ** (look - 1));
-          again = await t.step('chainMs', 'chainPreflight', () => chain.chainPreflight({ chainId, appId, composeHash }));
+          again = await t.step('chainMs', 'chainPreflight', () =>
+            readVia(chain, chainReads).chainPreflight({ chainId, appId, composeHash }),
+          );
           if (again.existing) break;
         }
         if (again?.existing) {
