@@ -175,13 +175,15 @@ test('SEALED_ENV_CACHE_MB: default 32 MiB, 0 keeps none, anything else named', (
     );
 });
 
-test('WORKER_MAX_*: unset keeps the SDK defaults, whole numbers are passed on, anything else named', () => {
-  assert.deepEqual(loadWorkerTuning({}), {});
+test('WORKER_MAX_*: unset keeps our defaults (room for local reads), whole numbers are passed on, anything else named', () => {
+  assert.deepEqual(loadWorkerTuning({}), { maxConcurrentWorkflowTaskExecutions: 200, maxConcurrentLocalActivityExecutions: 400 });
   assert.deepEqual(loadWorkerTuning({ WORKER_MAX_CACHED_WORKFLOWS: '100', WORKER_MAX_CONCURRENT_ACTIVITIES: ' 50 ' }), {
+    maxConcurrentWorkflowTaskExecutions: 200,
+    maxConcurrentLocalActivityExecutions: 400,
     maxCachedWorkflows: 100,
     maxConcurrentActivityTaskExecutions: 50,
   });
-  assert.deepEqual(loadWorkerTuning({ WORKER_MAX_CACHED_WORKFLOWS: '0' }), { maxCachedWorkflows: 0 });
+  assert.equal(loadWorkerTuning({ WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '40' }).maxConcurrentWorkflowTaskExecutions, 40);
   for (const [name, bad] of [
     ['WORKER_MAX_CACHED_WORKFLOWS', '-1'],
     ['WORKER_MAX_CONCURRENT_WORKFLOW_TASKS', '1'],

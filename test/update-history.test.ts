@@ -64,6 +64,20 @@ for (const kms of ['onchain', 'phala'] as const) {
         .map((p) => [p.key.name, p.value]),
     );
     assert.deepEqual(ours, { AppId: cvm.appId.toLowerCase(), CvmId: cvm.id, UpdatePhase: 'completed' });
+
+    // Each search attribute write is a visibility write on the server: one for the patch
+    // baseline, one for the ids, then the phases an update can wait in, never a passing one.
+    const upserts = (history.events ?? [])
+      .map((e) => Object.keys(e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields ?? {}))
+      .filter((keys) => keys.length > 0);
+    assert.equal(upserts.filter((k) => k.includes('TemporalChangeVersion')).length, 1, 'one patch marker: the baseline');
+    const phases = (history.events ?? [])
+      .map((e) => e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.UpdatePhase?.data)
+      .filter((d): d is Uint8Array => d instanceof Uint8Array)
+      .map((d) => JSON.parse(Buffer.from(d).toString()) as string);
+    for (const passing of ['resolving', 'encrypting', 'checking'])
+      assert.ok(!phases.includes(passing), `UpdatePhase ${passing} was written`);
+    assert.ok(upserts.length <= (kms === 'onchain' ? 10 : 6), `${upserts.length} search attribute writes: ${JSON.stringify(phases)}`);
   });
 }
 

@@ -10,6 +10,7 @@ import { Context } from '@temporalio/activity';
 import { bundleWorkflowCode, Worker } from '@temporalio/worker';
 import { abortEnvUpdate, envUpdateHandle, getEnvUpdateStatus, retryEnvUpdate, startEnvUpdate } from '../src/client.ts';
 import type { CvmTarget } from '../src/activities/types.ts';
+import { UpdatePhaseAttribute } from '../src/workflows/definitions.ts';
 import { workflowBundleOptions } from '../src/workflow-bundling.ts';
 import { createTimeSkippingEnv } from './support/time-skipping.ts';
 import { waitFor, waitForStatus } from './support/wait.ts';
@@ -102,6 +103,9 @@ test('a local read whose retries run out waits for an operator in its step; retr
       assert.equal(calls, 13);
       assert.equal(reading.attempts.resolveCvm, 2);
       assert.equal(reading.appId, 'app-1');
+      // The search attribute left awaiting_operator with the retry (it skips the passing phase after it).
+      const shown = (await handle.describe()).typedSearchAttributes.get(UpdatePhaseAttribute);
+      assert.equal(shown, 'resolving', `UpdatePhase is ${shown}`);
     },
   );
 });

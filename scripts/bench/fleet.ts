@@ -83,6 +83,7 @@ export async function runFleetThroughService(
 
   const failures: Record<string, number> = {};
   const perUpdateMs: number[] = [];
+  const finishedAt = new Map<string, number>();
   const givenUp = new Map<string, string>();
   const stopWatch = watchFleet(ctx, cvmIds, (cvmId, reason) => {
     if (givenUp.has(cvmId)) return;
@@ -101,6 +102,7 @@ export async function runFleetThroughService(
             const result: UpdateEnvResult = await handle.result();
             checkOnchainNewKey(result);
             perUpdateMs.push(performance.now() - t0);
+            finishedAt.set(p.cvm.id, performance.now() - t0);
           } catch (err) {
             const reason = givenUp.get(p.cvm.id);
             countFailure(failures, reason ? new BenchFailure(reason) : err);
@@ -125,6 +127,13 @@ export async function runFleetThroughService(
     toBlock,
   );
   const signed = await countSigned(cvmIds);
+  // The slowest updates, phase by phase: a long tail is where a fleet's wall time goes.
+  const slowest = [...finishedAt].sort((a, b) => b[1] - a[1]).slice(0, 3);
+  for (const [cvmId, at] of slowest) {
+    const s = await getEnvUpdateStatus(ctx.client, cvmId).catch(() => undefined);
+    const phases = s?.timings.phases.map((ph) => `${ph.phase} ${ph.ms}`).join(', ') ?? '?';
+    opts.progress(`  slow: ${cvmId} finished at ${Math.round(at)} ms: ${phases}; attempts ${JSON.stringify(s?.attempts ?? {})}`);
+  }
   return {
     updates: prepared.length,
     succeeded: perUpdateMs.length,

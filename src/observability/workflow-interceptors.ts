@@ -3,6 +3,7 @@
 // workflow metric meter records nothing while a history is replayed, so a replay after a
 // worker restart counts nothing twice. Labels carry kinds and phases, never ids or values;
 // the phase log lines carry ids (from the SDK) and the phase, never a value.
+import { livePhase } from '../workflows/update-tracker.ts';
 import { ApplicationFailure, isCancellation, log, metricMeter, workflowInfo, type WorkflowInterceptors } from '@temporalio/workflow';
 import { UpdatePhaseAttribute, WORKFLOW_TYPE, type UpdatePhase } from '../workflows/definitions.ts';
 import { FAILURE } from '../failure-types.ts';
@@ -80,8 +81,8 @@ export function interceptors(): WorkflowInterceptors {
     internals: [
       {
         concludeActivation(input, next) {
-          // The phase is the UpdatePhase search attribute the workflow upserts on every change.
-          const now = isUpdate ? workflowInfo().typedSearchAttributes.get(UpdatePhaseAttribute) : undefined;
+          // The tracker's phase (the search attribute skips the passing ones), else the search attribute.
+          const now = isUpdate ? (livePhase() ?? workflowInfo().typedSearchAttributes.get(UpdatePhaseAttribute)) : undefined;
           if (now !== undefined && now !== phase) {
             const at = Date.now();
             if (phase !== undefined && !TERMINAL.has(phase))

@@ -2,7 +2,8 @@
 // signs days later) must not grow the history without bound: the server terminates a run at
 // 50K events. A polling slice costs about 6 events, a timer 5 more, so after a few back-to-back
 // slices the waits pause on a growing timer, and a run whose history is long continues as new.
-import { ContinueAsNew, patched, sleep, workflowInfo } from '@temporalio/workflow';
+import { ContinueAsNew, sleep, workflowInfo } from '@temporalio/workflow';
+import { since, type BaselinePatch } from './patch-baseline.ts';
 
 /** Waits that pause between slices and continue as new; runs recorded before it poll back to back. */
 export const BOUNDED_WAITS_PATCH = 'bounded-waits';
@@ -33,7 +34,7 @@ export function pauseAfterSlices(slicesDone: number): number {
 /** Sleeps the pause due after `slicesDone` empty slices (a timer: two events, however long). */
 export async function pauseBetweenSlices(slicesDone: number): Promise<void> {
   const ms = pauseAfterSlices(slicesDone);
-  if (ms > 0 && patched(BOUNDED_WAITS_PATCH)) await sleep(ms);
+  if (ms > 0 && since(BOUNDED_WAITS_PATCH)) await sleep(ms);
 }
 
 /**
@@ -41,10 +42,10 @@ export async function pauseBetweenSlices(slicesDone: number): Promise<void> {
  * `patch` names the change that let this wait continue as new: a history recorded before it
  * went on in the same run and must replay that way.
  */
-export function historyBudgetSpent(patch: string = BOUNDED_WAITS_PATCH): boolean {
+export function historyBudgetSpent(patch: BaselinePatch = BOUNDED_WAITS_PATCH): boolean {
   const info = workflowInfo();
   if (!info.continueAsNewSuggested && info.historyLength < HISTORY_BUDGET) return false;
-  return patched(patch);
+  return since(patch);
 }
 
 export function isContinueAsNew(err: unknown): boolean {

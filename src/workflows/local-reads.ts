@@ -3,7 +3,8 @@
 // events and a workflow task round trip. Only calls that change nothing, or that may run again
 // freely (the manager's ask is an idempotent signal-with-start), qualify: a local activity is
 // run again, without a record of the first try, when its worker dies mid-task.
-import { ActivityCancellationType, patched, proxyLocalActivities, type LocalActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, proxyLocalActivities, type LocalActivityOptions } from '@temporalio/workflow';
+import { since } from './patch-baseline.ts';
 import type { createActivities } from '../activities/index.ts';
 import { STEP_RETRY } from './step-retry.ts';
 
@@ -48,5 +49,5 @@ export const managerAsks = proxyLocalActivities<Activities>({
 
 /** `local` in runs since 'local-reads'; `regular` (activity tasks) in runs from before. */
 export function readVia<T>(regular: T, local: T): T {
-  return patched(LOCAL_READS_PATCH) ? local : regular;
+  return since(LOCAL_READS_PATCH) ? local : regular;
 }

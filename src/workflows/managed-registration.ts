@@ -1,6 +1,7 @@
 // The update workflow's side of the per-signer transaction manager: ask it to register
 // (app, hash), follow its answers, ask again if none comes, and withdraw on abort.
-import { CancellationScope, condition, getExternalWorkflowHandle, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, condition, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
+import { since } from './patch-baseline.ts';
 import { historyBudgetSpent, REGISTRATION_CONTINUES_PATCH } from './bounded-wait.ts';
 import type { createActivities } from '../activities/index.ts';
 import type { MinedTx } from '../activities/types.ts';
@@ -108,9 +109,9 @@ export class ManagedRegistration {
           },
         }),
       );
-      const askAgain = patched(REASK_BACKOFF_PATCH) ? askAgainAfter(asked) : ASK_AGAIN_AFTER;
+      const askAgain = since(REASK_BACKOFF_PATCH) ? askAgainAfter(asked) : ASK_AGAIN_AFTER;
       // The server's suggestion, or our budget: a continued run asks again with the same id.
-      const longHistory = () => patched(REASK_BACKOFF_PATCH) && historyBudgetSpent(REGISTRATION_CONTINUES_PATCH);
+      const longHistory = () => since(REASK_BACKOFF_PATCH) && historyBudgetSpent(REGISTRATION_CONTINUES_PATCH);
       const t0 = Date.now();
       const answered = await condition(() => final() !== undefined || this.latest.get(key)?.state === 'mined', askAgain);
       this.tracker.status.timings.chainMs += Date.now() - t0;

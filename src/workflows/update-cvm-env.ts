@@ -5,7 +5,6 @@ import {
   condition,
   isCancellation,
   makeContinueAsNewFunc,
-  patched,
   proxyActivities,
   sleep,
   upsertSearchAttributes,
@@ -24,6 +23,7 @@ import {
 import { historyBudgetSpent, isContinueAsNew, pauseBetweenSlices, REGISTRATION_CONTINUES_PATCH } from './bounded-wait.ts';
 import type { RegistrationResume, RegistrationRound, Submission } from './registration-round.ts';
 import { payloadBudgetProblem } from './payload-budget.ts';
+import { beginPatches, since } from './patch-baseline.ts';
 import { sealedEnvRef, type SealedEnvRef } from './sealed-env.ts';
 import { waitForConfirmations } from './confirmations.ts';
 import { ManagedRegistration } from './managed-registration.ts';
@@ -109,10 +109,16 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   // A resumed run is this workflow's own continuation of a checked input. No input at all, or a
   // `resume` in a run that did not continue as new (a forged one), is checked too: reading past
   // it would throw a TypeError, which fails the workflow task again on every attempt.
+  // Before anything else asks a patch: whether this run began under the baseline is fixed here.
+  const compact = beginPatches();
   const given: Partial<UpdateEnvInput> | null | undefined = input;
   const resumed = given?.resume !== undefined && workflowInfo().continuedFromExecutionRunId !== undefined;
-  const checked = !resumed && patched(INPUT_SCHEMA_PATCH) ? checkedInput(input) : undefined;
-  const t = new UpdateTracker(input.cvmId, input.resume?.status);
+  const checked = !resumed && since(INPUT_SCHEMA_PATCH) ? checkedInput(input) : undefined;
+  // Under the baseline the first write of the search attributes carries the requestId too.
+  const t = new UpdateTracker(input.cvmId, input.resume?.status, {
+    compact,
+    ...(compact && !resumed && checked?.requestId ? { requestId: checked.requestId } : {}),
+  });
   const { status } = t;
   const managed = new ManagedRegistration(t, chain);
   let seals = 0;
@@ -130,7 +136,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
 
   /** Refuses a requestId that an earlier run of this CVM carried, whoever started this one. */
   async function guardRequest(requestId: string): Promise<void> {
-    upsertSearchAttributes([{ key: RequestIdAttribute, value: requestId }]);
+    if (!compact) upsertSearchAttributes([{ key: RequestIdAttribute, value: requestId }]);
     const { workflowId, runId } = workflowInfo();
     const seen = await t.step('apiMs', 'findEarlierRequest', () =>
       readVia(api, apiReads).findEarlierRequest({ workflowId, runId, requestId }),
@@ -303,7 +309,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     target: RegistrationTarget,
   ): Promise<{ ok: true; tx: MinedTx } | { ok: false; hash: string; reason: string }> {
     const verify = (hash: string) => readVia(chain, chainReads).verifyRegistration({ ...target, transactionHash: hash });
-    if (!patched(NEWEST_TX_PATCH)) {
+    if (!since(NEWEST_TX_PATCH)) {
       const v = await t.step('chainMs', 'verifyRegistration', () => verify(first));
       return v.ok
         ? { ok: true, tx: { hash: v.hash, blockNumber: v.blockNumber, blockHash: v.blockHash } }
@@ -373,13 +379,13 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   }
 
   async function run(): Promise<UpdateEnvResult> {
-    if (patched(PAYLOAD_BUDGET_PATCH)) {
+    if (since(PAYLOAD_BUDGET_PATCH)) {
       const problem = payloadBudgetProblem(input);
       if (problem) throw ApplicationFailure.nonRetryable(problem, FAILURE.InvalidInput);
     }
     const validated =
       checked ?? (await t.timed('apiMs', 'validateInput', () => api.validateInput({ env: input.env, allowedKeys: input.allowedKeys })));
-    if (input.requestId && patched(REQUEST_GUARD_PATCH)) await guardRequest(input.requestId);
+    if (input.requestId && since(REQUEST_GUARD_PATCH)) await guardRequest(input.requestId);
 
     t.enter('resolving');
     const target = await t.step('apiMs', 'resolveCvm', () => readVia(api, apiReads).resolveCvm({ cvmId: input.cvmId }));
@@ -392,7 +398,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     const key = await t.step('apiMs', 'getEncryptionKey', () => readVia(api, apiReads).getEncryptionKey(target));
     // Encrypted once: both phases and every retry send the same ciphertext. Since 'sealed-env'
     // it is in history once, and the submits (and any continued run) carry only its reference.
-    const ciphertext = patched(SEALED_ENV_PATCH)
+    const ciphertext = since(SEALED_ENV_PATCH)
       ? { sealedEnv: await t.step('apiMs', 'encryptEnv', () => seal(validated.env, key.publicKey)) }
       : await t.step('apiMs', 'encryptEnv', () => api.encryptEnv({ env: validated.env, publicKey: key.publicKey }));
     return rounds(target, { cvmId: target.cvmId, ...ciphertext, envKeys: validated.envKeys, requestId: input.requestId });
@@ -519,7 +525,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     const { chainId, appId, composeHash, pre, confirmations } = r;
     const resumed = 'at' in from ? from : undefined;
     let operatorTx = resumed ? undefined : (from as { operatorTx: string | undefined }).operatorTx;
-    const viaManager = r.ours && patched(SIGNER_MANAGER_PATCH);
+    const viaManager = r.ours && since(SIGNER_MANAGER_PATCH);
     const sender =
       r.ours && !viaManager
         ? new RegistrationSender({
@@ -563,7 +569,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
               `addComposeHash(${composeHash}) and signal useTransaction with its hash`;
           // Since 'owner-watch': the chain is watched meanwhile; a registration by anyone ends the wait.
           const action =
-            !pre.signerIsOwner && patched(OWNER_WATCH_PATCH)
+            !pre.signerIsOwner && since(OWNER_WATCH_PATCH)
               ? await awaitOwner(why, { chainId, appId, composeHash, fromBlock: pre.blockNumber ?? 0 }, ownerSlice)
               : await t.awaitOperator(why, ['useTransaction']);
           ownerSlice = 1;
@@ -618,7 +624,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       status.lastError = `registration ${registration.hash} was reorganised out of the chain`;
       t.enter('registering');
       registration = sender ? await sendLegacy(sender) : viaManager ? (managedTx = await registerWithManager(ask, pre, r)) : undefined;
-      if (!registration && !sender && !viaManager && patched(REFIND_REGISTRATION_PATCH)) {
+      if (!registration && !sender && !viaManager && since(REFIND_REGISTRATION_PATCH)) {
         // Whoever sent it (often our own manager, for a sibling CVM of the same app) usually
         // mines it again within a few blocks: look for a while before anyone is asked.
         let again: ChainPreflight | undefined;
@@ -632,7 +638,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         if (again?.existing) {
           status.lastError = `registration ${status.transactionHash} was reorganised; found again as ${again.existing.hash} in block ${again.existing.blockNumber}`;
           registration = again.existing;
-        } else if (again?.signerIsOwner && patched(SIGNER_MANAGER_PATCH)) {
+        } else if (again?.signerIsOwner && since(SIGNER_MANAGER_PATCH)) {
           // Gone for good and ours to send: the manager registers it, once for every CVM of the app.
           registration = managedTx = await registerWithManager(ask, again, r);
         }

@@ -16,6 +16,7 @@ import { parseAbortArg, parseRetryArg, parseTransactionArg } from './operator-in
 import {
   abortSignal,
   CvmIdAttribute,
+  RequestIdAttribute,
   retrySignal,
   statusQuery,
   UpdatePhaseAttribute,
@@ -27,6 +28,22 @@ import {
 import { FAILURE, FINAL_FAILURES } from '../failure-types.ts';
 
 export type Bucket = 'apiMs' | 'chainMs';
+
+/**
+ * Phases of a read or two between the ones an update waits in. In compact runs the UpdatePhase
+ * search attribute skips them: each write is a visibility write on the server, and an update
+ * passed through these in well under a second. The status query and the UI's details still
+ * name them; an update that waits for an operator in one shows `awaiting_operator`.
+ */
+const PASSING_PHASES: ReadonlySet<UpdatePhase> = new Set(['resolving', 'encrypting', 'checking']);
+
+// Module state is per workflow run (the sandbox loads modules per run).
+let currentPhase: UpdatePhase | undefined;
+
+/** The phase the update in this run is in now, passing ones included: for the phase metrics. */
+export function livePhase(): UpdatePhase | undefined {
+  return currentPhase;
+}
 export type OperatorWay = 'retry' | 'useTransaction';
 /** `verified`: already checked on chain against the registration this change needs. */
 export type OperatorAction = { kind: 'retry' } | { kind: 'useTransaction'; hash: string; verified?: MinedTx } | { kind: 'resolved' };
@@ -59,9 +76,18 @@ export class UpdateTracker {
   registrationTarget: RegistrationTarget | undefined;
 
   private readonly startedAt: number;
+  /** Fewer search attribute writes (runs under the patch baseline): see `enter`. */
+  private readonly compact: boolean;
+  /** The UpdatePhase value last written. */
+  private shownPhase: UpdatePhase | undefined;
 
-  /** `resumed`: the status an earlier run of the same change handed over when it continued as new. */
-  constructor(cvmId: string, resumed?: UpdateStatus) {
+  /**
+   * `resumed`: the status an earlier run of the same change handed over when it continued as new.
+   * `compact`: write the phase only when it changes, and not for phases an update passes through.
+   * `requestId`: written with the first attributes (compact runs).
+   */
+  constructor(cvmId: string, resumed?: UpdateStatus, opts: { compact?: boolean; requestId?: string } = {}) {
+    this.compact = opts.compact === true;
     this.startedAt = resumed ? Date.parse(resumed.timings.startedAt) : Date.now();
     // The current phase began where the finished ones end.
     this.phaseStarted = this.startedAt + (resumed?.timings.phases.reduce((sum, p) => sum + p.ms, 0) ?? 0);
@@ -106,7 +132,10 @@ export class UpdateTracker {
     upsertSearchAttributes([
       { key: CvmIdAttribute, value: cvmId },
       { key: UpdatePhaseAttribute, value: this.status.phase },
+      ...(opts.requestId ? [{ key: RequestIdAttribute, value: opts.requestId }] : []),
     ]);
+    this.shownPhase = this.status.phase;
+    currentPhase = this.status.phase;
   }
 
   enter(phase: UpdatePhase): void {
@@ -116,8 +145,19 @@ export class UpdateTracker {
       this.phaseStarted = now;
     }
     this.status.phase = phase;
-    upsertSearchAttributes([{ key: UpdatePhaseAttribute, value: phase }]);
+    currentPhase = phase;
+    if (!this.compact) upsertSearchAttributes([{ key: UpdatePhaseAttribute, value: phase }]);
+    else if (this.shows(phase)) {
+      upsertSearchAttributes([{ key: UpdatePhaseAttribute, value: phase }]);
+      this.shownPhase = phase;
+    }
     this.showDetails();
+  }
+
+  /** Whether `phase` is written (compact runs): a passing phase only when it ends an operator's wait. */
+  private shows(phase: UpdatePhase): boolean {
+    if (PASSING_PHASES.has(phase) && this.shownPhase !== 'awaiting_operator') return false;
+    return phase !== this.shownPhase;
   }
 
   /** The UI's "current details": what the change does or waits for, and what an operator can do. */
