@@ -175,11 +175,9 @@ test('SEALED_ENV_CACHE_MB: default 32 MiB, 0 keeps none, anything else named', (
     );
 });
 
-test('WORKER_MAX_*: unset keeps our defaults (room for local reads), whole numbers are passed on, anything else named', () => {
-  assert.deepEqual(loadWorkerTuning({}), { maxConcurrentWorkflowTaskExecutions: 200, maxConcurrentLocalActivityExecutions: 400 });
+test('WORKER_MAX_*: unset keeps the SDK defaults, whole numbers are passed on, anything else named', () => {
+  assert.deepEqual(loadWorkerTuning({}), {});
   assert.deepEqual(loadWorkerTuning({ WORKER_MAX_CACHED_WORKFLOWS: '100', WORKER_MAX_CONCURRENT_ACTIVITIES: ' 50 ' }), {
-    maxConcurrentWorkflowTaskExecutions: 200,
-    maxConcurrentLocalActivityExecutions: 400,
     maxCachedWorkflows: 100,
     maxConcurrentActivityTaskExecutions: 50,
   });

@@ -230,15 +230,12 @@ const TUNING_VARIABLES = {
 } as const;
 
 /**
- * An update's quick reads are local activities, which keep its workflow task (and the slot it
- * takes) open while they run; with the SDK's 40 slots a fleet of 200 updates queued for them
- * (45 s against 35 s with 200 slots, on the bench's fleet). A slot costs nothing while its
- * task waits on a read: the workflow code itself still runs one activation at a time.
+ * None of our own: on the bench's fleet of 200 updates, 200 workflow task slots (local reads
+ * hold theirs while they run) against the SDK's 40 measured 34.8 s against 45.3 s in one
+ * pair of runs and 29.5 s against 29.0 s in another, while the worker's peak grew by about
+ * 90 MB. Raise them with WORKER_MAX_* where a worker has the memory and many updates at once.
  */
-export const DEFAULT_WORKER_TUNING: WorkerTuning = {
-  maxConcurrentWorkflowTaskExecutions: 200,
-  maxConcurrentLocalActivityExecutions: 400,
-};
+export const DEFAULT_WORKER_TUNING: WorkerTuning = {};
 
 /**
  * WORKER_MAX_CACHED_WORKFLOWS, WORKER_MAX_CONCURRENT_WORKFLOW_TASKS, WORKER_MAX_CONCURRENT_ACTIVITIES,
