@@ -82,7 +82,7 @@ export async function runFleetThroughService(
   const peakReset = resetPeak(opts.workerPid);
 
   const failures: Record<string, number> = {};
-  const perUpdateMs: number[] = [];
+  /** CVM id → its update's time from the common start to its result, for those that succeeded. */
   const finishedAt = new Map<string, number>();
   const givenUp = new Map<string, string>();
   const stopWatch = watchFleet(ctx, cvmIds, (cvmId, reason) => {
@@ -101,7 +101,6 @@ export async function runFleetThroughService(
             const handle = await startUpdate(ctx, p);
             const result: UpdateEnvResult = await handle.result();
             checkOnchainNewKey(result);
-            perUpdateMs.push(performance.now() - t0);
             finishedAt.set(p.cvm.id, performance.now() - t0);
           } catch (err) {
             const reason = givenUp.get(p.cvm.id);
@@ -136,10 +135,10 @@ export async function runFleetThroughService(
   }
   return {
     updates: prepared.length,
-    succeeded: perUpdateMs.length,
+    succeeded: finishedAt.size,
     failures,
     wallMs,
-    perUpdateMs,
+    perUpdateMs: [...finishedAt.values()],
     registrations,
     signed,
     peakRssMb: peakReset ? memory.peakMb : null,

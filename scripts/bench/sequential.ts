@@ -5,7 +5,7 @@ import { createPublicClient, http, parseEventLogs, type Hex } from 'viem';
 import { dstackAppAbi } from '../../src/chain/dstack-app-abi.ts';
 import { getEnvUpdateStatus, type EnvUpdateHandle } from '../../src/client.ts';
 import type { UpdateEnvResult, UpdateStatus } from '../../src/workflows/definitions.ts';
-import { distribution, median, ms, round, table } from './stats.ts';
+import { distribution, median, ms, round, table, tsMs } from './stats.ts';
 import { awaitResult, BenchFailure, secretValue, startUpdate, type Ctx, type Prepared } from './updates.ts';
 
 export type Kind = 'onchain-new-key' | 'onchain-same-keys' | 'phala';
@@ -60,9 +60,6 @@ export function checkPath(kind: Kind, r: UpdateEnvResult): void {
     throw new BenchFailure(`CVM ${r.cvmId} reported ${r.kms} KMS for a ${kind} update`);
   if (!r.applied) throw new BenchFailure(`CVM ${r.cvmId}: the update finished without being applied`);
 }
-
-const tsMs = (ts: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
-  ts ? Number(String(ts.seconds ?? 0)) * 1000 + (ts.nanos ?? 0) / 1e6 : Number.NaN;
 
 /**
  * The workflow's apiMs/chainMs are read in workflow time around each await, so they already hold

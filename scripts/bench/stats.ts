@@ -26,6 +26,10 @@ export function distribution(values: number[]): Distribution {
   return { min: Math.min(...values), median: median(values), p95: quantile(values, 0.95), max: Math.max(...values) };
 }
 
+/** A history event's protobuf timestamp in epoch milliseconds; NaN when it has none. */
+export const tsMs = (ts: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
+  ts ? Number(String(ts.seconds ?? 0)) * 1000 + (ts.nanos ?? 0) / 1e6 : Number.NaN;
+
 export const ms = (v: number | undefined | null) => (v === undefined || v === null || Number.isNaN(v) ? '—' : String(Math.round(v)));
 export const mb = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
 /** Rounds for the JSON line; NaN (no sample) becomes null. */
