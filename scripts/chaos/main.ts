@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { abortEnvUpdate, getEnvUpdateStatus, startEnvUpdate, type EnvUpdateHandle } from '../../src/client.ts';
 import { installQuietRuntime, interruptible, LocalSession } from '../../src/dev/local-session.ts';
-import { writeWorkflowBundle } from '../../src/dev/worker-process.ts';
+import { workerBundle } from '../../src/dev/worker-process.ts';
 import { SimAdminClient } from '../../src/simulator/admin-client.ts';
 import { workflowIdForCvm, type UpdateEnvResult } from '../../src/workflows/definitions.ts';
 import { chainClient, deploySignerApps, pairKey, registrationsMined } from '../bench/chain.ts';
@@ -125,7 +125,7 @@ async function main(): Promise<number> {
       await step(buildDist());
     }
     progress(`bundling the workflows, starting the RPC fault proxy and ${opts.workers} worker processes…`);
-    const bundlePath = await step(writeWorkflowBundle(join(session.dataDir, 'workflow-bundle.js')));
+    const bundlePath = await step(workerBundle(session.dataDir, opts.built));
     proxy = await step(startRpcFaultProxy({ upstream: rpcUrl, rate: opts.rpcFaultRate, seed: opts.seed }));
     // Deeper than the reorg: a registration it removes was never taken as final.
     const confirmations = opts.reorgDepth + 1;

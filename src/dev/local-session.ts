@@ -12,7 +12,7 @@ import { createWorker } from '../worker.ts';
 import type { ServiceProcess } from './service-process.ts';
 import { defaultServices } from './services.ts';
 import { startStack, type Stack } from './stack.ts';
-import { startWorkerProcess, writeWorkflowBundle } from './worker-process.ts';
+import { startWorkerProcess, workerBundle } from './worker-process.ts';
 
 type Say = (line: string) => void;
 export type Step = <T>(p: Promise<T>) => Promise<T>;
@@ -119,14 +119,15 @@ export class LocalSession {
    * environment, log in the data dir), so its memory can be measured on its own, and resolves
    * to it and a client once it polls this session's task queue. The workflow bundle is built
    * here first and handed over with WORKFLOW_BUNDLE_PATH, as a deployment would: the worker's
-   * memory is then its own work's, not the bundler's.
+   * memory is then its own work's, not the bundler's. `built`: the compiled dist/worker.js
+   * with the bundle the build wrote, as the image runs it; `nodeArgs`: options for node itself
+   * (e.g. --cpu-prof).
    */
-  /** `built`: the compiled dist/worker.js, as the image runs it; `nodeArgs`: options for node itself (e.g. --cpu-prof). */
   async startWorkerProcessAndClient(
     stack: Stack,
     opts: { built?: boolean; nodeArgs?: string[] } = {},
   ): Promise<{ client: Client; worker: ServiceProcess }> {
-    const bundlePath = await this.#step(writeWorkflowBundle(join(this.dataDir, 'workflow-bundle.js')));
+    const bundlePath = await this.#step(workerBundle(this.dataDir, opts.built === true));
     this.#workerProcess = startWorkerProcess({
       env: { ...process.env, ...stack.env, TEMPORAL_TASK_QUEUE: this.taskQueue, LOG_LEVEL: 'INFO' },
       bundlePath,

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger } from '@temporalio/worker';
-import { buildWorkflowBundle } from '../workflow-bundling.ts';
+import { BUILT_BUNDLE_FILE, buildWorkflowBundle } from '../workflow-bundling.ts';
 import { startService, type ServiceProcess } from './service-process.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -14,6 +14,14 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export async function writeWorkflowBundle(path: string): Promise<string> {
   writeFileSync(path, await buildWorkflowBundle(new DefaultLogger('WARN')));
   return path;
+}
+
+/**
+ * The bundle for worker processes: `npm run build` already wrote one beside dist/worker.js (same
+ * recipe) for `built` workers; otherwise it is built into `dir`.
+ */
+export function workerBundle(dir: string, built: boolean): Promise<string> {
+  return built ? Promise.resolve(join(ROOT, 'dist', BUILT_BUNDLE_FILE)) : writeWorkflowBundle(join(dir, 'workflow-bundle.js'));
 }
 
 export interface WorkerProcessOptions {
