@@ -205,12 +205,23 @@ export interface ApplyWatchSettings {
 
 export const DEFAULT_APPLY_UNLISTED_GRACE_SECONDS = 120;
 
+/** The number in `env[name]` (undefined when unset or blank); one that `ok` refuses is a ConfigError saying `problem`. */
+function envNumber(env: NodeJS.ProcessEnv, name: string, ok: (n: number) => boolean, problem: string): number | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  const n = Number(raw);
+  if (!ok(n)) throw new ConfigError(problem);
+  return n;
+}
+
 export function loadApplyWatchConfig(env: NodeJS.ProcessEnv = process.env): ApplyWatchSettings {
-  const raw = env.APPLY_UNLISTED_GRACE_SECONDS?.trim();
-  const seconds = raw ? Number(raw) : DEFAULT_APPLY_UNLISTED_GRACE_SECONDS;
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 86_400) {
-    throw new ConfigError('APPLY_UNLISTED_GRACE_SECONDS must be a number of seconds above 0 and at most 86400');
-  }
+  const seconds =
+    envNumber(
+      env,
+      'APPLY_UNLISTED_GRACE_SECONDS',
+      (n) => Number.isFinite(n) && n > 0 && n <= 86_400,
+      'APPLY_UNLISTED_GRACE_SECONDS must be a number of seconds above 0 and at most 86400',
+    ) ?? DEFAULT_APPLY_UNLISTED_GRACE_SECONDS;
   return { unlistedOperationGraceMs: seconds * 1000 };
 }
 
@@ -230,27 +241,24 @@ const TUNING_VARIABLES = {
 } as const;
 
 /**
- * None of our own: on the bench's fleet of 200 updates, 200 workflow task slots (local reads
- * hold theirs while they run) against the SDK's 40 measured 34.8 s against 45.3 s in one
- * pair of runs and 29.5 s against 29.0 s in another, while the worker's peak grew by about
- * 90 MB. Raise them with WORKER_MAX_* where a worker has the memory and many updates at once.
- */
-export const DEFAULT_WORKER_TUNING: WorkerTuning = {};
-
-/**
  * WORKER_MAX_CACHED_WORKFLOWS, WORKER_MAX_CONCURRENT_WORKFLOW_TASKS, WORKER_MAX_CONCURRENT_ACTIVITIES,
- * WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES: unset leaves DEFAULT_WORKER_TUNING, then the SDK's defaults. A smaller workflow
+ * WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES: unset leaves the SDK's defaults. A smaller workflow
  * cache bounds the worker's memory; a workflow pushed out of it is replayed from its history
- * when its next task comes, which costs the server a history read.
+ * when its next task comes, which costs the server a history read. No defaults of our own: on
+ * the bench's fleet of 200 updates, 200 workflow task slots (local reads hold theirs while they
+ * run) against the SDK's 40 measured 34.8 s against 45.3 s in one pair of runs and 29.5 s
+ * against 29.0 s in another, while the worker's peak grew by about 90 MB.
  */
 export function loadWorkerTuning(env: NodeJS.ProcessEnv = process.env): WorkerTuning {
-  const tuning: WorkerTuning = { ...DEFAULT_WORKER_TUNING };
+  const tuning: WorkerTuning = {};
   for (const [name, { option, min }] of Object.entries(TUNING_VARIABLES)) {
-    const raw = env[name]?.trim();
-    if (!raw) continue;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > 100_000) throw new ConfigError(`${name} must be a whole number from ${min} to 100000`);
-    tuning[option] = n;
+    const n = envNumber(
+      env,
+      name,
+      (v) => Number.isInteger(v) && v >= min && v <= 100_000,
+      `${name} must be a whole number from ${min} to 100000`,
+    );
+    if (n !== undefined) tuning[option] = n;
   }
   return tuning;
 }
@@ -262,9 +270,13 @@ export const DEFAULT_SEALED_ENV_CACHE_MB = 32;
  * none: every submit reads it back from the run's history).
  */
 export function loadSealedEnvCacheBytes(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.SEALED_ENV_CACHE_MB?.trim();
-  const mb = raw ? Number(raw) : DEFAULT_SEALED_ENV_CACHE_MB;
-  if (!Number.isFinite(mb) || mb < 0 || mb > 4096) throw new ConfigError('SEALED_ENV_CACHE_MB must be a number of MiB from 0 to 4096');
+  const mb =
+    envNumber(
+      env,
+      'SEALED_ENV_CACHE_MB',
+      (n) => Number.isFinite(n) && n >= 0 && n <= 4096,
+      'SEALED_ENV_CACHE_MB must be a number of MiB from 0 to 4096',
+    ) ?? DEFAULT_SEALED_ENV_CACHE_MB;
   return Math.floor(mb * 1024 * 1024);
 }
 

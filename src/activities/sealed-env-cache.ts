@@ -25,10 +25,9 @@ export class SealedEnvCache {
     this.#forget(digest);
     this.#entries.set(digest, Buffer.from(sealed.subarray(SEALED_DIGEST_BYTES)).toString('hex'));
     this.#bytes += ciphertext;
-    for (const [oldest, hex] of this.#entries) {
+    for (const oldest of this.#entries.keys()) {
       if (this.#bytes <= this.maxBytes) break;
-      this.#entries.delete(oldest);
-      this.#bytes -= hex.length / 2;
+      this.#forget(oldest);
     }
   }
 
