@@ -151,18 +151,18 @@ test('a quick chain: two askers of one (app, hash) share one signing, and each g
         ['confirmed'],
       );
       assert.equal(await noticesIn(asker.askerId), 1, "one signal in the asker's history");
-      assert.deepEqual(confirmedOf(answers).sent, {
-        hash: tx!.hash,
-        nonce: tx!.nonce,
-        maxFeePerGas: tx!.maxFeePerGas,
-        maxPriorityFeePerGas: tx!.maxPriorityFeePerGas,
-      });
+      assert.deepEqual(confirmedOf(answers).sent, sentTxOf(tx!));
     }
     const { events } = await env.client.workflow.getHandle(c.managerId).fetchHistory();
     const sentSignals = (events ?? []).filter((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes).length;
     assert.equal(sentSignals, 2, 'the manager signalled each asker once');
   });
 });
+
+/** What an asker is told of a signing: its hash, nonce and fees. */
+function sentTxOf(tx: { hash: string; nonce: number; maxFeePerGas: string; maxPriorityFeePerGas: string }) {
+  return { hash: tx.hash, nonce: tx.nonce, maxFeePerGas: tx.maxFeePerGas, maxPriorityFeePerGas: tx.maxPriorityFeePerGas };
+}
 
 test('a slow chain: an asker is told sent with the transaction hash once nothing is mined for a while, then confirmed', async () => {
   const chain = new FakeChain();
@@ -185,12 +185,7 @@ test('a slow chain: an asker is told sent with the transaction hash once nothing
       ['sent', 'confirmed'],
     );
     const sent = answers[0] as Extract<RegistrationNotice, { state: 'sent' }>;
-    assert.deepEqual(sent.tx, {
-      hash: tx!.hash,
-      nonce: tx!.nonce,
-      maxFeePerGas: tx!.maxFeePerGas,
-      maxPriorityFeePerGas: tx!.maxPriorityFeePerGas,
-    });
+    assert.deepEqual(sent.tx, sentTxOf(tx!));
     assert.equal(confirmedOf(answers).tx.hash, tx!.hash);
     assert.equal(confirmedOf(answers).sent, undefined, 'told already: not repeated');
     assert.equal(await noticesIn(a.askerId), 2);

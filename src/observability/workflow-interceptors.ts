@@ -5,7 +5,7 @@
 // the phase log lines carry ids (from the SDK) and the phase, never a value.
 import { livePhase } from '../workflows/update-tracker.ts';
 import { ApplicationFailure, isCancellation, log, metricMeter, workflowInfo, type WorkflowInterceptors } from '@temporalio/workflow';
-import { UpdatePhaseAttribute, WORKFLOW_TYPE, type UpdatePhase } from '../workflows/definitions.ts';
+import { WORKFLOW_TYPE, type UpdatePhase } from '../workflows/definitions.ts';
 import { FAILURE } from '../failure-types.ts';
 import { ACTIVITY_MEANINGS } from './activity-meanings.ts';
 import { activitySummary } from '../workflows/activity-summaries.ts';
@@ -81,8 +81,8 @@ export function interceptors(): WorkflowInterceptors {
     internals: [
       {
         concludeActivation(input, next) {
-          // The tracker's phase (the search attribute skips the passing ones), else the search attribute.
-          const now = isUpdate ? (livePhase() ?? workflowInfo().typedSearchAttributes.get(UpdatePhaseAttribute)) : undefined;
+          // The tracker's phase: the UpdatePhase search attribute skips the passing ones.
+          const now = isUpdate ? livePhase() : undefined;
           if (now !== undefined && now !== phase) {
             const at = Date.now();
             if (phase !== undefined && !TERMINAL.has(phase))

@@ -45,8 +45,3 @@ export function beginPatches(): boolean {
 export function since(id: BaselinePatch): boolean {
   return baseline === true || patched(id);
 }
-
-/** True in runs that began under the baseline: new behaviour that needs no patch of its own. */
-export function underBaseline(): boolean {
-  return baseline === true;
-}

@@ -62,6 +62,11 @@ const chain = proxyActivities<Activities>({
   retry: STEP_RETRY,
 });
 
+// The quick reads: local activities in runs since 'local-reads', activity tasks before. Asked at
+// each read, where the patch was first asked when those runs were recorded.
+const apiRead = () => readVia(api, apiReads);
+const chainRead = () => readVia(chain, chainReads);
+
 /**
  * New registrations go through the per-signer transaction manager; updates started before
  * it replay through the legacy sender. Remove that branch (deprecatePatch) once none is open.
@@ -138,9 +143,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
   async function guardRequest(requestId: string): Promise<void> {
     if (!compact) upsertSearchAttributes([{ key: RequestIdAttribute, value: requestId }]);
     const { workflowId, runId } = workflowInfo();
-    const seen = await t.step('apiMs', 'findEarlierRequest', () =>
-      readVia(api, apiReads).findEarlierRequest({ workflowId, runId, requestId }),
-    );
+    const seen = await t.step('apiMs', 'findEarlierRequest', () => apiRead().findEarlierRequest({ workflowId, runId, requestId }));
     if (seen.found) {
       throw ApplicationFailure.nonRetryable(
         `${seen.message}; nothing was sent for this run: start a new change with a new requestId`,
@@ -249,7 +252,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
       }
       if (answer.kind === 'already_allowed') {
         // Allowed since our preflight, by someone else: use that registration.
-        const again = await t.step('chainMs', 'chainPreflight', () => readVia(chain, chainReads).chainPreflight(ask));
+        const again = await t.step('chainMs', 'chainPreflight', () => chainRead().chainPreflight(ask));
         if (again.existing) return again.existing;
         status.lastError = `compose hash ${ask.composeHash} is allowed on app ${ask.appId} but its registration was not found`;
         return undefined;
@@ -308,7 +311,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     first: string,
     target: RegistrationTarget,
   ): Promise<{ ok: true; tx: MinedTx } | { ok: false; hash: string; reason: string }> {
-    const verify = (hash: string) => readVia(chain, chainReads).verifyRegistration({ ...target, transactionHash: hash });
+    const verify = (hash: string) => chainRead().verifyRegistration({ ...target, transactionHash: hash });
     if (!since(NEWEST_TX_PATCH)) {
       const v = await t.step('chainMs', 'verifyRegistration', () => verify(first));
       return v.ok
@@ -388,14 +391,14 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
     if (input.requestId && since(REQUEST_GUARD_PATCH)) await guardRequest(input.requestId);
 
     t.enter('resolving');
-    const target = await t.step('apiMs', 'resolveCvm', () => readVia(api, apiReads).resolveCvm({ cvmId: input.cvmId }));
+    const target = await t.step('apiMs', 'resolveCvm', () => apiRead().resolveCvm({ cvmId: input.cvmId }));
     status.appId = target.appId;
     status.kms = target.kms;
     status.chainId = target.chainId;
     upsertSearchAttributes([{ key: AppIdAttribute, value: target.appId }]);
 
     t.enter('encrypting');
-    const key = await t.step('apiMs', 'getEncryptionKey', () => readVia(api, apiReads).getEncryptionKey(target));
+    const key = await t.step('apiMs', 'getEncryptionKey', () => apiRead().getEncryptionKey(target));
     // Encrypted once: both phases and every retry send the same ciphertext. Since 'sealed-env'
     // it is in history once, and the submits (and any continued run) carry only its reference.
     const ciphertext = since(SEALED_ENV_PATCH)
@@ -452,7 +455,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
 
         t.enter('checking');
         const check = await t.step('apiMs', 'checkComposeHash', () =>
-          readVia(api, apiReads).checkComposeHash({
+          apiRead().checkComposeHash({
             cvmId: target.cvmId,
             envKeys: submission.envKeys,
             expected: first.composeHash,
@@ -476,7 +479,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
 
         const appId = first.appId || target.appId;
         const pre = await t.step('chainMs', 'chainPreflight', () =>
-          readVia(chain, chainReads).chainPreflight({ chainId, appId, composeHash: first.composeHash }),
+          chainRead().chainPreflight({ chainId, appId, composeHash: first.composeHash }),
         );
         const confirmations = input.confirmations ?? pre.confirmations;
         status.requiredConfirmations = confirmations;
@@ -630,9 +633,7 @@ export async function updateCvmEnvWorkflow(input: UpdateEnvInput): Promise<Updat
         let again: ChainPreflight | undefined;
         for (let look = 0; look < REFIND_LOOKS; look++) {
           if (look > 0) await sleep(REFIND_FIRST_PAUSE_MS * 2 ** (look - 1));
-          again = await t.step('chainMs', 'chainPreflight', () =>
-            readVia(chain, chainReads).chainPreflight({ chainId, appId, composeHash }),
-          );
+          again = await t.step('chainMs', 'chainPreflight', () => chainRead().chainPreflight({ chainId, appId, composeHash }));
           if (again.existing) break;
         }
         if (again?.existing) {

@@ -37,13 +37,14 @@ export type Bucket = 'apiMs' | 'chainMs';
  */
 const PASSING_PHASES: ReadonlySet<UpdatePhase> = new Set(['resolving', 'encrypting', 'checking']);
 
-// Module state is per workflow run (the sandbox loads modules per run).
-let currentPhase: UpdatePhase | undefined;
+// Module state is per workflow run (the sandbox loads modules per run): this run's tracker.
+let tracker: UpdateTracker | undefined;
 
 /** The phase the update in this run is in now, passing ones included: for the phase metrics. */
 export function livePhase(): UpdatePhase | undefined {
-  return currentPhase;
+  return tracker?.status.phase;
 }
+
 export type OperatorWay = 'retry' | 'useTransaction';
 /** `verified`: already checked on chain against the registration this change needs. */
 export type OperatorAction = { kind: 'retry' } | { kind: 'useTransaction'; hash: string; verified?: MinedTx } | { kind: 'resolved' };
@@ -135,7 +136,7 @@ export class UpdateTracker {
       ...(opts.requestId ? [{ key: RequestIdAttribute, value: opts.requestId }] : []),
     ]);
     this.shownPhase = this.status.phase;
-    currentPhase = this.status.phase;
+    tracker = this;
   }
 
   enter(phase: UpdatePhase): void {
@@ -145,9 +146,7 @@ export class UpdateTracker {
       this.phaseStarted = now;
     }
     this.status.phase = phase;
-    currentPhase = phase;
-    if (!this.compact) upsertSearchAttributes([{ key: UpdatePhaseAttribute, value: phase }]);
-    else if (this.shows(phase)) {
+    if (!this.compact || this.shows(phase)) {
       upsertSearchAttributes([{ key: UpdatePhaseAttribute, value: phase }]);
       this.shownPhase = phase;
     }
