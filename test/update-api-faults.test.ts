@@ -27,8 +27,11 @@ test("467 three times (the API's RPC lags), then phase 2 succeeds", async () => 
 });
 
 test('466 (hash expired before phase 2): phase 1 again, the registration is reused', async () => {
-  // Shorter than registration plus confirmations take at 1 s blocks, longer than the retry path.
+  // The TTL is longer than the second round's path (phase 1, the registration found, phase 2) but
+  // shorter than the first round's: the confirmation block (1 s) plus one 467 and its 1 s wait.
+  // Without the 467 a registration mined at once could beat the TTL, and no 466 would come.
   const cvm = await setup.h.newCvm({ kms: 'onchain', appId: setup.h.appId(true), allowedEnvs: ['A'], pendingTtlMs: 1500 });
+  await setup.h.sim.addFaults({ phase2Lag: [{ cvmId: cvm.id, calls: 1 }] });
   const env = { A: 'a', [newKey()]: randomBytes(8).toString('hex') };
   const { handle } = await startEnvUpdate(setup.h.client, { cvmId: cvm.id, env }, { taskQueue: setup.h.taskQueue });
   const result = await awaitEnvUpdate(handle);
