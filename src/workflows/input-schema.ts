@@ -1,13 +1,14 @@
 /**
  * The one check of an env update's input. The update workflow runs it first thing (a start from
  * the Temporal UI or another client skips `startEnvUpdate`), the client runs it before starting
- * anything, and the CLI before it connects. Workflow-safe: zod and pure code only.
+ * anything, and the CLI before it connects. Workflow-safe: pure code only. Not zod: every field
+ * has its own message (zod's defaults would quote the received value), so zod added nothing but
+ * its own evaluation in each workflow's context, about half of the workflow bundle.
  *
  * Every problem names its field; env values are never shown (keys only when they are valid names,
  * see env-validation.ts). The total encoded size of a change is budgeted elsewhere; only the API's
  * documented env limits are checked here.
  */
-import { z } from 'zod';
 import { ENV_KEY_PATTERN, EnvValidationError, MAX_ENV_ITEMS, validateEnvVars } from '../phala/env-validation.ts';
 import type { ComposeHashPolicy, EnvVar, UpdateEnvInput } from './definitions.ts';
 
@@ -159,18 +160,17 @@ function allowedKeysOf(allowed: unknown, envKeys: string[], problems: InputProbl
 }
 
 /**
- * The schema itself. Fields are checked one by one so that every problem is reported, each with
- * our own message: zod's defaults would quote the received value.
+ * Checks an update's input; never throws on any input. Fields are checked one by one so that
+ * every problem is reported.
  */
-export const updateEnvInputSchema = z.unknown().transform((input, ctx): CheckedUpdateInput => {
+export function checkUpdateEnvInput(input: unknown): InputCheck {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return { ok: false, problems: [{ field: '', message: 'the input must be an object {cvmId, env, ...}' }] };
+  }
   const problems: InputProblem[] = [];
   const report = (field: string, message: string | undefined) => {
     if (message !== undefined) problems.push({ field, message });
   };
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    ctx.addIssue({ code: 'custom', path: [], message: 'the input must be an object {cvmId, env, ...}' });
-    return z.NEVER;
-  }
   const raw = input as Record<string, unknown>;
   const unknown = Object.keys(raw).filter((k) => !(KNOWN_FIELDS as readonly string[]).includes(k));
   for (const k of unknown.slice(0, 5)) {
@@ -192,27 +192,19 @@ export const updateEnvInputSchema = z.unknown().transform((input, ctx): CheckedU
     if (problems.length === before) envKeys = env.map((e) => e.key);
   }
   if (raw.allowedKeys !== undefined && envKeys) envKeys = allowedKeysOf(raw.allowedKeys, envKeys, problems);
-  for (const p of problems) ctx.addIssue({ code: 'custom', path: p.field === '' ? [] : [p.field], message: p.message });
-  if (problems.length > 0 || !env || !envKeys) return z.NEVER;
+  if (problems.length > 0 || !env || !envKeys) return { ok: false, problems };
   return {
-    cvmId: raw.cvmId as string,
-    env,
-    envKeys,
-    ...(raw.allowedKeys !== undefined ? { allowedKeys: raw.allowedKeys as string[] } : {}),
-    ...(raw.confirmations !== undefined ? { confirmations: raw.confirmations as number } : {}),
-    ...(raw.composeHashPolicy !== undefined ? { composeHashPolicy: raw.composeHashPolicy as ComposeHashPolicy } : {}),
-    ...(raw.waitForApplied !== undefined ? { waitForApplied: raw.waitForApplied as boolean } : {}),
-    ...(raw.requestId !== undefined ? { requestId: raw.requestId as string } : {}),
-  };
-});
-
-/** Checks an update's input; never throws on any input. */
-export function checkUpdateEnvInput(input: unknown): InputCheck {
-  const parsed = updateEnvInputSchema.safeParse(input);
-  if (parsed.success) return { ok: true, value: parsed.data };
-  return {
-    ok: false,
-    problems: parsed.error.issues.map((i) => ({ field: i.path.map(String).join('.'), message: i.message })),
+    ok: true,
+    value: {
+      cvmId: raw.cvmId as string,
+      env,
+      envKeys,
+      ...(raw.allowedKeys !== undefined ? { allowedKeys: raw.allowedKeys as string[] } : {}),
+      ...(raw.confirmations !== undefined ? { confirmations: raw.confirmations as number } : {}),
+      ...(raw.composeHashPolicy !== undefined ? { composeHashPolicy: raw.composeHashPolicy as ComposeHashPolicy } : {}),
+      ...(raw.waitForApplied !== undefined ? { waitForApplied: raw.waitForApplied as boolean } : {}),
+      ...(raw.requestId !== undefined ? { requestId: raw.requestId as string } : {}),
+    },
   };
 }
 
