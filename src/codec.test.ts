@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { gcm as nobleGcm } from '@noble/ciphers/aes.js';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,6 +94,27 @@ describe('AesGcmPayloadCodec', () => {
     }
     assert.equal(containsBytes(encoded[0]!.data!, SECRET), false);
     assert.equal(containsBytes(encoded[0]!.data!, 'postgres://'), false);
+  });
+
+  it('writes the documented wire format: another AES-GCM implementation reads ours, and ours reads its', async () => {
+    // noble's AES-GCM stands in for any reader of the format (and wrote the histories recorded
+    // before the codec moved to node:crypto): nonce(12) ‖ ciphertext ‖ tag(16), key id as AAD.
+    const { spec, key } = keySpec('k-compat');
+    const codec = codecFor(spec);
+    const aad = text.encode('k-compat');
+    for (const original of samplePayloads()) {
+      const [ours] = await codec.encode([original]);
+      const inner = nobleGcm(key, ours!.data!.subarray(0, 12), aad).decrypt(ours!.data!.subarray(12));
+      assertSamePayload(proto.temporal.api.common.v1.Payload.decode(inner), original);
+
+      const nonce = randomBytes(12);
+      const sealed = nobleGcm(key, nonce, aad).encrypt(proto.temporal.api.common.v1.Payload.encode(original).finish());
+      const theirs: Payload = {
+        metadata: { encoding: text.encode(ENCRYPTED_ENCODING), [KEY_ID_METADATA]: aad },
+        data: Buffer.concat([nonce, sealed]),
+      };
+      assertSamePayload((await codec.decode([theirs]))[0]!, original);
+    }
   });
 
   it('uses a fresh nonce for every payload', async () => {

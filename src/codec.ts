@@ -18,8 +18,7 @@
  * entry encrypts; every entry decrypts, which is how keys are rotated: put the new
  * key first and keep the old ones until no history that needs them is retained.
  */
-import { gcm } from '@noble/ciphers/aes.js';
-import { randomBytes } from '@noble/ciphers/utils.js';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
 // A dependency of @temporalio/common (pinned to the same version), so the
 // protobuf encoding here is exactly the one the SDK itself writes.
@@ -199,11 +198,13 @@ function carriesNothing(payload: Payload): boolean {
 }
 
 /**
- * AES-256-GCM PayloadCodec with key ids. Keys are held in a private field so that
- * inspecting or logging the codec never prints them.
+ * AES-256-GCM PayloadCodec with key ids. Keys are held in a private field, as KeyObjects, so
+ * that inspecting or logging the codec never prints them. Node's own AES-GCM (OpenSSL) rather
+ * than noble's: every payload of every task passes through here, on the worker's main thread,
+ * and OpenSSL's takes about a quarter of the time per payload.
  */
 export class AesGcmPayloadCodec implements PayloadCodec {
-  readonly #keys: Map<string, Uint8Array>;
+  readonly #keys: Map<string, KeyObject>;
   readonly #encryptionKeyId: string;
   readonly #acceptUnencrypted: boolean;
 
@@ -211,7 +212,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
     validateKeys(keys);
     this.#acceptUnencrypted = options.acceptUnencrypted === true;
     // Copies, so a caller zeroing or reusing its buffers cannot change our keys.
-    this.#keys = new Map(keys.map((k) => [k.id, Uint8Array.from(k.key)]));
+    this.#keys = new Map(keys.map((k) => [k.id, createSecretKey(Uint8Array.from(k.key))]));
     this.#encryptionKeyId = keys[0]!.id;
   }
 
@@ -234,10 +235,8 @@ export class AesGcmPayloadCodec implements PayloadCodec {
       // A fresh random 96-bit nonce per payload; with one key the collision bound
       // stays negligible far beyond any realistic number of payloads (~2^32).
       const nonce = randomBytes(NONCE_BYTES);
-      const sealed = gcm(key, nonce, aad).encrypt(plaintext);
-      const data = new Uint8Array(NONCE_BYTES + sealed.length);
-      data.set(nonce, 0);
-      data.set(sealed, NONCE_BYTES);
+      const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES }).setAAD(aad);
+      const data = new Uint8Array(Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]));
       return {
         metadata: {
           encoding: ENCRYPTED_ENCODING_BYTES.slice(),
@@ -282,7 +281,10 @@ export class AesGcmPayloadCodec implements PayloadCodec {
     }
     let plaintext: Uint8Array;
     try {
-      plaintext = gcm(key, data.subarray(0, NONCE_BYTES), utf8.encode(keyId)).decrypt(data.subarray(NONCE_BYTES));
+      const decipher = createDecipheriv('aes-256-gcm', key, data.subarray(0, NONCE_BYTES), { authTagLength: TAG_BYTES })
+        .setAAD(utf8.encode(keyId))
+        .setAuthTag(data.subarray(data.length - TAG_BYTES));
+      plaintext = Buffer.concat([decipher.update(data.subarray(NONCE_BYTES, data.length - TAG_BYTES)), decipher.final()]);
     } catch {
       // The cause is dropped on purpose: a library error could one day quote its inputs.
       throw new PayloadDecryptionError(
@@ -304,7 +306,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
 /**
  * Module exporting the failure converter. It must be a path, not an instance:
  * the SDK loads it inside the workflow sandbox bundle as well as in the client
- * and worker. It is a separate file so that noble and this codec stay out of the
+ * and worker. It is a separate file so that node:crypto and this codec stay out of the
  * workflow bundle.
  */
 export const failureConverterPath = siblingModule(import.meta.url, './codec-failure-converter');
