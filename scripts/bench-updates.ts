@@ -2,6 +2,7 @@
 // fleet through the official SDK, and memory, on a throwaway local stack (Temporal dev server,
 // anvil, Phala Cloud simulator) with the worker in a child process. Progress goes to stderr;
 // stdout carries the tables and, last, one JSON line with every figure.
+import { availableParallelism } from 'node:os';
 import { buildDist } from '../src/dev/build-dist.ts';
 import type { Hex } from 'viem';
 import { getEnvUpdateStatus } from '../src/client.ts';
@@ -18,6 +19,7 @@ import { workflowIdForCvm } from '../src/workflows/definitions.ts';
 import { signerWorkflowId } from '../src/workflows/signer-manager/definitions.ts';
 import { BenchUsageError, parseBenchOptions, USAGE, type BenchOptions } from './bench/options.ts';
 import { readProcessMemory, resetPeak } from './bench/process-memory.ts';
+import { cpuSecondsBetween, cpuTable, processRole, processTreeCpu } from './bench/process-cpu.ts';
 import { floorTable, scenarioFigures, sideBySide, type ScenarioFigures } from './bench/report.ts';
 import {
   composeHashAddedCounts,
@@ -174,6 +176,8 @@ async function main(): Promise<number> {
     // ---- 3. fleet and baseline -------------------------------------------------------------
     let fleet: ScenarioFigures | undefined;
     let fleetProfile: HistoryProfile | undefined;
+    let fleetCpu: Record<string, number> | undefined;
+    let baselineCpu: Record<string, number> | undefined;
     let managerProfile: HistoryProfile | undefined;
     let baseline: ScenarioFigures | undefined;
     let floor: Floor | undefined;
@@ -200,6 +204,7 @@ async function main(): Promise<number> {
       progress(`  ${ms(singleMs)} ms (floor ${ms(floor.floorMs)} ms)`);
 
       progress(`fleet: ${opts.apps} apps × ${opts.cvmsPerApp} CVMs = ${opts.apps * opts.cvmsPerApp} updates at once through the service…`);
+      const cpuBeforeFleet = processTreeCpu();
       const fleetRun = await step(
         runFleetThroughService(ctx, fleetApps, {
           rpcUrl,
@@ -208,6 +213,7 @@ async function main(): Promise<number> {
           progress,
         }),
       );
+      fleetCpu = cpuSecondsBetween(cpuBeforeFleet, processTreeCpu(), processRole(worker.pid));
       fleet = scenarioFigures(fleetRun, singleMs, fleetApps.length);
       progress(`  ${fleet.succeeded}/${fleet.updates} succeeded in ${ms(fleet.wallMs)} ms`);
       fleetProfile = await step(
@@ -231,6 +237,7 @@ async function main(): Promise<number> {
           confirmations,
         };
         const from = await step(chainClient(rpcUrl).getBlockNumber({ cacheTime: 0 }));
+        const cpuBeforeBaseline = processTreeCpu();
         const output = await step(
           runBaselineProcess(
             {
@@ -242,6 +249,7 @@ async function main(): Promise<number> {
             interrupt.signal,
           ),
         );
+        baselineCpu = cpuSecondsBetween(cpuBeforeBaseline, processTreeCpu(), processRole(worker.pid));
         const to = await step(chainClient(rpcUrl).getBlockNumber({ cacheTime: 0 }));
         const registrations = await step(
           registrationsMined(
@@ -313,6 +321,11 @@ async function main(): Promise<number> {
       out("6. Where the fleet's time went (from the histories; the manager's is its last run)");
       for (const l of table(['', 'update workflows', 'signer manager'], profileTable(fleetProfile, managerProfile))) out(`  ${l}`);
     }
+    if (fleetCpu && fleet) {
+      out();
+      out(`7. CPU spent while the fleet ran, in core seconds (this machine has ${availableParallelism()} cores)`);
+      for (const l of table(['', 'durable-cvm-envs', 'baseline'], cpuTable(fleetCpu, baselineCpu, fleet, baseline))) out(`  ${l}`);
+    }
 
     const summary = {
       options: {
@@ -333,6 +346,8 @@ async function main(): Promise<number> {
             fleetProfile: { updates: profileFigures(fleetProfile), ...(managerProfile ? { manager: profileFigures(managerProfile) } : {}) },
           }
         : {}),
+      ...(fleetCpu ? { fleetCpuSeconds: fleetCpu } : {}),
+      ...(baselineCpu ? { baselineCpuSeconds: baselineCpu } : {}),
       ...(floor && single
         ? {
             floor: {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BenchUsageError, MAX_FLEET_UPDATES, parseBenchOptions } from '../scripts/bench/options.ts';
+import { cpuSecondsBetween, processRole, processTreeCpu } from '../scripts/bench/process-cpu.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 
@@ -93,6 +94,22 @@ describe('bench options', () => {
   });
 });
 
+test("CPU accounting: a busy child's core seconds land under its part, the bench's own under the bench", async () => {
+  const before = processTreeCpu();
+  const child = spawn(process.execPath, ['-e', 'const end = Date.now() + 400; while (Date.now() < end);'], { stdio: 'ignore' });
+  // Read while the child still exists: a reaped child is gone from /proc.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const during = processTreeCpu();
+  assert.ok(during.has(child.pid!), 'the child is in the tree');
+  const spent = cpuSecondsBetween(before, during, processRole(child.pid!));
+  await new Promise((resolve) => child.on('exit', resolve));
+  assert.ok(spent.worker! >= 0.1, `the busy child counted as the worker: ${JSON.stringify(spent)}`);
+  assert.equal(spent.baseline, undefined, 'nothing else was labelled a node process of its own');
+  // Once it has exited and been waited for, its time is the parent's reaped time: the bench's is the baseline's.
+  const reaped = cpuSecondsBetween(before, processTreeCpu(), processRole(-1));
+  assert.ok(reaped.baseline! >= 0.3, `an exited child of the bench counts as the baseline: ${JSON.stringify(reaped)}`);
+});
+
 test('a 2 × 2 fleet run: the JSON line has the fleet and baseline figures and every update succeeded', { timeout: 240_000 }, async () => {
   const child = spawn(
     process.execPath,
@@ -158,6 +175,11 @@ test('a 2 × 2 fleet run: the JSON line has the fleet and baseline figures and e
     assert.ok((profile.updates![f] as number) > 0, `fleetProfile.updates.${f} is counted (${JSON.stringify(profile.updates![f])})`);
   assert.ok((profile.manager!.eventsPerWorkflow as number) > 0, 'the signer manager is profiled');
   assert.match(stdout, /Where the fleet's time went/);
+  // The CPU each part spent: the worker and the server during the fleet, the SDK's process during the baseline.
+  const cpu = summary.fleetCpuSeconds as unknown as Record<string, number>;
+  assert.ok(cpu.worker! > 0 && cpu['Temporal server']! > 0, `fleetCpuSeconds: ${JSON.stringify(cpu)}`);
+  assert.ok((summary.baselineCpuSeconds as unknown as Record<string, number>).baseline! > 0, JSON.stringify(summary.baselineCpuSeconds));
+  assert.match(stdout, /CPU spent while the fleet ran/);
   const floor = summary.floor!;
   for (const f of [
     'floorMs',
