@@ -1,8 +1,8 @@
 // Registration waits that last days, on the time-skipping test server with stub activities:
 // an owner who signs four days later, a chain that stalls under a registration for three days,
-// and a signer manager that answers only after ten. Every run's history stays under the
-// budget, the change continues as new without its plaintext env, and phase 2 sends the
-// ciphertext phase 1 sent with the registration that finally came.
+// a signer manager that answers only after ten, and its answers landing out of order. Every
+// run's history stays under the budget, the change continues as new without its plaintext env,
+// and phase 2 sends the ciphertext phase 1 sent with the registration that finally came.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
@@ -294,4 +294,25 @@ test("the signer manager's re-ask backs off to 30 min and continues as new with 
   assert.ok(asks.length < DAYS * 50, `${asks.length} asks in ${DAYS} days (every 2 min would be ${DAYS * 720})`);
   assert.equal(askAgainAfter(1), 2 * MINUTE_MS);
   assert.equal(askAgainAfter(40), 30 * MINUTE_MS);
+});
+
+test('a `mined` answer landing after `confirmed` does not hold the change until it asks again', { timeout: 120_000 }, async () => {
+  // The manager sends its answers without waiting for each to land, and the server does not keep
+  // their order: a late intermediate answer must not replace the final one.
+  let workflowId = '';
+  const r = await runChange(
+    {
+      preflight: { signerIsOwner: true },
+      requestRegistration: async () => {
+        const handle = env.client.workflow.getHandle(workflowId);
+        await handle.signal(registrationNoticeSignal, { appId: APP, composeHash: HASH, state: 'confirmed', tx: OURS_TX, confirmations: 2 });
+        await handle.signal(registrationNoticeSignal, { appId: APP, composeHash: HASH, state: 'mined', tx: OURS_TX });
+      },
+    },
+    (id) => (workflowId = id),
+  );
+  assert.equal(r.calls.requestRegistration, 1, 'asked once: the confirmed answer was kept');
+  assert.equal(r.runs.length, 1);
+  assert.equal(r.result.transactionHash, OURS_TX.hash);
+  assert.equal(r.submits[1]!.transactionHash, OURS_TX.hash);
 });

@@ -51,6 +51,17 @@ export type RegistrationAnswer =
   /** This run's history is long: the caller continues as new and asks again from `asked`. */
   | { kind: 'continue'; asked: number };
 
+/**
+ * Since 'ordered-notices': an intermediate answer that lands after a final one is not taken
+ * as the latest. The manager no longer waits for one answer to land before sending the next
+ * (since 'quiet-notices'), and the server delivers signals from one workflow to another in no
+ * guaranteed order: a `mined` landing after `confirmed` left the update waiting in
+ * `confirming` until it asked again, two minutes later (seen once in a 200-update fleet).
+ */
+const ORDERED_NOTICES_PATCH = 'ordered-notices';
+
+const isFinal = (n: RegistrationNotice | undefined) => n?.state === 'confirmed' || n?.state === 'already_allowed' || n?.state === 'failed';
+
 export class ManagedRegistration {
   private readonly latest = new Map<string, RegistrationNotice>();
   private outstanding: RegistrationAsk | undefined;
@@ -67,12 +78,13 @@ export class ManagedRegistration {
         return;
       }
       const key = registrationKey(n.appId, n.composeHash);
-      this.latest.set(key, n);
+      const late = isFinal(this.latest.get(key)) && !isFinal(n) && since(ORDERED_NOTICES_PATCH);
+      if (!late) this.latest.set(key, n);
       const status = this.tracker.status;
       // A quiet manager may answer `confirmed` (or `mined`) first: that answer carries the signing.
       const sent = n.state === 'sent' ? n.tx : n.state === 'mined' || n.state === 'confirmed' ? n.sent : undefined;
       if (sent && !status.sentTransactions.some((t) => t.hash === sent.hash)) status.sentTransactions.push(sent);
-      if (n.state === 'mined' || n.state === 'confirmed') {
+      if (!late && (n.state === 'mined' || n.state === 'confirmed')) {
         status.transactionHash = n.tx.hash;
         status.blockNumber = n.tx.blockNumber;
       }
@@ -91,7 +103,7 @@ export class ManagedRegistration {
     this.outstanding = ask;
     const final = () => {
       const n = this.latest.get(key);
-      return n && (n.state === 'confirmed' || n.state === 'already_allowed' || n.state === 'failed') ? n : undefined;
+      return isFinal(n) ? n : undefined;
     };
     for (;;) {
       asked++;

@@ -5,13 +5,11 @@
 // (their replays and their continuations of old runs) ask each patch as they always did.
 import { patched } from '@temporalio/workflow';
 
-export const UPDATE_BASELINE_PATCH = 'update-baseline-1';
-
 /**
- * The patches the baseline stands for. A patch added after it is asked with `patched` as
- * usual, and joins a later baseline.
+ * The patches the first baseline stands for. A patch added after a baseline is asked with
+ * `patched` as usual by runs under that baseline, and joins the next baseline.
  */
-export const BASELINE_COVERS = [
+const BASELINE_1 = [
   'signer-manager',
   'owner-watch',
   'payload-budget',
@@ -26,22 +24,34 @@ export const BASELINE_COVERS = [
   'local-reads',
 ] as const;
 
-export type BaselinePatch = (typeof BASELINE_COVERS)[number];
+/** Baselines, newest first; a new run takes the newest, and each covers all before it. */
+const BASELINES = [
+  { id: 'update-baseline-2', covers: [...BASELINE_1, 'ordered-notices'] },
+  { id: 'update-baseline-1', covers: BASELINE_1 },
+] as const;
+
+/** The baseline new runs begin under. */
+export const UPDATE_BASELINE_PATCH = BASELINES[0].id;
+/** Every baseline, for readers of recorded histories. */
+export const UPDATE_BASELINE_PATCHES: readonly string[] = BASELINES.map((b) => b.id);
+
+export type BaselinePatch = (typeof BASELINES)[0]['covers'][number];
 
 // Module state is per workflow run: each run of the workflow sandbox loads its own modules.
-let baseline: boolean | undefined;
+let covered: ReadonlySet<string> | undefined;
 
 /**
- * Decides, first thing in a run, whether it began under the baseline. Asked once and kept:
+ * Decides, first thing in a run, which baseline it began under, if any. Asked once and kept:
  * the answer must not change within a run (an old run would otherwise switch on every patch
- * halfway through when it replays past its last recorded event).
+ * halfway through when it replays past its last recorded event). A new run records the newest
+ * baseline's marker only; a replayed run finds the marker it recorded.
  */
 export function beginPatches(): boolean {
-  baseline ??= patched(UPDATE_BASELINE_PATCH);
-  return baseline;
+  covered ??= new Set<string>(BASELINES.find((b) => patched(b.id))?.covers ?? []);
+  return covered.size > 0;
 }
 
-/** `patched(id)`, answered by the baseline in runs that began under it. */
+/** `patched(id)`, answered by the baseline in runs that began under one covering it. */
 export function since(id: BaselinePatch): boolean {
-  return baseline === true || patched(id);
+  return covered?.has(id) === true || patched(id);
 }
