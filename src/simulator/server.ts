@@ -104,7 +104,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
     seed = readSeedFile(opts.seedPath);
     seeded = applySeed(ws, seed);
   }
-  ws.save();
+  ws.flush();
 
   const rpcUrl = opts.rpcUrl ?? null;
   const verifier = rpcUrl === null ? null : new ChainVerifier({ rpcUrl });
@@ -348,6 +348,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      ws.flush();
     },
   };
 }
