@@ -54,6 +54,9 @@ export function processTreeCpu(root = process.pid): Map<number, ProcStat> {
   return tree;
 }
 
+/** Names a process's own CPU time, or (`reaped`) that of its exited children, in a snapshot's tree. */
+export type ProcessLabel = (p: ProcStat, tree: Map<number, ProcStat>, reaped: boolean) => string;
+
 /**
  * Core seconds each process spent between two snapshots, under the names `label` gives them
  * (processes with the same label add up); processes that used none are left out. A child that
@@ -62,18 +65,19 @@ export function processTreeCpu(root = process.pid): Map<number, ProcStat> {
 export function cpuSecondsBetween(
   before: Map<number, ProcStat>,
   after: Map<number, ProcStat>,
-  label: (p: ProcStat, tree: Map<number, ProcStat>, reaped: boolean) => string,
+  label: ProcessLabel,
 ): Record<string, number> {
-  const out: Record<string, number> = {};
+  const spentMs: Record<string, number> = {};
   const add = (key: string, ms: number) => {
-    if (ms > 0) out[key] = Math.round(((out[key] ?? 0) + ms / 1000) * 10) / 10;
+    if (ms > 0) spentMs[key] = (spentMs[key] ?? 0) + ms;
   };
   for (const [pid, end] of after) {
     const start = before.get(pid);
     add(label(end, after, false), end.cpuMs - (start?.cpuMs ?? 0));
     add(label(end, after, true), end.reapedMs - (start?.reapedMs ?? 0));
   }
-  return out;
+  // Rounded once, to a tenth of a second, after the sums.
+  return Object.fromEntries(Object.entries(spentMs).map(([key, ms]) => [key, Math.round(ms / 100) / 10]));
 }
 
 /**
@@ -81,7 +85,7 @@ export function cpuSecondsBetween(
  * Temporal server, the chain, the bench itself (client, simulator, block watcher) and, while
  * it runs, the baseline's process.
  */
-export function processRole(workerPid: number): (p: ProcStat, tree: Map<number, ProcStat>, reaped: boolean) => string {
+export function processRole(workerPid: number): ProcessLabel {
   return (p, tree, reaped) => {
     for (let at: ProcStat | undefined = p; at; at = tree.get(at.ppid)) if (at.pid === workerPid) return 'worker';
     // The bench's children that came and went: the baseline's process (its SDK and viem).
