@@ -60,7 +60,8 @@ export type RegistrationAnswer =
  */
 const ORDERED_NOTICES_PATCH = 'ordered-notices';
 
-const isFinal = (n: RegistrationNotice | undefined) => n?.state === 'confirmed' || n?.state === 'already_allowed' || n?.state === 'failed';
+const isFinalNotice = (n: RegistrationNotice | undefined) =>
+  n?.state === 'confirmed' || n?.state === 'already_allowed' || n?.state === 'failed';
 
 export class ManagedRegistration {
   private readonly latest = new Map<string, RegistrationNotice>();
@@ -78,7 +79,7 @@ export class ManagedRegistration {
         return;
       }
       const key = registrationKey(n.appId, n.composeHash);
-      const late = isFinal(this.latest.get(key)) && !isFinal(n) && since(ORDERED_NOTICES_PATCH);
+      const late = isFinalNotice(this.latest.get(key)) && !isFinalNotice(n) && since(ORDERED_NOTICES_PATCH);
       if (!late) this.latest.set(key, n);
       const status = this.tracker.status;
       // A quiet manager may answer `confirmed` (or `mined`) first: that answer carries the signing.
@@ -103,7 +104,7 @@ export class ManagedRegistration {
     this.outstanding = ask;
     const final = () => {
       const n = this.latest.get(key);
-      return isFinal(n) ? n : undefined;
+      return isFinalNotice(n) ? n : undefined;
     };
     for (;;) {
       asked++;
